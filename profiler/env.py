@@ -1,0 +1,81 @@
+"""Facts about the machine and software a measurement ran on (the `env_*` columns)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import platform
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@functools.cache
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@functools.cache
+def git_state() -> tuple[str | None, bool | None]:
+    """Commit and dirty flag of the harness's own checkout (None outside a git tree)."""
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(_REPO), *args], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        return commit, dirty
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def host() -> dict[str, Any]:
+    """What can be known without starting JAX (the sweep driver uses this)."""
+    commit, dirty = git_state()
+    return {
+        "env_hostname": socket.gethostname(),
+        "env_cpu_model": cpu_model(),
+        "env_cpu_count": os.cpu_count(),
+        "env_python": platform.python_version(),
+        "env_platform": platform.platform(),
+        "env_git_commit": commit,
+        "env_git_dirty": dirty,
+        "env_xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "env_time_utc": utc_now(),
+    }
+
+
+def jax_env() -> dict[str, Any]:
+    """Versions, backend and devices, as seen by a process that measures."""
+    import flax
+    import jax
+    import jaxlib
+
+    devices = jax.devices()
+    cache_dir = jax.config.jax_compilation_cache_dir
+    return {
+        **host(),
+        "env_jax_version": jax.__version__,
+        "env_jaxlib_version": jaxlib.__version__,
+        "env_flax_version": flax.__version__,
+        "env_backend": jax.default_backend(),
+        "env_device_kind": devices[0].device_kind,
+        "env_device_count": len(devices),
+        "env_persistent_cache": bool(jax.config.jax_enable_compilation_cache and cache_dir),
+    }

@@ -1,0 +1,156 @@
+"""Measure one program: JAX's own stages, XLA's analyses, and (optionally) running it.
+
+This module knows nothing about grids, processes or files: it takes a `Program` and
+returns a flat dict of metrics whose keys are `Record` columns.
+"""
+
+from __future__ import annotations
+
+import re
+import resource
+import statistics
+import time
+from collections import defaultdict
+from typing import Any
+
+import jax
+import jax.extend.core
+
+from profiler.workloads import Program
+
+# JAX reports its own stage durations through jax.monitoring. They cross-check our
+# wall-clock timings; nested compilations (e.g. a scan body traced inside the outer
+# trace) emit their own events, so the outermost (longest) one per stage is kept.
+_EVENTS = {
+    "/jax/core/compile/jaxpr_trace_duration": "time_event_trace_s",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration": "time_event_lower_s",
+    "/jax/core/compile/backend_compile_duration": "time_event_compile_s",
+}
+_recorded: dict[str, float] | None = None
+
+
+def _on_event(event: str, duration: float, **_: Any) -> None:
+    if _recorded is not None and event in _EVENTS:
+        column = _EVENTS[event]
+        _recorded[column] = max(_recorded.get(column, 0.0), duration)
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_event)
+
+
+def measure(program: Program, *, run: bool = False, steps: int = 5) -> dict[str, Any]:
+    """Trace, lower and compile `program` once, cold for this process, and analyse it."""
+    global _recorded
+    jax.devices()  # start the backend now so its start-up is not billed to a stage
+    jitted = jax.jit(program.fn, donate_argnums=program.donate_argnums, **program.jit_kwargs)
+
+    _recorded = {}
+    try:
+        t0 = time.perf_counter()
+        traced = jitted.trace(*program.args)
+        t1 = time.perf_counter()
+        lowered = traced.lower()
+        t2 = time.perf_counter()
+        compiled = lowered.compile()
+        t3 = time.perf_counter()
+        events = dict(_recorded)
+    finally:
+        _recorded = None
+
+    metrics: dict[str, Any] = {
+        "time_trace_s": t1 - t0,
+        "time_lower_s": t2 - t1,
+        "time_compile_s": t3 - t2,
+        **events,
+        **program_sizes(traced.jaxpr, lowered.as_text(), compiled.as_text()),
+        **xla_cost(compiled),
+        **xla_memory(compiled),
+        **program.info,
+    }
+    if run:
+        metrics.update(run_compiled(compiled, program, steps))
+    metrics["mem_host_rss_peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return metrics
+
+
+def count_eqns(jaxpr: Any) -> int:
+    """Equations of a jaxpr including those of nested jaxprs (scan bodies, remat, pjit),
+    each nested body counted once, as it appears in the program."""
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    total = len(jaxpr.eqns)
+    for eqn in jaxpr.eqns:
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            total += count_eqns(sub)
+    return total
+
+
+# An HLO instruction line: `[ROOT ]%name = type opcode(operands)...`.
+_HLO_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.\-]+\s*=\s*.*?\s([a-z][\w\-]*)\(", re.M)
+# A StableHLO/MLIR operation line: `[%results = ]dialect.op ...` or `"dialect.op"(...)`.
+_MLIR_OP = re.compile(r"^\s*(?:%[^=]+=\s*)?\"?([a-z_]+\.[a-z_.]+)", re.M)
+
+
+def program_sizes(jaxpr: Any, stablehlo: str, hlo: str) -> dict[str, int]:
+    opcodes = _HLO_INSTRUCTION.findall(hlo)
+    return {
+        "size_jaxpr_eqns": count_eqns(jaxpr),
+        "size_stablehlo_bytes": len(stablehlo.encode()),
+        "size_stablehlo_ops": len(_MLIR_OP.findall(stablehlo)),
+        "size_hlo_bytes": len(hlo.encode()),
+        "size_hlo_instructions": len(opcodes),
+        "size_hlo_while_loops": opcodes.count("while"),
+    }
+
+
+def xla_cost(compiled: Any) -> dict[str, float | None]:
+    """XLA's `cost_analysis()` exactly as reported (loop bodies counted once)."""
+    cost = compiled.cost_analysis()
+    if isinstance(cost, list | tuple):  # older jaxlibs: one dict per computation
+        cost = cost[0] if cost else {}
+    cost = cost or {}
+    return {
+        "cost_xla_flops": cost.get("flops"),
+        "cost_xla_transcendentals": cost.get("transcendentals"),
+        "cost_xla_bytes_accessed": cost.get("bytes accessed"),
+        "cost_xla_optimal_seconds": cost.get("optimal_seconds"),
+    }
+
+
+def xla_memory(compiled: Any) -> dict[str, int | None]:
+    stats = compiled.memory_analysis()
+    if stats is None:
+        return {}
+
+    def get(name: str) -> int | None:
+        value = getattr(stats, name, None)
+        return None if value is None else int(value)
+
+    return {
+        "mem_argument_bytes": get("argument_size_in_bytes"),
+        "mem_output_bytes": get("output_size_in_bytes"),
+        "mem_alias_bytes": get("alias_size_in_bytes"),
+        "mem_temp_bytes": get("temp_size_in_bytes"),
+        "mem_generated_code_bytes": get("generated_code_size_in_bytes"),
+        "mem_xla_peak_bytes": get("peak_memory_in_bytes"),
+    }
+
+
+def run_compiled(compiled: Any, program: Program, steps: int) -> dict[str, Any]:
+    """Execute the compiled program: the first call, then `steps` steady-state calls."""
+    args = program.make_args()
+    jax.block_until_ready(args)
+    samples = []
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(compiled(*args))
+        samples.append(time.perf_counter() - t0)
+        if program.next_args is not None:
+            args = program.next_args(args, out)
+        del out
+        if i == 0:
+            first = samples.pop()
+    return {
+        "time_first_call_s": first,
+        "time_step_median_s": statistics.median(samples),
+        "time_step_samples_s": samples,
+    }

@@ -1,0 +1,156 @@
+"""The record: one flat row per (point, phase, repeat). Its columns are the Parquet schema.
+
+Prefixes: `run_` identity and outcome, `cfg_` configuration, `time_` seconds, `size_`
+program sizes, `cost_` FLOPs/bytes, `mem_` bytes, `env_` environment. Units are in the
+names. XLA's raw numbers keep their own columns (`cost_xla_*`, `mem_xla_*`).
+
+Schema history (bump SCHEMA_VERSION on any change to names, types or meanings):
+  1  first version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from profiler.spec import Point
+
+SCHEMA_VERSION = 1
+
+_ARROW = {
+    "str": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "floats": pa.list_(pa.float64()),
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # a key of _ARROW
+    unit: str
+    doc: str
+
+
+def _column_type(annotation: Any) -> str:
+    """Column type of a Point field: `int | None` is int, `Literal["a"]` is str."""
+    if typing.get_origin(annotation) is typing.Literal:
+        annotation = type(typing.get_args(annotation)[0])
+    elif typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    return {int: "int", bool: "bool", float: "float"}.get(annotation, "str")
+
+
+def _cfg_columns() -> list[Column]:
+    return [
+        Column(f"cfg_{name}", _column_type(f.annotation), "", f.description or "")
+        for name, f in Point.model_fields.items()
+    ]
+
+
+COLUMNS: tuple[Column, ...] = (
+    # identity and outcome
+    Column("run_schema_version", "int", "", "Version of this schema (see profiler/record.py)."),
+    Column("run_id", "str", "", "Id of the sweep invocation that wrote the row."),
+    Column("run_sweep", "str", "", "Name of the sweep (spec key `name`)."),
+    Column("run_point_id", "str", "", "Hash of the point's configuration (the cfg_ columns)."),
+    Column("run_repeat", "int", "", "Repeat index, 0-based; each repeat is a fresh process."),
+    Column("run_status", "str", "", "ok | error | timeout | oom | crash."),
+    Column("run_error", "str", "", "Error message when run_status is not ok."),
+    Column("run_started_utc", "str", "ISO 8601", "When the measuring process was started."),
+    Column("run_wall_s", "float", "s", "Wall time of the whole measuring process, start-up included."),
+    # configuration
+    *_cfg_columns(),
+    Column("cfg_phase", "str", "", "Which program of the workload the row measures ('main' if only one)."),
+    # durations
+    Column("time_trace_s", "float", "s", "jax.jit(f).trace(*args): Python tracing to a jaxpr."),
+    Column("time_lower_s", "float", "s", "traced.lower(): jaxpr to StableHLO."),
+    Column("time_compile_s", "float", "s", "lowered.compile(): XLA optimisation and code generation."),
+    Column("time_event_trace_s", "float", "s", "JAX's own /jax/core/compile/jaxpr_trace_duration event (longest of the stage)."),
+    Column("time_event_lower_s", "float", "s", "JAX's own /jax/core/compile/jaxpr_to_mlir_module_duration event."),
+    Column("time_event_compile_s", "float", "s", "JAX's own /jax/core/compile/backend_compile_duration event."),
+    Column("time_first_call_s", "float", "s", "First call of the compiled program (run on), results ready."),
+    Column("time_step_median_s", "float", "s", "Median of the steady-state calls after the first (run on)."),
+    Column("time_step_samples_s", "floats", "s", "Every steady-state call time (run on): the raw samples."),
+    # program sizes
+    Column("size_jaxpr_eqns", "int", "equations", "Jaxpr equations, nested bodies (scan, remat, pjit) counted once each."),
+    Column("size_stablehlo_bytes", "int", "bytes", "Text of the lowered StableHLO module."),
+    Column("size_stablehlo_ops", "int", "ops", "Operations in the lowered StableHLO module."),
+    Column("size_hlo_bytes", "int", "bytes", "Text of the optimised HLO module (compiled.as_text())."),
+    Column("size_hlo_instructions", "int", "instructions", "Instructions in the optimised HLO, all computations."),
+    Column("size_hlo_while_loops", "int", "loops", "while instructions in the optimised HLO."),
+    # cost, as XLA reports it
+    Column("cost_xla_flops", "float", "FLOP", "XLA cost_analysis()['flops']: loop bodies counted once."),
+    Column("cost_xla_transcendentals", "float", "ops", "XLA cost_analysis()['transcendentals']: loop bodies counted once."),
+    Column("cost_xla_bytes_accessed", "float", "bytes", "XLA cost_analysis()['bytes accessed']: loop bodies counted once."),
+    Column("cost_xla_optimal_seconds", "float", "s", "XLA cost_analysis()['optimal_seconds'] where the backend reports it."),
+    # memory
+    Column("mem_argument_bytes", "int", "bytes", "memory_analysis(): arguments of the program."),
+    Column("mem_output_bytes", "int", "bytes", "memory_analysis(): outputs of the program."),
+    Column("mem_alias_bytes", "int", "bytes", "memory_analysis(): outputs aliased to (donated) arguments."),
+    Column("mem_temp_bytes", "int", "bytes", "memory_analysis(): temporary buffers."),
+    Column("mem_generated_code_bytes", "int", "bytes", "memory_analysis(): generated code."),
+    Column("mem_xla_peak_bytes", "int", "bytes", "memory_analysis().peak_memory_in_bytes as reported (see README per backend)."),
+    Column("mem_host_rss_peak_bytes", "int", "bytes", "Peak resident memory of the measuring process (getrusage ru_maxrss)."),
+    # environment
+    Column("env_hostname", "str", "", "Host name."),
+    Column("env_cpu_model", "str", "", "CPU model name."),
+    Column("env_cpu_count", "int", "cores", "Logical CPUs of the host."),
+    Column("env_python", "str", "", "Python version."),
+    Column("env_platform", "str", "", "Operating system (platform.platform())."),
+    Column("env_git_commit", "str", "", "Commit of the harness checkout."),
+    Column("env_git_dirty", "bool", "", "Whether the checkout had uncommitted changes."),
+    Column("env_xla_flags", "str", "", "XLA_FLAGS of the measuring process."),
+    Column("env_time_utc", "str", "ISO 8601", "When the environment was read."),
+    Column("env_jax_version", "str", "", "jax.__version__."),
+    Column("env_jaxlib_version", "str", "", "jaxlib.__version__."),
+    Column("env_flax_version", "str", "", "flax.__version__."),
+    Column("env_backend", "str", "", "jax.default_backend(): cpu, gpu or tpu."),
+    Column("env_device_kind", "str", "", "Kind of the first device (CPU model string or GPU name)."),
+    Column("env_device_count", "int", "devices", "Devices visible to the measuring process."),
+    Column("env_persistent_cache", "bool", "", "Whether JAX's persistent compilation cache was on (it should be off)."),
+)
+
+COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+ARROW_SCHEMA = pa.schema(
+    [pa.field(c.name, _ARROW[c.type]) for c in COLUMNS],
+    metadata={"profiler.schema_version": str(SCHEMA_VERSION)},
+)
+
+Record = dataclasses.make_dataclass(
+    "Record",
+    [(c.name, Any, dataclasses.field(default=None, metadata={"unit": c.unit, "doc": c.doc})) for c in COLUMNS],
+    frozen=True,
+)
+Record.__doc__ = "One row of the results; see COLUMNS for each field's unit and meaning."
+
+
+def make_row(point: Point, **values: Any) -> dict[str, Any]:
+    """A full row: the point's cfg_ columns, the given values, None for the rest.
+
+    Unknown names raise TypeError: every value must be a documented column.
+    """
+    cfg = {f"cfg_{k}": v for k, v in point.model_dump().items()}
+    record = Record(run_schema_version=SCHEMA_VERSION, run_point_id=point.id, **cfg, **values)
+    return dataclasses.asdict(record)
+
+
+def columns_markdown() -> str:
+    """The column reference (docs/columns.md is generated from this)."""
+    lines = [
+        f"# Result columns (schema version {SCHEMA_VERSION})",
+        "",
+        "Generated by `python -m profiler columns`; do not edit by hand.",
+        "",
+        "| column | type | unit | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [f"| `{c.name}` | {c.type} | {c.unit} | {c.doc} |" for c in COLUMNS]
+    return "\n".join(lines) + "\n"

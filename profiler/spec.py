@@ -1,0 +1,175 @@
+"""Sweep specifications: a flat TOML table whose list values are grid axes.
+
+A spec mixes two kinds of keys. *Point keys* (the fields of `Point`) describe what is
+compiled; a list value makes the key a grid axis, a scalar fixes it. *Sweep keys* (the
+fields of `Sweep`) describe how the sweep runs and are always scalars.
+
+Everything is validated before any work starts, and every problem is reported as a
+`SpecError` whose message is one line naming the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class SpecError(ValueError):
+    """A spec, an override or a flag is malformed. The message is one line."""
+
+
+_STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class Point(BaseModel):
+    """One fully-resolved configuration: what one measurement compiles.
+
+    Every field becomes a `cfg_<field>` column of the results.
+    """
+
+    model_config = _STRICT
+
+    workload: Literal["forward"] = Field(
+        "forward", description="What is compiled: 'forward' = the seed's block stack applied to x.")
+    mode: Literal["loop", "scan", "scan_shared"] = Field(
+        "scan", description="How layers are stacked: 'loop' = Python loop (unrolled program), "
+        "'scan' = nn.scan with per-layer params, 'scan_shared' = nn.scan with one set of params.")
+    layers: int = Field(8, ge=1, description="Number of stacked blocks.")
+    hidden: int = Field(256, ge=1, description="Hidden (model) dimension.")
+    heads: int = Field(4, ge=1, description="Attention heads; must divide hidden.")
+    batch: int = Field(16, ge=1, description="Batch size of the input.")
+    seq: int = Field(32, ge=1, description="Sequence length of the input.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Compute dtype of the blocks and the input.")
+    run: bool = Field(
+        False, description="Also execute the compiled program: time the first call and "
+        "`steps` steady-state calls. Off = compile-only, nothing is allocated.")
+    steps: int = Field(5, ge=1, description="Steady-state calls timed when run is on.")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Point:
+        if self.hidden % self.heads:
+            raise ValueError(f"key 'hidden': {self.hidden} is not divisible by heads={self.heads}")
+        return self
+
+    @property
+    def id(self) -> str:
+        """Stable id of the configuration: a resumed sweep knows what is done by it."""
+        canonical = json.dumps(self.model_dump(), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def label(self) -> str:
+        """Short human-readable description for progress lines."""
+        return f"{self.workload} {self.mode} L={self.layers} H={self.hidden}"
+
+
+class Sweep(BaseModel):
+    """How a sweep runs. These keys are scalars, never grid axes."""
+
+    model_config = _STRICT
+
+    name: str = Field(min_length=1, description="Name of the sweep; names the results folder and the report.")
+    repeats: int = Field(3, ge=1, description="Measurements of each point, each in a fresh process.")
+
+
+POINT_KEYS: tuple[str, ...] = tuple(Point.model_fields)
+SWEEP_KEYS: tuple[str, ...] = tuple(Sweep.model_fields)
+
+
+class Spec(BaseModel):
+    """A validated spec: the sweep settings, the fixed point keys and the grid axes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sweep: Sweep
+    fixed: dict[str, Any]
+    axes: dict[str, list[Any]]
+    points: tuple[Point, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The spec as a flat table again (what a manifest stores and resume compares)."""
+        return {**self.sweep.model_dump(), **self.fixed, **self.axes}
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`KEY=VALUE` with VALUE parsed as TOML; a bare word that is not TOML is a string."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise SpecError(f"override {text!r}: expected KEY=VALUE")
+    try:
+        return key, tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        if value and all(c.isalnum() or c in "_-." for c in value):
+            return key, value
+        raise SpecError(f"override {text!r}: value is not valid TOML") from None
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec file '{path}' not found")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"spec file '{path}': TOML syntax error: {e}") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"spec file '{path}': not UTF-8 text") from None
+
+
+def load_spec(path: str | Path, overrides: list[str] = ()) -> Spec:
+    """Read a TOML spec, apply `KEY=VALUE` overrides and validate the whole grid."""
+    table = read_toml(path)
+    table.update(parse_override(o) for o in overrides)
+    return build_spec(table)
+
+
+def build_spec(table: dict[str, Any]) -> Spec:
+    """Validate a flat table (from TOML or a Python dict) into a Spec."""
+    for key, value in table.items():
+        if key not in POINT_KEYS and key not in SWEEP_KEYS:
+            close = difflib.get_close_matches(key, POINT_KEYS + SWEEP_KEYS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise SpecError(f"unknown key '{key}'{hint}")
+        if isinstance(value, dict):
+            raise SpecError(f"key '{key}': tables are not allowed; a spec is one flat table")
+        if isinstance(value, list) and key in SWEEP_KEYS:
+            raise SpecError(f"key '{key}': is a sweep setting and cannot be a grid axis")
+        if isinstance(value, list) and not value:
+            raise SpecError(f"key '{key}': an empty list makes an empty grid")
+        if isinstance(value, list) and len(set(map(repr, value))) != len(value):
+            raise SpecError(f"key '{key}': the list repeats a value")
+
+    sweep = _validate(Sweep, {k: v for k, v in table.items() if k in SWEEP_KEYS})
+    fixed = {k: v for k, v in table.items() if k in POINT_KEYS and not isinstance(v, list)}
+    axes = {k: v for k, v in table.items() if k in POINT_KEYS and isinstance(v, list)}
+    points = tuple(
+        _validate(Point, {**fixed, **dict(zip(axes, combo, strict=True))})
+        for combo in itertools.product(*axes.values())
+    )
+    return Spec(sweep=sweep, fixed=fixed, axes=axes, points=points)
+
+
+def _validate(model: type[BaseModel], values: dict[str, Any]) -> Any:
+    try:
+        return model(**values)
+    except ValidationError as e:
+        raise SpecError(_one_line(e, values)) from None
+
+
+def _one_line(error: ValidationError, values: dict[str, Any]) -> str:
+    first = error.errors(include_url=False)[0]
+    msg = first["msg"].removeprefix("Value error, ")
+    if msg.startswith("key '"):  # our own cross-key checks already name the key
+        return msg
+    key = str(first["loc"][0]) if first["loc"] else "?"
+    if first["type"] == "missing":
+        return f"key '{key}': is required"
+    return f"key '{key}': {msg[0].lower()}{msg[1:]} (got {values.get(key)!r})"

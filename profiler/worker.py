@@ -1,0 +1,62 @@
+"""The measuring process: measures one point in a fresh interpreter and writes its rows.
+
+Run as `python -m profiler.worker RESULT.json` with the point's configuration as JSON on
+stdin. Python exceptions become rows with run_status 'error'; a process that dies leaves
+no result file, and the runner records why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from profiler.spec import Point
+
+
+def _error(e: BaseException) -> str:
+    last = traceback.extract_tb(e.__traceback__)[-1:] if e.__traceback__ else []
+    where = f" (at {Path(last[0].filename).name}:{last[0].lineno})" if last else ""
+    return f"{type(e).__name__}: {e}{where}"
+
+
+def measure_point(point: Point) -> list[dict[str, Any]]:
+    """One row per program of the point: measurements, environment, and outcome."""
+    import jax
+
+    jax.config.update("jax_enable_compilation_cache", False)
+
+    from profiler import workloads
+    from profiler.env import jax_env
+    from profiler.measure import measure
+
+    env = jax_env()
+    try:
+        programs = workloads.build(point)
+    except Exception as e:  # a broken point must not stop the sweep
+        return [{**env, "run_status": "error", "run_error": _error(e)}]
+    rows = []
+    for program in programs:
+        row: dict[str, Any] = {**env, "cfg_phase": program.phase}
+        try:
+            row.update(measure(program, run=point.run, steps=point.steps), run_status="ok")
+        except Exception as e:
+            row.update(run_status="error", run_error=_error(e))
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    result = Path(sys.argv[1])
+    point = Point(**json.loads(sys.stdin.read()))
+    rows = measure_point(point)
+    tmp = result.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows))
+    os.replace(tmp, result)
+
+
+if __name__ == "__main__":
+    main()

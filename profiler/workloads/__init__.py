@@ -1,0 +1,43 @@
+"""Workloads: what gets compiled for a point.
+
+A workload turns a `Point` into one or more `Program`s: a function plus *abstract*
+arguments (`jax.ShapeDtypeStruct` pytrees), so that compiling allocates nothing. Real
+arrays are made only by `Program.make_args`, and only when the point runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from profiler.spec import Point
+
+
+@dataclass(frozen=True)
+class Program:
+    """One jitted program of a workload, ready to trace, lower and compile."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    """Abstract arguments: pytrees of `jax.ShapeDtypeStruct`."""
+    make_args: Callable[[], tuple[Any, ...]]
+    """Concrete arguments for running the compiled program (called only when `run` is on)."""
+    phase: str = "main"
+    """Which program of the workload this is; becomes the `cfg_phase` column."""
+    donate_argnums: tuple[int, ...] = ()
+    next_args: Callable[[tuple[Any, ...], Any], tuple[Any, ...]] | None = None
+    """Arguments of the next step from this step's arguments and output; needed when
+    arguments are donated (they are invalid after the call). None = reuse the arguments."""
+    jit_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    """Extra `jax.jit` options (shardings, static arguments)."""
+    info: Mapping[str, Any] = field(default_factory=dict)
+    """Columns known from the configuration alone (e.g. analytic FLOPs)."""
+
+
+def build(point: Point) -> list[Program]:
+    """The programs that measure `point`."""
+    from profiler.workloads import forward
+
+    builders: dict[str, Callable[[Point], list[Program]]] = {"forward": forward.build}
+    return builders[point.workload](point)
