@@ -48,6 +48,13 @@ class Point(BaseModel):
     seq: int = Field(32, ge=1, description="Sequence length of the input.")
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="Compute dtype of the blocks and the input.")
+    unroll: int = Field(
+        1, ge=1, description="Scan modes only: layers per loop iteration (nn.scan unroll); "
+        "the loop runs layers // unroll times with the remainder outside.")
+    remat: str = Field(
+        "none", description="Rematerialisation per block: 'none', 'full' (save nothing), or "
+        "the name of a policy in jax.checkpoint_policies (e.g. 'dots_saveable').")
+    api: Literal["linen"] = Field("linen", description="Flax API the stack is written in.")
     run: bool = Field(
         False, description="Also execute the compiled program: time the first call and "
         "`steps` steady-state calls. Off = compile-only, nothing is allocated.")
@@ -57,6 +64,10 @@ class Point(BaseModel):
     def _cross_checks(self) -> Point:
         if self.hidden % self.heads:
             raise ValueError(f"key 'hidden': {self.hidden} is not divisible by heads={self.heads}")
+        if self.unroll != 1 and self.mode == "loop":
+            raise ValueError("key 'unroll': only applies to scan modes, not mode='loop'")
+        if self.remat not in remat_names():
+            raise ValueError(f"key 'remat': unknown policy {self.remat!r}; valid: {', '.join(remat_names())}")
         return self
 
     @property
@@ -77,6 +88,22 @@ class Sweep(BaseModel):
 
     name: str = Field(min_length=1, description="Name of the sweep; names the results folder and the report.")
     repeats: int = Field(3, ge=1, description="Measurements of each point, each in a fresh process.")
+
+
+def remat_names() -> tuple[str, ...]:
+    """'none', 'full', and the policies of jax.checkpoint_policies usable as they are
+    (factories that need arguments, like save_only_these_names, are left out)."""
+    import inspect
+
+    import jax
+
+    policies = jax.checkpoint_policies
+    usable = sorted(
+        name for name in dir(policies)
+        if not name.startswith("_")
+        and list(inspect.signature(getattr(policies, name)).parameters)[:1] in (["prim"], ["_"])
+    )
+    return ("none", "full", *usable)
 
 
 POINT_KEYS: tuple[str, ...] = tuple(Point.model_fields)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
+import jax
 
 SCAN_ARGS: dict[str, dict[str, Any]] = {
     "scan": dict(
@@ -34,6 +35,16 @@ SCAN_ARGS: dict[str, dict[str, Any]] = {
 MODES = ("loop", *SCAN_ARGS)
 
 
+def remat_block(block: type[nn.Module], remat: str, mode: str) -> type[nn.Module]:
+    """Wrap `block` in `nn.remat` with the named policy ('none' = no remat, 'full' = save
+    nothing). A scan body is already protected from XLA's CSE undoing the remat, so only
+    the unrolled loop needs `prevent_cse`."""
+    if remat == "none":
+        return block
+    policy = None if remat == "full" else getattr(jax.checkpoint_policies, remat)
+    return nn.remat(block, policy=policy, prevent_cse=(mode == "loop"))
+
+
 class Stack(nn.Module):
     """`layers` copies of `block(**block_kwargs)`, stacked as `mode` says."""
 
@@ -41,16 +52,16 @@ class Stack(nn.Module):
     block_kwargs: dict[str, Any]
     mode: str
     layers: int
+    unroll: int = 1
+    remat: str = "none"
 
     def setup(self):
+        block = remat_block(self.block, self.remat, self.mode)
         if self.mode == "loop":
-            self.blocks = [
-                self.block(name=f"layer_{i}", **self.block_kwargs) for i in range(self.layers)
-            ]
+            self.blocks = [block(name=f"layer_{i}", **self.block_kwargs) for i in range(self.layers)]
         else:
-            self.blocks = nn.scan(self.block, length=self.layers, **SCAN_ARGS[self.mode])(
-                **self.block_kwargs
-            )
+            scanned = nn.scan(block, length=self.layers, unroll=self.unroll, **SCAN_ARGS[self.mode])
+            self.blocks = scanned(**self.block_kwargs)
 
     def __call__(self, x):
         if self.mode != "loop":

@@ -13,7 +13,10 @@ from profiler.workloads import Program
 
 def model(point: Point) -> Stack:
     kwargs = dict(hidden_dim=point.hidden, num_heads=point.heads, dtype=jnp.dtype(point.dtype))
-    return Stack(block=SimpleBlock, block_kwargs=kwargs, mode=point.mode, layers=point.layers)
+    return Stack(
+        block=SimpleBlock, block_kwargs=kwargs, mode=point.mode, layers=point.layers,
+        unroll=point.unroll, remat=point.remat,
+    )
 
 
 def build(point: Point) -> list[Program]:
