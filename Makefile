@@ -31,7 +31,6 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check profiler tests
-	$(BIN)/ruff format --check profiler tests
 
 columns: $(STAMP)
 	$(BIN)/python -m profiler columns > docs/columns.md
