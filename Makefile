@@ -9,7 +9,7 @@ SPEC ?= sweeps/default.toml
 # `make report` renders the newest results folder unless RESULTS=DIR is given.
 RESULTS ?= $(shell ls -td results/*/ 2>/dev/null | head -n 1)
 
-.PHONY: venv sweep report test lint columns
+.PHONY: venv sweep report test lint docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,5 +32,6 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check profiler tests
 
-columns: $(STAMP)
+docs: $(STAMP)
 	$(BIN)/python -m profiler columns > docs/columns.md
+	$(BIN)/python -m profiler keys > docs/keys.md

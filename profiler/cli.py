@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, help="HTML file (default: reports/<folder name>.html)")
 
     commands.add_parser("columns", help="print the documentation of every result column (Markdown)")
+    commands.add_parser("keys", help="print the documentation of every spec key (Markdown)")
     return parser
 
 
@@ -103,10 +104,17 @@ def _columns(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    from profiler.spec import keys_markdown
+
+    print(keys_markdown(), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        return {"sweep": _sweep, "report": _report, "columns": _columns}[args.command](args)
+        return {"sweep": _sweep, "report": _report, "columns": _columns, "keys": _keys}[args.command](args)
     except (SpecError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
