@@ -10,6 +10,7 @@ import re
 import resource
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -38,12 +39,27 @@ def _on_event(event: str, duration: float, **_: Any) -> None:
 jax.monitoring.register_event_duration_secs_listener(_on_event)
 
 
-def measure(program: Program, *, run: bool = False, steps: int = 5) -> dict[str, Any]:
-    """Trace, lower and compile `program` once, cold for this process, and analyse it."""
+@dataclass(frozen=True)
+class Stages:
+    """The outcome of one trace → lower → compile of a program, with its timings."""
+
+    traced: Any
+    lowered: Any
+    compiled: Any
+    times: dict[str, float]
+    """Wall-clock seconds of each stage (`time_trace_s`, ...) and JAX's own compile
+    events (`time_event_*_s`); an event is missing when its stage did not run, e.g.
+    because a cache answered."""
+
+
+def compile_stages(program: Program) -> Stages:
+    """Trace, lower and compile `program` once with a fresh `jax.jit` of its function.
+
+    Cold only if nothing cached it before: callers clear JAX's caches or run in a fresh
+    process."""
     global _recorded
     jax.devices()  # start the backend now so its start-up is not billed to a stage
     jitted = jax.jit(program.fn, donate_argnums=program.donate_argnums, **program.jit_kwargs)
-
     _recorded = {}
     try:
         t0 = time.perf_counter()
@@ -56,14 +72,18 @@ def measure(program: Program, *, run: bool = False, steps: int = 5) -> dict[str,
         events = dict(_recorded)
     finally:
         _recorded = None
+    times = {"time_trace_s": t1 - t0, "time_lower_s": t2 - t1, "time_compile_s": t3 - t2, **events}
+    return Stages(traced, lowered, compiled, times)
 
+
+def measure(program: Program, *, run: bool = False, steps: int = 5) -> dict[str, Any]:
+    """Trace, lower and compile `program` once, cold for this process, and analyse it."""
+    stages = compile_stages(program)
+    compiled = stages.compiled
     hlo = compiled.as_text()
     metrics: dict[str, Any] = {
-        "time_trace_s": t1 - t0,
-        "time_lower_s": t2 - t1,
-        "time_compile_s": t3 - t2,
-        **events,
-        **program_sizes(traced.jaxpr, lowered.as_text(), hlo),
+        **stages.times,
+        **program_sizes(stages.traced.jaxpr, stages.lowered.as_text(), hlo),
         **cost(compiled, hlo),
         **xla_memory(compiled),
         **program.info,
