@@ -29,7 +29,8 @@ def build(point: Point) -> list[Program]:
 
     def make_args():
         init_key, x_key = jax.random.split(jax.random.key(0))
-        real_params = net.init(init_key, jnp.zeros(init_x.shape, dtype))
+        # Jitted: op-by-op initialisation of a deep unrolled stack takes minutes.
+        real_params = jax.jit(net.init)(init_key, jnp.zeros(init_x.shape, dtype))
         return real_params, jax.random.normal(x_key, x.shape, dtype)
 
     return [Program(fn=net.apply, args=(params, x), make_args=make_args)]
