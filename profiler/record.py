@@ -98,7 +98,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("mem_temp_bytes", "int", "bytes", "memory_analysis(): temporary buffers."),
     Column("mem_generated_code_bytes", "int", "bytes", "memory_analysis(): generated code."),
     Column("mem_xla_peak_bytes", "int", "bytes", "memory_analysis().peak_memory_in_bytes as reported (see README per backend)."),
-    Column("mem_host_rss_peak_bytes", "int", "bytes", "Peak resident memory of the measuring process (getrusage ru_maxrss)."),
+    Column("mem_host_rss_peak_bytes", "int", "bytes", "Peak resident memory of the measuring process (getrusage ru_maxrss); for a process the runner stopped (timeout, oom, crash), the highest RSS it sampled every 50 ms."),
     # environment
     Column("env_hostname", "str", "", "Host name."),
     Column("env_cpu_model", "str", "", "CPU model name."),

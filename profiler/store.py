@@ -98,9 +98,9 @@ def _check_for_sweep(folder: Path, manifest: dict[str, Any], resume: bool) -> No
         return
     if existing is None:
         raise StoreError(f"'{folder}' has no {MANIFEST}: nothing to resume")
-    if existing.get("schema_version") != manifest["schema_version"]:
+    if existing.get("schema_version") != manifest.get("schema_version"):
         raise StoreError(f"'{folder}' was written with schema version {existing.get('schema_version')} and this "
-                         f"version writes {manifest['schema_version']}; start the sweep in another --out")
+                         f"version writes {manifest.get('schema_version')}; start the sweep in another --out")
     theirs, ours = existing.get("spec") or {}, _jsonable(manifest["spec"])
     changed = sorted(k for k in theirs.keys() | ours.keys() if k not in LIMIT_KEYS and theirs.get(k) != ours.get(k))
     if changed:
