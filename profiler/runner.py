@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -95,14 +96,17 @@ one process's RSS ~0.01 ms, and the runner must not steal CPU from what it measu
 
 
 def measure_in_subprocess(
-    point: Point, timeout_s: float | None = None, max_rss_gb: float | None = None
+    point: Point,
+    timeout_s: float | None = None,
+    max_rss_gb: float | None = None,
+    stop: threading.Event | None = None,
 ) -> Outcome:
     """Measure `point` in a fresh Python process and turn any way it ends into rows.
 
     Over `timeout_s` of wall time the process is killed ('timeout'); over `max_rss_gb`
     of resident memory, summed over the process and its children, it is killed ('oom');
     dead by a signal it is a 'crash'. The row of a stopped process carries the highest
-    RSS the runner sampled.
+    RSS the runner sampled. Setting `stop` kills the process at once (an interrupted sweep).
     """
     started = env.utc_now()
     t0 = time.perf_counter()
@@ -121,7 +125,7 @@ def measure_in_subprocess(
                 proc.stdin.close()
             except BrokenPipeError:  # died before reading its point; the exit status says why
                 pass
-            stopped, peak_rss = _watch(proc, timeout_s, max_rss_gb)
+            stopped, peak_rss = _watch(proc, timeout_s, max_rss_gb, stop or threading.Event())
             status, error = stopped or _exit_status(proc.returncode, stderr)
         wall = time.perf_counter() - t0
         if status == "ok" and result.is_file():
@@ -133,7 +137,7 @@ def measure_in_subprocess(
 
 
 def _watch(
-    proc: subprocess.Popen, timeout_s: float | None, max_rss_gb: float | None
+    proc: subprocess.Popen, timeout_s: float | None, max_rss_gb: float | None, stop: threading.Event
 ) -> tuple[tuple[str, str] | None, int]:
     """Wait for `proc`, enforcing the limits. Returns (status, error) if it was stopped,
     and the peak RSS sampled."""
@@ -158,6 +162,9 @@ def _watch(
         if deadline is not None and time.monotonic() > deadline:
             _kill(tree, proc)
             return ("timeout", f"stopped after the timeout_s = {timeout_s:g} s limit"), peak
+        if stop.is_set():
+            _kill(tree, proc)
+            return ("crash", "stopped: the sweep was interrupted"), peak
     raise AssertionError("unreachable")
 
 
@@ -222,9 +229,10 @@ def run_sweep(
 
     `measure` defaults to a fresh process per measurement under the spec's limits.
     """
+    stop = threading.Event()
     if measure is None:
         measure = functools.partial(
-            measure_in_subprocess, timeout_s=spec.sweep.timeout_s, max_rss_gb=spec.sweep.max_rss_gb)
+            measure_in_subprocess, timeout_s=spec.sweep.timeout_s, max_rss_gb=spec.sweep.max_rss_gb, stop=stop)
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "spec": spec.as_dict(),
@@ -247,7 +255,8 @@ def run_sweep(
         result = SweepResult(folder, skipped=len(wanted) - len(tasks), earlier=earlier)
         run_id = uuid.uuid4().hex[:12]
         say = progress or (lambda done, total, line: None)
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        try:
             futures = {pool.submit(measure, point): (point, repeat) for point, repeat in tasks}
             for done_count, future in enumerate(as_completed(futures), 1):
                 point, repeat = futures[future]
@@ -273,4 +282,11 @@ def run_sweep(
                 ]
                 say(done_count, len(tasks), f"{point.label()} repeat {repeat}: "
                     f"{', '.join(statuses)} ({outcome.wall_s:.1f} s)")
+        except BaseException:
+            # Interrupted (Ctrl-C) or failed: running measurements are killed and the rest
+            # dropped, rather than run on with nobody to store their rows.
+            stop.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     return result

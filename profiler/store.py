@@ -17,14 +17,16 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from profiler.record import ARROW_SCHEMA, COLUMN_NAMES, SCHEMA_VERSION
 from profiler.spec import LIMIT_KEYS
+
+if TYPE_CHECKING:  # pandas is imported by to_pandas() when a folder is loaded, not before
+    import pandas
 
 MANIFEST = "_manifest.json"
 
@@ -135,7 +137,7 @@ def done(folder: Path) -> dict[tuple[str, int], list[str]]:
     return pairs
 
 
-def load(folder: str | Path) -> pd.DataFrame:
+def load(folder: str | Path) -> pandas.DataFrame:
     """Every row of a results folder, in the current schema. Bad folders raise StoreError."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -147,10 +149,11 @@ def load(folder: str | Path) -> pd.DataFrame:
     return pa.concat_tables(tables).to_pandas()
 
 
-# Schema upgrades: UPGRADES[v] turns a table of schema version v into version v + 1.
-# A change to the schema (profiler/record.py) registers the function that brings the
-# previous version up to it, so every results folder ever written stays readable.
-# Files newer than this code, or older than the oldest registered upgrade, are refused.
+# Schema upgrades: UPGRADES[v] turns a table of schema version v into version v + 1
+# (renames, changed units, values for new cfg_ columns: a column added later and absent
+# from an old file is otherwise read as null). Every change of SCHEMA_VERSION registers
+# the upgrade from the version before it, so every results folder ever written stays
+# readable; files of a newer version than this code are refused.
 Upgrade = Callable[[pa.Table], pa.Table]
 UPGRADES: dict[int, Upgrade] = {}
 
@@ -158,13 +161,17 @@ UPGRADES: dict[int, Upgrade] = {}
 def upgrade(table: pa.Table, version: int) -> pa.Table:
     """`table`, of schema `version`, in the current schema version (ValueError if impossible)."""
     if version > SCHEMA_VERSION:
-        raise ValueError(f"schema version {version} is newer than this version of the profiler "
-                         f"reads ({SCHEMA_VERSION}); update the profiler")
+        raise ValueError(f"schema version {version} is newer than this profiler reads "
+                         f"({SCHEMA_VERSION}); update the profiler to read it")
+    missing = [v for v in range(version, SCHEMA_VERSION) if v not in UPGRADES]
+    if missing:
+        raise ValueError(f"schema version {version} cannot be upgraded to {SCHEMA_VERSION} "
+                         f"(no upgrade from version {missing[0]} in profiler/store.py UPGRADES)")
     for v in range(version, SCHEMA_VERSION):
-        if v not in UPGRADES:
-            raise ValueError(f"schema version {version} has no upgrade to version {SCHEMA_VERSION} "
-                             f"(oldest readable: {min(UPGRADES, default=SCHEMA_VERSION)})")
         table = UPGRADES[v](table)
+    if version != SCHEMA_VERSION:
+        index = table.column_names.index("run_schema_version")
+        table = table.set_column(index, "run_schema_version", pa.array([SCHEMA_VERSION] * len(table), pa.int64()))
     return table
 
 
