@@ -108,6 +108,11 @@ def _check_for_sweep(folder: Path, manifest: dict[str, Any], resume: bool) -> No
     if changed:
         diffs = "; ".join(f"{k} = {_show(theirs.get(k))} there, {_show(ours.get(k))} here" for k in changed[:3])
         raise StoreError(f"'{folder}' holds a sweep of a different spec ({diffs}); resume with the same spec or choose another --out")
+    if "points" in manifest and {p["id"] for p in existing.get("points", [])} != {p["id"] for p in manifest["points"]}:
+        # Same spec, other ids: a newer profiler added a point key. Resuming would measure
+        # every point again under its new id, next to its old rows.
+        raise StoreError(f"'{folder}' was started by a version of the profiler that identifies points "
+                         "differently; start the sweep in another --out")
 
 
 def _jsonable(value: Any) -> Any:

@@ -66,3 +66,25 @@ def test_half_written_parts_are_invisible(tmp_path):
     (folder / ".part-b.parquet.tmp").write_bytes(b"PAR1 half a file")
     assert len(pd.read_parquet(folder)) == 1
     assert len(store.load(folder)) == 1
+
+
+def test_resume_may_change_limits_but_not_what_is_measured(tmp_path):
+    manifest = {"schema_version": SCHEMA_VERSION, "spec": {"name": "t", "layers": [1, 2], "timeout_s": 10.0},
+                "points": [{"id": "a"}, {"id": "b"}]}
+    folder = tmp_path / "r"
+    with store.open_for_sweep(folder, manifest, resume=False):
+        with pytest.raises(store.StoreError, match="in use by another running sweep"), \
+                store.open_for_sweep(folder, manifest, resume=True):
+            pass
+    longer = {**manifest, "spec": {**manifest["spec"], "timeout_s": 60.0, "max_rss_gb": 4.0}}
+    with store.open_for_sweep(folder, longer, resume=True):
+        pass
+    refused = [
+        ({**manifest, "spec": {**manifest["spec"], "layers": [1, 3]}}, r"different spec \(layers = \[1, 2\] there, \[1, 3\] here\)"),
+        ({**manifest, "schema_version": SCHEMA_VERSION + 1}, "schema version"),
+        ({**manifest, "points": [{"id": "a"}, {"id": "c"}]}, "identifies points differently"),
+    ]
+    for other, message in refused:
+        with pytest.raises(store.StoreError, match=message), store.open_for_sweep(folder, other, resume=True):
+            pass
+    assert json.loads((folder / "_manifest.json").read_text()) == manifest
