@@ -11,11 +11,10 @@ import inspect
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from profiler import refs
 from profiler.spec import Point
-from profiler.workloads import Program
+from profiler.workloads import Program, random_like
 
 
 def factory_kwargs(factory: Any, point: Point) -> dict[str, Any]:
@@ -36,8 +35,7 @@ def build(point: Point) -> list[Program]:
     fn, args = made[0], tuple(made[1])
 
     def make_args() -> tuple[Any, ...]:
-        # Abstract arguments become zeros of their shape; concrete ones are used as given.
-        return jax.tree.map(
-            lambda a: jnp.zeros(a.shape, a.dtype) if isinstance(a, jax.ShapeDtypeStruct) else a, args)
+        # Abstract arguments get random values; concrete ones are used as given.
+        return jax.tree.map(lambda a: random_like(a) if isinstance(a, jax.ShapeDtypeStruct) else a, args)
 
     return [Program(fn=fn, args=args, make_args=make_args)]
