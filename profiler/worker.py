@@ -62,6 +62,8 @@ def die_with_parent() -> None:
     parent = int(os.environ.get(PARENT_ENV, "0"))
     if sys.platform != "linux" or not parent:
         return
+    # Linux sends the signal when the *thread* that started this process ends; the
+    # runner's thread waits for this process, so that happens only with the sweep.
     pr_set_pdeathsig = 1
     ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
     if os.getppid() != parent:  # the parent was gone before prctl took effect
