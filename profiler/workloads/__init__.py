@@ -59,7 +59,8 @@ def random_like(abstract: Any, seed: int = 0, scale: float = 0.02) -> Any:
 
 def build(point: Point) -> list[Program]:
     """The programs that measure `point`."""
-    from profiler.workloads import forward
+    from profiler.workloads import forward, program
 
-    builders: dict[str, Callable[[Point], list[Program]]] = {"forward": forward.build}
+    builders: dict[str, Callable[[Point], list[Program]]] = {
+        "forward": forward.build, "program": program.build}
     return builders[point.workload](point)
