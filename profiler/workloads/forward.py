@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from profiler.blocks import SimpleBlock
+from profiler.blocks import SimpleBlock, forward_matmul_flops
 from profiler.spec import Point
 from profiler.stacking import Stack
 from profiler.workloads import Program
@@ -29,7 +29,9 @@ def build(point: Point) -> list[Program]:
 
     def make_args():
         init_key, x_key = jax.random.split(jax.random.key(0))
-        real_params = net.init(init_key, jnp.zeros(init_x.shape, dtype))
+        # Jitted: op-by-op initialisation of a deep unrolled stack takes minutes.
+        real_params = jax.jit(net.init)(init_key, jnp.zeros(init_x.shape, dtype))
         return real_params, jax.random.normal(x_key, x.shape, dtype)
 
-    return [Program(fn=net.apply, args=(params, x), make_args=make_args)]
+    analytic = forward_matmul_flops(layers=point.layers, batch=point.batch, seq=point.seq, hidden=point.hidden)
+    return [Program(fn=net.apply, args=(params, x), make_args=make_args, info={"cost_analytic_flops": float(analytic)})]
