@@ -565,6 +565,9 @@ class Analysis:
                 if shown is None or shown in placed or not self.has(shown):
                     continue
                 placed.add(shown)
+                if (self.points(shown)["median"] == 0).all():
+                    section.notes.append(f"{title_of(shown)}: 0 at every point (not drawn).")
+                    continue
                 raw = RAW_OF.get(shown) if self.has(RAW_OF.get(shown, "")) else None
                 reference = "cost_analytic_flops" if metric == "cost_flops" else None
                 caption = doc_of(shown)
@@ -575,7 +578,9 @@ class Analysis:
                 section.figures.append(Figure(shown, title_of(shown), caption, self.metric_figure(shown, raw, reference)))
             if sid == "memory" and (remat := self.remat_figure()):
                 section.figures.insert(0, remat)
-            if section.figures:
+            if sid == "cost" and self.has("cost_exact") and not self.ok["cost_exact"].fillna(True).all():
+                section.notes.append(self._inexact_line())
+            if section.figures or section.notes:
                 out.append(section)
         if decode := self.decode_figure():
             out.append(Section("decode", "Decode", figures=[decode], tables=[self.decode_table()]))
@@ -831,17 +836,25 @@ class Analysis:
                                  f"cache needs {fmt_ratio(r['mem_temp_bytes'])} the temp memory of the {base} cache.")
         return lines[:6]
 
+    def _inexact_line(self) -> str:
+        inexact = self.ok[~self.ok["cost_exact"].fillna(True).astype(bool)]
+        return (f"{inexact['run_point_id'].nunique()} point(s) contain a loop whose trip count is unknown "
+                "(data-dependent while): their cost is a lower bound (cost_exact = false).")
+
     def _cost_lines(self) -> list[str]:
+        lines = []
+        if self.has("cost_exact") and not self.ok["cost_exact"].fillna(True).all():
+            lines.append(self._inexact_line())
         if not (self.has("cost_flops") and self.has("cost_xla_flops")):
-            return []
+            return lines
         med = self.medians.dropna(subset=["cost_flops", "cost_xla_flops"])
         med = med[med["cost_xla_flops"] > 0]
         ratio = med["cost_flops"] / med["cost_xla_flops"]
         differ = (ratio - 1).abs() > RAW_DIFFERS
         if not differ.any():
-            return [f"XLA's raw FLOP count matches the corrected one within 10% at all {len(med)} points."]
+            return [*lines, f"XLA's raw FLOP count matches the corrected one within 10% at all {len(med)} points."]
         worst = med.loc[(ratio - 1).abs().idxmax()]
-        return [f"XLA's raw FLOP count is off by more than 10% at {int(differ.sum())} of {len(med)} points "
+        return [*lines, f"XLA's raw FLOP count is off by more than 10% at {int(differ.sum())} of {len(med)} points "
                 f"(worst: {self.layout.label(worst)}, L={worst['cfg_layers']}: corrected = {fmt_ratio(ratio.max())} raw)."]
 
     def _health_lines(self) -> list[str]:
@@ -855,7 +868,8 @@ class Analysis:
                              "(⚠ in the medians table, open markers in the figures): differences smaller than their spread are noise.")
         bad = self.df[self.df["run_status"] != "ok"]
         if len(bad):
-            kinds = ", ".join(f"{k} {n}" for k, n in bad["run_status"].value_counts().items())
+            counts = sorted(bad["run_status"].value_counts().items(), key=lambda kn: (-kn[1], kn[0]))
+            kinds = ", ".join(f"{k} {n}" for k, n in counts)
             lines.append(f"{len(bad)} of {len(self.df)} measurements failed ({kinds}): see Failures.")
         return lines
 
