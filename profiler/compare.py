@@ -19,7 +19,9 @@ from plotly.subplots import make_subplots
 
 from profiler import env, stats, store
 from profiler.report import (
+    _CELL_UNITS,
     REPORTS,
+    SHORT,
     Cell,
     EnvWarning,
     Figure,
@@ -30,7 +32,6 @@ from profiler.report import (
     _sort_key,
     describe_environment,
     fmt,
-    fmt_ratio,
     render,
     series_trace,
     style_axes,
@@ -153,6 +154,9 @@ def _headline(ratios: pd.DataFrame, fail_above: float | None) -> list[str]:
     for metric, g in ratios.groupby("metric", sort=False):
         geo = float(np.exp(np.log(g["ratio"]).mean()))
         worst = g.loc[g["ratio"].idxmax()]
+        if (g["ratio"] == 1).all():
+            lines.append(f"{title_of(metric)}: identical at all {len(g)} points.")
+            continue
         direction = "higher" if geo > 1 else "lower"
         lines.append(f"{title_of(metric)}: B / A = {geo:.3g} (geometric mean over {len(g)} points, "
                      f"{abs(geo - 1):.1%} {direction}); largest {worst['ratio']:.3g}.")
@@ -181,10 +185,10 @@ def _figures(ratios: pd.DataFrame, layout: Layout) -> list[Figure]:
                 colour, dash, symbol = layout.style({**values, **({layout.facet: facet} if layout.facet else {})})
                 label = layout.label(values, keys)
                 fig.add_trace(series_trace(g.sort_values("cfg_layers"), label, colour, dash, symbol, "",
-                                           None, None, col == 1), row=1, col=col)
+                                           None, None, col == 1, bars="95% interval"), row=1, col=col)
                 ys += [*g["q1"], *g["q3"]]
             fig.add_hline(y=1, line=dict(color="#999", width=1, dash="dot"), row=1, col=col)
-        style_axes(fig, "×", ys, sub["cfg_layers"])
+        style_axes(fig, "", ys, sub["cfg_layers"])
         fig.update_yaxes(rangemode=None)
         fig.update_yaxes(title_text="B / A", col=1)
         figs.append(Figure(f"ratio-{metric}", f"{title_of(metric)}: B / A",
@@ -194,22 +198,31 @@ def _figures(ratios: pd.DataFrame, layout: Layout) -> list[Figure]:
 
 
 def _ratio_html_table(ratios: pd.DataFrame, layout: Layout, fail_above: float | None) -> Table:
-    keys = [*layout.keys, "cfg_layers"]
+    """One row per point, one column per metric: B / A with A, B and the interval on hover."""
+    keys = [k for k in [*layout.keys, "cfg_layers"] if k in ratios.columns]
+    metrics = [m for m in COMPARED if m in set(ratios["metric"])]
+    cells = {(tuple(r[k] for k in keys), r["metric"]): r for r in ratios.to_dict("records")}
+    points = sorted({p for p, _ in cells}, key=lambda t: [_sort_key(v) for v in t])
     rows = []
-    order = sorted(ratios.to_dict("records"),
-                   key=lambda r: ([_sort_key(r[k]) for k in keys if k in r], r["metric"]))
-    for r in order:
-        unit = unit_of(r["metric"])
-        interval = f"[{r['low']:.3g}, {r['high']:.3g}]"
-        css = "num worse" if r["exceeds"] else "num better" if r["high"] < 1 else "num"
-        rows.append([*(Cell(str(r[k])) for k in keys if k in r), Cell(title_of(r["metric"])),
-                     Cell(fmt(r["median_a"], unit), css="num"), Cell(fmt(r["median_b"], unit), css="num"),
-                     Cell(fmt_ratio(r["ratio"]) if r["ratio"] >= 10 else f"{r['ratio']:.3f}×", interval, css),
-                     Cell(interval, css="num"), Cell(f"{r['n_a']} / {r['n_b']}", css="num")])
-    gate = f" Red: above +{fail_above:g}% with the whole interval above 1 (fails --fail-above)." if fail_above is not None else ""
-    return Table([*[k[4:] for k in keys], "metric", "A (median)", "B (median)", "B / A", "95% interval", "repeats A / B"],
-                 rows, "Intervals: percentile bootstrap of the ratio of medians, repeats resampled on each side."
-                 " Green: B lower with the whole interval below 1." + gate)
+    for point in points:
+        row = [Cell(str(v)) for v in point]
+        for metric in metrics:
+            r = cells.get((point, metric))
+            if r is None:
+                row.append(Cell("–"))
+                continue
+            unit = unit_of(metric) if unit_of(metric) in _CELL_UNITS else ""
+            note = (f"A {fmt(r['median_a'], unit)}, B {fmt(r['median_b'], unit)}; 95% interval "
+                    f"[{r['low']:.3g}, {r['high']:.3g}]; repeats {r['n_a']} / {r['n_b']}")
+            css = "num worse" if r["exceeds"] else "num better" if r["high"] < 1 else "num"
+            text = f"{r['ratio']:.3f}×" if r["low"] == r["high"] else f"{r['ratio']:.2f}× [{r['low']:.2f}, {r['high']:.2f}]"
+            row.append(Cell(text, note, css))
+        rows.append(row)
+    gate = (f" Red: above +{fail_above:g}% with the whole interval above 1 (what --fail-above fails on)."
+            if fail_above is not None else "")
+    return Table([*[k[4:] for k in keys], *[SHORT.get(m, title_of(m)) for m in metrics]], rows,
+                 "B / A of the medians, with a 95% percentile-bootstrap interval (repeats resampled on each "
+                 "side; hover a cell for both medians). Green: B lower with the whole interval below 1." + gate)
 
 
 def _labels(df: pd.DataFrame, keys: list[str]) -> set[tuple[Any, ...]]:

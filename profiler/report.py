@@ -253,14 +253,16 @@ def _spans_decades(values: Iterable[float]) -> bool:
 
 
 def series_trace(g: pd.DataFrame, label: str, colour: str, dash: str, symbol: str, unit: str,
-                  fit: stats.PowerLaw | None, marks: list[str] | None, legend: bool) -> go.Scatter:
-    """Medians with interquartile bars; open markers where unstable, diamonds where
-    `marks` has a note; `fit`'s exponent printed at the end of the line."""
+                 fit: stats.PowerLaw | None, marks: list[str] | None, legend: bool,
+                 bars: str = "IQR") -> go.Scatter:
+    """Medians (columns median, q1, q3 of `g`) with error bars from q1 to q3, named `bars`
+    in the hover; open markers where unstable, diamonds where `marks` has a note; `fit`'s
+    exponent printed at the end of the line."""
     records = g.to_dict("records")
     hover, symbols, sizes = [], [], []
     for i, r in enumerate(records):
         lines = [f"<b>{label}</b> · L={r['cfg_layers']}", f"median {fmt(r['median'], unit)}"
-                 f" (IQR {fmt(r['q1'], unit)} – {fmt(r['q3'], unit)}, n={r['n']})"]
+                 f" ({bars} {fmt(r['q1'], unit)} – {fmt(r['q3'], unit)}, n={r['n']})"]
         if r["n"] > 1 and np.isfinite(r["cv"]):
             lines.append(f"CV {r['cv']:.0%}, min {fmt(r['min'], unit)}, max {fmt(r['max'], unit)}")
         shape = symbol
