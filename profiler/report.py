@@ -53,6 +53,10 @@ TITLES = {
     "time_compile_s": "Compile (XLA)",
     "time_step_median_s": "Steady-state step (median)",
     "time_first_call_s": "First call of the compiled program",
+    "time_prefill_s": "Prefill of a generation",
+    "time_per_token_s": "Time per decoded token (median)",
+    "run_tokens_per_s": "Tokens per second (generation)",
+    "mem_kv_cache_bytes": "KV cache (per device)",
     "size_jaxpr_eqns": "Jaxpr equations",
     "size_stablehlo_ops": "StableHLO operations",
     "size_hlo_instructions": "Optimised HLO instructions",
@@ -76,7 +80,7 @@ TITLES = {
 SHORT = {
     "time_trace_s": "trace", "time_lower_s": "lower", "time_compile_s": "compile",
     "time_to_compiled_s": "to compiled", "time_trace_lower_s": "trace + lower",
-    "time_step_median_s": "step", "size_jaxpr_eqns": "jaxpr eqns", "size_hlo_instructions": "HLO instr.",
+    "time_step_median_s": "step", "time_per_token_s": "per token", "size_jaxpr_eqns": "jaxpr eqns", "size_hlo_instructions": "HLO instr.",
     "cost_flops": "FLOPs", "cost_xla_flops": "FLOPs (XLA raw)", "mem_temp_bytes": "temp",
     "mem_footprint_bytes": "footprint",
 }
@@ -94,7 +98,8 @@ RAW_DIFFERS = 0.10
 SECTIONS = {
     "time": ("Time to a compiled program",
              ["time_to_compiled_s", "time_trace_s", "time_lower_s", "time_compile_s"]),
-    "run": ("Running the program", ["time_step_median_s", "time_first_call_s"]),
+    "run": ("Running the program", ["time_step_median_s", "time_first_call_s", "time_prefill_s",
+                                    "time_per_token_s", "run_tokens_per_s"]),
     "size": ("Program size",
              ["size_jaxpr_eqns", "size_hlo_instructions", "size_hlo_bytes", "size_stablehlo_ops"]),
     "cost": ("Cost", ["cost_flops", "cost_transcendentals", "cost_bytes_accessed"]),
@@ -111,7 +116,7 @@ NOT_PLOTTED = {
 FIT_METRICS = ["time_to_compiled_s", "time_compile_s", "time_trace_lower_s",
                "size_jaxpr_eqns", "size_hlo_instructions", "mem_temp_bytes"]
 TABLE_METRICS = ["time_trace_s", "time_lower_s", "time_compile_s", "time_to_compiled_s",
-                 "time_step_median_s", "size_jaxpr_eqns", "size_hlo_instructions",
+                 "time_step_median_s", "time_per_token_s", "size_jaxpr_eqns", "size_hlo_instructions",
                  "cost_flops", "mem_temp_bytes", "mem_footprint_bytes"]
 DECODE_PHASES = ("prefill", "decode")
 
@@ -119,6 +124,8 @@ DECODE_PHASES = ("prefill", "decode")
 def unit_of(column: str) -> str:
     if column in _COLUMN:
         return _COLUMN[column].unit
+    if column.endswith("_per_s"):
+        return "/s"
     if column.endswith("_s"):
         return "s"
     return "bytes" if column.endswith("_bytes") else ""
@@ -168,6 +175,8 @@ def fmt_ratio(r: float) -> str:
 
 _DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
 _SYMBOLS = ["circle", "square", "triangle-up", "diamond", "cross", "x", "star", "pentagon"]
+# Panels: a numeric key (hidden first); without one, the phase of a multi-program
+# workload (prefill and decode are different programs, best seen side by side).
 _FACET_PREFERENCE = ["cfg_hidden", "cfg_seq", "cfg_batch", "cfg_devices", "cfg_heads"]
 
 
@@ -215,6 +224,8 @@ class Layout:
         numeric = [c for c in cfg if pd.api.types.is_numeric_dtype(df[c])
                    and not pd.api.types.is_bool_dtype(df[c])]
         facet = next((c for c in _FACET_PREFERENCE if c in numeric), numeric[0] if numeric else None)
+        if facet is None and "cfg_phase" in cfg:
+            facet = "cfg_phase"
         series = [c for c in cfg if c != facet]
         if "cfg_mode" in df.columns:
             series = ["cfg_mode", *[c for c in series if c != "cfg_mode"]]
@@ -531,7 +542,7 @@ class Analysis:
         for row, metric in enumerate(metrics, 1):
             for col, phase in enumerate(phases, 1):
                 pts = self.points(metric, {"cfg_phase": phase})
-                if lay.facet:  # the largest facet value: one panel per phase stays readable
+                if lay.facet and lay.facet != "cfg_phase":  # one panel per phase stays readable
                     pts = pts[pts[lay.facet].map(_norm) == lay.facets[-1]]
                 for values, g in self.series_groups(pts, others):
                     label = html.escape(lay.label(values, others)) if others else phase
@@ -544,10 +555,10 @@ class Analysis:
         fig.update_yaxes(tickformat="~s", ticksuffix="B", gridcolor="#eee", rangemode="tozero")
         fig.update_xaxes(type="log" if _spans_decades(layers) else "linear", tickvals=layers, gridcolor="#eee")
         fig.update_xaxes(title_text="layers", row=len(metrics))
-        fig.update_layout(template="none", height=260 * len(metrics) + 80, margin=dict(l=60, r=30, t=50, b=60),
-                          legend=dict(orientation="h", y=-0.08),
+        fig.update_layout(template="none", height=260 * len(metrics) + 110, margin=dict(l=60, r=30, t=50, b=90),
+                          legend=dict(orientation="h", y=-0.06, yanchor="top"),
                           font=FONT)
-        facet = f" ({lay.facet_label(lay.facets[-1])})" if lay.facet else ""
+        facet = f" ({lay.facet_label(lay.facets[-1])})" if lay.facet and lay.facet != "cfg_phase" else ""
         return Figure("decode", "Decode: memory per phase",
                       f"What each phase holds on the device{facet}: aliased bytes are the donated cache "
                       "updated in place; a cache copied rather than aliased shows up in temp.", fig)
@@ -682,7 +693,8 @@ class Analysis:
                                                   "so only the time to a compiled program is compared."))
 
     def decode_table(self) -> Table:
-        metrics = [m for m in ("mem_alias_bytes", "mem_temp_bytes", "mem_footprint_bytes", "mem_argument_bytes") if self.has(m)]
+        metrics = [m for m in ("mem_kv_cache_bytes", "mem_alias_bytes", "mem_temp_bytes", "mem_footprint_bytes",
+                               "mem_argument_bytes") if self.has(m)]
         largest = int(self.ok["cfg_layers"].max())
         keys = self.layout.keys
         rows = []
@@ -714,6 +726,8 @@ class Analysis:
         lines += self._break_even_lines()
         lines += self._remat_lines()
         lines += self._decode_lines()
+        for key in ("cfg_mesh", "cfg_api", "cfg_unroll"):
+            lines += self._key_lines(key)
         lines += self._cost_lines()
         lines += self._health_lines()
         return lines
@@ -830,7 +844,8 @@ class Analysis:
         if "cfg_kv_cache" not in self.layout.series:
             return []
         lines = []
-        facet = {self.layout.facet: self.layout.facets[-1]} if self.layout.facet else {}
+        lay = self.layout
+        facet = {lay.facet: lay.facets[-1]} if lay.facet and lay.facet != "cfg_phase" else {}
         for phase in DECODE_PHASES:
             for values, base, other, top, r in self._contrast("cfg_kv_cache", ["mem_temp_bytes"], {**facet, "cfg_phase": phase}):
                 if "mem_temp_bytes" in r:
@@ -842,6 +857,26 @@ class Analysis:
         inexact = self.ok[~self.ok["cost_exact"].fillna(True).astype(bool)]
         return (f"{inexact['run_point_id'].nunique()} point(s) contain a loop whose trip count is unknown "
                 "(data-dependent while): their cost is a lower bound (cost_exact = false).")
+
+    def _key_lines(self, key: str) -> list[str]:
+        """What another value of `key` changes: time to a compiled program and memory."""
+        if key not in self.layout.series:
+            return []
+        memory = next((m for m in ("mem_footprint_bytes", "mem_temp_bytes") if self.has(m)), None)
+        where = self.representative(["cfg_mode", key])
+        lines = []
+        for values, base, other, top, r in self._contrast(key, ["time_to_compiled_s", *([memory] if memory else [])], where):
+            parts = []
+            if "time_to_compiled_s" in r:
+                t = r["time_to_compiled_s"]
+                parts.append(f"reaches a compiled program {fmt_ratio(1 / t)} sooner" if t <= 1 else
+                             f"reaches a compiled program {fmt_ratio(t)} later")
+            if memory in r:
+                parts.append(f"needs {fmt_ratio(r[memory])} the {title_of(memory).split(' (')[0].lower()}")
+            if parts:
+                lines.append(f"At {top} layers{self._where({**values, **where})}, compared with {key[4:]}={base}, "
+                             f"{key[4:]}={other} {' and '.join(parts)}.")
+        return lines[:4]
 
     def _cost_lines(self) -> list[str]:
         lines = []

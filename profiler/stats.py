@@ -24,6 +24,8 @@ CV_UNSTABLE = 0.10
 OUTLIER = 0.25
 
 METRIC_PREFIXES = ("time_", "size_", "cost_", "mem_")
+# Measurements outside those prefixes (the decode workload's throughput).
+EXTRA_METRICS = ("run_tokens_per_s",)
 
 # Columns computed here from the measured ones, per repeat (so they get a spread too).
 DERIVED: dict[str, tuple[str, ...]] = {
@@ -58,7 +60,7 @@ def metric_columns(df: pd.DataFrame) -> list[str]:
     """Numeric measurement columns that hold at least one value (list columns excluded)."""
     return [
         c for c in df.columns
-        if c.startswith(METRIC_PREFIXES) and has_data(df, c)
+        if (c.startswith(METRIC_PREFIXES) or c in EXTRA_METRICS) and has_data(df, c)
         and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
     ]
 

@@ -134,6 +134,17 @@ def test_decode_section(synthetic):
         in an.headline()
 
 
+def test_decode_columns_and_phase_panels(synthetic):
+    """The decode workload's own columns are drawn; its phases become the panels."""
+    df = decode_rows(store.load(synthetic(layers=(2, 8))))
+    df = df.assign(time_per_token_s=df["time_step_median_s"], run_tokens_per_s=1 / df["time_step_median_s"],
+                   mem_kv_cache_bytes=df["cfg_layers"] * 4096, cfg_mesh="1x1")
+    an = Analysis(df)
+    assert an.layout.facet == "cfg_phase" and an.layout.facets == ("prefill", "decode")
+    assert {"time_per_token_s", "run_tokens_per_s", "mem_kv_cache_bytes"} <= set(an.figures())
+    assert report.unit_of("run_tokens_per_s") in ("/s", "tokens/s")
+
+
 def test_missing_columns_are_handled(real_results):
     df = store.load(real_results).drop(columns=["cost_flops", "cost_transcendentals", "cost_bytes_accessed",
                                                 "mem_footprint_bytes", "time_step_median_s"])
