@@ -711,7 +711,7 @@ class Analysis:
         keys = [k for k in self.point_columns() if k in bad.columns]
         rows = [
             [*(Cell(str(_norm(r[k]) if _norm(r[k]) is not None else "–")) for k in keys),
-             Cell(str(r.get("cfg_phase") or "–")), Cell(str(r["run_repeat"])),
+             Cell(str(_norm(r.get("cfg_phase")) or "–")), Cell(str(r["run_repeat"])),
              Cell(str(r["run_status"]), css="bad"), Cell(str(r["run_error"] or ""), css="error")]
             for r in bad.sort_values(["run_status", *keys]).to_dict("records")
         ]
@@ -806,6 +806,8 @@ class Analysis:
 
     def _break_even_lines(self) -> list[str]:
         be = self.break_even()
+        if be.empty:
+            return []
         where = {k: v for k, v in self.representative(["cfg_mode"]).items() if k in be.columns}
         for k, v in where.items():
             be = be[be[k].map(_norm) == v]
@@ -1006,7 +1008,8 @@ def report_html(df: pd.DataFrame, manifest: Mapping[str, Any] | None = None, sou
     if (table := an.break_even_table()) is not None:
         sections.append(Section("break-even", "Break-even", tables=[table]))
     sections += an.sections()
-    sections.append(Section("medians", "Medians and spread", tables=[an.median_table()]))
+    if (table := an.median_table()).rows:
+        sections.append(Section("medians", "Medians and spread", tables=[table]))
     if (table := an.failures_table()) is not None:
         sections.append(Section("failures", "Failures", tables=[table]))
     names = df["run_sweep"].dropna().unique().tolist()
@@ -1014,7 +1017,7 @@ def report_html(df: pd.DataFrame, manifest: Mapping[str, Any] | None = None, sou
     points = df.drop_duplicates(["run_point_id", "cfg_phase"])
     meta = {
         "kind": "report", "title": title, "folder": source, "created_utc": env.utc_now(),
-        "started_utc": manifest.get("started_utc") or (df["run_started_utc"].min() if len(df) else None),
+        "started_utc": manifest.get("started_utc") or next(iter(sorted(df["run_started_utc"].dropna())), None),
         "environment": describe_environment(env_values), "points": len(points),
         "rows": len(df), "failed": int((df["run_status"] != "ok").sum()),
     }
