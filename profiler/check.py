@@ -7,8 +7,11 @@ XLA produced: for one JAX version they are equal to the last bit, so any change 
 reported, growth or shrinkage, however small. A point measured in the baseline that has
 no successful repeat in the new folder is a regression too.
 
-Points are matched on the cfg_ columns both folders have, not on the point id, which
-changes whenever a spec key is added.
+Medians, ratios and the matching of points are `compare.ratio_table`'s, so that `check`
+and `compare` see the same numbers: points are matched on the cfg_ columns both folders
+have (not on the point id, which changes whenever a spec key is added), and a timing
+regresses like a ratio that fails `compare --fail-above`: median past the limit, and the
+bootstrap interval of the ratio above 1.
 """
 
 from __future__ import annotations
@@ -21,12 +24,11 @@ from typing import TYPE_CHECKING, Any
 from profiler import store
 from profiler.store import StoreError
 
-if TYPE_CHECKING:  # pandas is imported when a check runs, not by the command line's start
+if TYPE_CHECKING:  # pandas is imported when a check runs, not when the command line starts
     import pandas as pd
 
 DETERMINISTIC = ("size_hlo_instructions", "cost_flops", "mem_temp_bytes", "mem_argument_bytes")
 TIMINGS = ("time_to_compiled_s", "time_trace_s", "time_lower_s", "time_compile_s", "time_step_median_s")
-_STAGES = ("time_trace_s", "time_lower_s", "time_compile_s")
 
 # Deterministic values are equal to the last bit for one JAX version; the tolerance
 # only absorbs the round trip of a float through text.
@@ -35,15 +37,9 @@ RTOL = 1e-9
 # Default --max-slowdown (percent); docs/gates.md has the noise it is chosen from.
 MAX_SLOWDOWN_PCT = 25.0
 
-# Environment columns whose difference explains changes: timings are not comparable
-# across machines or backends, deterministic metrics not across JAX versions.
-_ENV_NOTES = {
-    "env_backend": "timings are not comparable",
-    "env_device_kind": "timings are not comparable",
-    "env_cpu_model": "timings are not comparable",
-    "env_jax_version": "deterministic metrics are expected to change",
-    "env_jaxlib_version": "deterministic metrics are expected to change",
-}
+# Environment columns that make deterministic metrics change when they differ (those
+# that make timings incomparable are stats.ENV_CRITICAL).
+_ENV_VERSIONS = ("env_jax_version", "env_jaxlib_version")
 
 
 def changed(expected: float | None, got: float | None) -> bool:
@@ -85,61 +81,51 @@ def check(new: str | Path, baseline: str | Path, max_slowdown_pct: float = MAX_S
     """Check results folder `new` against `baseline`. Bad folders raise StoreError."""
     import pandas as pd
 
-    a, b = store.load(baseline), store.load(new)
-    keys = [c for c in a.columns if c.startswith("cfg_") and c in b.columns]
-    base_ok, new_ok = _medians(a, keys), _medians(b, keys)
-    if base_ok.empty:
+    from profiler import compare, stats
+
+    base_rows, new_rows = store.load(baseline), store.load(new)
+    keys = compare._point_keys(base_rows, new_rows)
+    base_points, new_points = _points(stats.ok_rows(base_rows), keys), _points(new_rows, keys)
+    if not base_points:
         raise StoreError(f"'{baseline}' holds no successful measurement to check against")
-    labels = _labels(pd.concat([base_ok[keys], new_ok[keys]]), keys)
-    new_by_point = dict(zip(_point_keys(new_ok, keys), new_ok.to_dict("records"), strict=True))
-    if not set(_point_keys(b, keys)) & set(_point_keys(base_ok, keys)):
+    if not base_points & new_points:
         raise StoreError(f"'{new}' measured none of the points of '{baseline}'")
+    ratios = compare.ratio_table(base_rows, new_rows, [*TIMINGS, *DETERMINISTIC], fail_above=max_slowdown_pct)
+    labels = _labels(pd.concat([base_rows[keys], new_rows[keys]]), keys)
 
     regressions = []
-    for point, old in zip(_point_keys(base_ok, keys), base_ok.to_dict("records"), strict=True):
-        label, phase = labels[point], str(old.get("cfg_phase"))
-        got = new_by_point.get(point)
-        if got is None:
-            status = _statuses(b, keys).get(point)
-            change = f"failed ({status})" if status else "not measured"
-            regressions.append(Regression(label, phase, "run_status", None, None, change, "ok"))
-            continue
-        for metric in TIMINGS:
-            x, y = old.get(metric), got.get(metric)
-            if _missing(x) or _missing(y) or x <= 0:
-                continue
-            if y / x > 1 + max_slowdown_pct / 100:
-                regressions.append(Regression(label, phase, metric, x, y, f"{y / x - 1:+.1%}", f"+{max_slowdown_pct:g}%"))
-        for metric in DETERMINISTIC:
-            x, y = old.get(metric), got.get(metric)
-            if changed(x, y):
-                change = f"{_fmt(y - x, signed=True)} ({(y / x - 1) * 100:+.3g}%)" if x and not _missing(y) else "changed"
-                regressions.append(Regression(label, phase, metric, x, y, change, "any change"))
-    return CheckResult(regressions, len(base_ok), _notes(a, b, base_ok, new_ok, keys))
+    statuses = _statuses(new_rows, keys)
+    for point in sorted(base_points - _points(stats.ok_rows(new_rows), keys), key=labels.get):
+        values = dict(zip(keys, point, strict=True))
+        change = f"failed ({statuses[point]})" if point in statuses else "not measured"
+        regressions.append(Regression(labels[point], str(values.get("cfg_phase")), "run_status",
+                                      None, None, change, "ok"))
+    for row in ratios.sort_values(keys, kind="stable").to_dict("records"):
+        point = tuple(row[k] for k in keys)
+        label, phase = labels[point], str(row.get("cfg_phase"))
+        x, y, metric = row["median_a"], row["median_b"], row["metric"]
+        if metric in TIMINGS and row["exceeds"]:
+            regressions.append(Regression(label, phase, metric, x, y, f"{y / x - 1:+.1%}", f"+{max_slowdown_pct:g}%"))
+        elif metric in DETERMINISTIC and changed(x, y):
+            change = f"{_fmt(y - x, signed=True)} ({(y / x - 1) * 100:+.3g}%)"
+            regressions.append(Regression(label, phase, metric, x, y, change, "any change"))
+    notes = _notes(base_rows, new_rows, len(_points(stats.ok_rows(new_rows), keys) - base_points))
+    return CheckResult(regressions, len(base_points), notes)
 
 
-def _medians(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """One row per point: the median of each compared metric over its ok repeats."""
-    ok = df[df["run_status"] == "ok"].copy()
-    ok["time_to_compiled_s"] = sum(ok[s].astype(float) for s in _STAGES)
-    metrics = [m for m in (*TIMINGS, *DETERMINISTIC) if m in ok.columns]
-    ok[metrics] = ok[metrics].astype(float)
-    return ok.groupby(keys, dropna=False, sort=True)[metrics].median().reset_index()
+def _points(df: pd.DataFrame, keys: list[str]) -> set[tuple[Any, ...]]:
+    from profiler.report import _norm
 
-
-def _norm(value: Any) -> Any:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
-
-
-def _point_keys(df: pd.DataFrame, keys: list[str]) -> list[tuple[Any, ...]]:
-    return [tuple(map(_norm, row)) for row in df[keys].itertuples(index=False)]
+    return {tuple(map(_norm, row)) for row in df[keys].itertuples(index=False)}
 
 
 def _statuses(df: pd.DataFrame, keys: list[str]) -> dict[tuple[Any, ...], str]:
-    """Each point's statuses, e.g. 'error x3'."""
+    """Each point's statuses over its rows, e.g. 'error x2'."""
+    from profiler.report import _norm
+
     statuses: dict[tuple[Any, ...], list[str]] = {}
-    for point, status in zip(_point_keys(df, keys), df["run_status"], strict=True):
-        statuses.setdefault(point, []).append(str(status))
+    for row, status in zip(df[keys].itertuples(index=False), df["run_status"], strict=True):
+        statuses.setdefault(tuple(map(_norm, row)), []).append(str(status))
     return {p: ", ".join(f"{s} x{v.count(s)}" for s in sorted(set(v))) for p, v in statuses.items()}
 
 
@@ -148,21 +134,23 @@ def _labels(points: pd.DataFrame, keys: list[str]) -> dict[tuple[Any, ...], str]
     shown = [k for k in keys if k != "cfg_phase" and points[k].nunique(dropna=False) > 1]
     shown = shown or [k for k in ("cfg_workload", "cfg_mode", "cfg_layers") if k in keys]
     labels = {}
-    for point in _point_keys(points, keys):
+    for point in _points(points, keys):
         values = dict(zip(keys, point, strict=True))
         labels[point] = " ".join(f"{k[4:]}={values[k]}" for k in shown)
     return labels
 
 
-def _notes(a: pd.DataFrame, b: pd.DataFrame, base_ok: pd.DataFrame, new_ok: pd.DataFrame,
-           keys: list[str]) -> list[str]:
+def _notes(a: pd.DataFrame, b: pd.DataFrame, only_new: int) -> list[str]:
+    from profiler import stats
+
     notes = []
-    for column, consequence in _ENV_NOTES.items():
-        va, vb = (set(df.loc[df["run_status"] == "ok", column].dropna()) for df in (a, b))
+    env_a, env_b = stats.environment(stats.ok_rows(a)), stats.environment(stats.ok_rows(b))
+    explained = [(c, "timings are not comparable") for c in stats.ENV_CRITICAL]
+    explained += [(c, "deterministic metrics are expected to change") for c in _ENV_VERSIONS]
+    for column, consequence in explained:
+        va, vb = set(map(str, env_a.get(column, []))), set(map(str, env_b.get(column, [])))
         if va and vb and va != vb:
-            notes.append(f"{column[4:]} differs ({', '.join(sorted(map(str, va)))} vs "
-                         f"{', '.join(sorted(map(str, vb)))}): {consequence}")
-    only_new = len(set(_point_keys(new_ok, keys)) - set(_point_keys(base_ok, keys)))
+            notes.append(f"{column[4:]} differs ({', '.join(sorted(va))} vs {', '.join(sorted(vb))}): {consequence}")
     if only_new:
         notes.append(f"{only_new} point(s) of the new folder are not in the baseline and were not checked")
     return notes

@@ -23,6 +23,11 @@ from profiler.workloads import Program
 
 jax.config.update("jax_enable_compilation_cache", False)
 
+# The benchmarks' clock: process CPU time, not wall time. On a shared machine other
+# processes stretch the wall clock of a compile far more than its CPU time
+# (docs/gates.md has both measured). Use as `@pytest.mark.benchmark(timer=TIMER)`.
+TIMER = time.process_time
+
 # Events that only a stage that really ran emits (a cached trace still emits a tiny
 # trace event, so tracing is not among them).
 COLD_EVENTS = ("time_event_lower_s", "time_event_compile_s")
