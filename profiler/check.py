@@ -107,8 +107,7 @@ def check(new: str | Path, baseline: str | Path, max_slowdown_pct: float = MAX_S
         if metric in TIMINGS and row["exceeds"]:
             regressions.append(Regression(label, phase, metric, x, y, f"{y / x - 1:+.1%}", f"+{max_slowdown_pct:g}%"))
         elif metric in DETERMINISTIC and changed(x, y):
-            change = f"{_fmt(y - x, signed=True)} ({(y / x - 1) * 100:+.3g}%)"
-            regressions.append(Regression(label, phase, metric, x, y, change, "any change"))
+            regressions.append(Regression(label, phase, metric, x, y, difference(x, y), "any change"))
     notes = _notes(base_rows, new_rows, len(_points(stats.ok_rows(new_rows), keys) - base_points))
     return CheckResult(regressions, len(base_points), notes)
 
@@ -156,7 +155,20 @@ def _notes(a: pd.DataFrame, b: pd.DataFrame, only_new: int) -> list[str]:
     return notes
 
 
-def _fmt(value: float | None, signed: bool = False) -> str:
+def difference(expected: float | None, got: float | None) -> str:
+    """How a deterministic metric changed: '+10 (+4.24%)'."""
+    if _missing(expected) or _missing(got):
+        return f"{fmt(expected)} -> {fmt(got)}"
+    if not expected:
+        return fmt(got - expected, signed=True)
+    pct = (got / expected - 1) * 100
+    shown = f"{pct:+.0f}" if abs(pct) >= 100 else f"{pct:+.3g}"
+    return f"{fmt(got - expected, signed=True)} ({shown}%)"
+
+
+def fmt(value: float | None, signed: bool = False) -> str:
+    """A metric's value: integers in full (a change in the last digit matters), others
+    to four significant digits."""
     if _missing(value):
         return "-"
     sign = "+" if signed and value > 0 else ""
@@ -170,7 +182,7 @@ def format_result(result: CheckResult, new: str | Path, baseline: str | Path) ->
     lines = [f"note: {n}" for n in result.notes]
     if result.regressions:
         header = ("point", "phase", "metric", "baseline", "new", "change", "limit")
-        rows = [header, *((r.point, r.phase, r.metric, _fmt(r.baseline), _fmt(r.new), r.change, r.limit)
+        rows = [header, *((r.point, r.phase, r.metric, fmt(r.baseline), fmt(r.new), r.change, r.limit)
                           for r in result.regressions)]
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
         lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from profiler.check import DETERMINISTIC, changed
+from profiler.check import DETERMINISTIC, changed, difference, fmt
 from profiler.spec import Point
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -78,8 +78,7 @@ def differences(name: str, want: dict[str, dict[str, float]], got: dict[str, dic
         for metric in DETERMINISTIC:
             a, b = want[phase].get(metric), got[phase].get(metric)
             if changed(a, b):
-                ratio = f" ({b / a:.6g}x)" if a and b is not None else ""
-                lines.append(f"{name} [{phase}]: {metric} expected {a!r}, got {b!r}{ratio}")
+                lines.append(f"{name} [{phase}]: {metric} expected {fmt(a)}, got {fmt(b)}: {difference(a, b)}")
     return lines
 
 
