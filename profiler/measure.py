@@ -51,6 +51,12 @@ class Stages:
     events (`time_event_*_s`); an event is missing when its stage did not run, e.g.
     because a cache answered."""
 
+    @property
+    def cold(self) -> bool:
+        """Whether lowering and the backend compile really ran: a cached trace still emits
+        a (tiny) trace event, but a cached lowering or executable emits neither of these."""
+        return "time_event_lower_s" in self.times and "time_event_compile_s" in self.times
+
 
 def compile_stages(program: Program) -> Stages:
     """Trace, lower and compile `program` once with a fresh `jax.jit` of its function.

@@ -1,12 +1,19 @@
 """The compile-time gate can fail: a real baseline and a real run of a workload slowed on
 purpose, compared by pytest-benchmark itself (`--benchmark-compare-fail`, the threshold
-of `make bench`), in fresh pytest processes."""
+of `make bench`), in fresh pytest processes; and a round that a cache answered is not
+taken for a cold one."""
 
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import jax
+
+from profiler.measure import compile_stages
+from profiler.spec import Point
+from profiler.workloads import build
 
 REPO = Path(__file__).resolve().parent.parent
 THRESHOLD = re.search(r"^BENCH_MAX_SLOWDOWN \?= (\d+)$", (REPO / "Makefile").read_text(), re.M).group(1)
@@ -75,3 +82,14 @@ def test_a_slowed_workload_fails_the_benchmark_comparison(tmp_path):
                      rf"[\d.]+ > {THRESHOLD}\.0+", out), out
     # Both runs are on disk for a reader to inspect.
     assert len(list((tmp_path / "store").glob("*/000[12]_*.json"))) == 2
+
+
+def test_a_round_answered_from_a_cache_is_not_cold():
+    point = Point(mode="scan", layers=2, hidden=32, heads=2, batch=2, seq=8)
+    jax.clear_caches()
+    program = build(point)[0]
+    assert compile_stages(program).cold
+    assert not compile_stages(program).cold  # the same function again: every cache answers
+    assert compile_stages(build(point)[0]).cold  # a fresh model and function
+    jax.clear_caches()
+    assert compile_stages(program).cold  # the same function after clearing the caches
