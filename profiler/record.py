@@ -98,6 +98,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("mem_temp_bytes", "int", "bytes", "memory_analysis(): temporary buffers."),
     Column("mem_generated_code_bytes", "int", "bytes", "memory_analysis(): generated code."),
     Column("mem_xla_peak_bytes", "int", "bytes", "memory_analysis().peak_memory_in_bytes as reported (see README per backend)."),
+    Column("mem_optimizer_state_bytes", "int", "bytes", "Optimizer state of the train workload (AdamW: two moments and a step count), from its abstract shapes."),
     Column("mem_host_rss_peak_bytes", "int", "bytes", "Peak resident memory of the measuring process (getrusage ru_maxrss)."),
     # environment
     Column("env_hostname", "str", "", "Host name."),

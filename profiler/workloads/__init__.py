@@ -37,7 +37,10 @@ class Program:
 
 def build(point: Point) -> list[Program]:
     """The programs that measure `point`."""
-    from profiler.workloads import forward
+    from profiler.workloads import forward, train
 
-    builders: dict[str, Callable[[Point], list[Program]]] = {"forward": forward.build}
+    builders: dict[str, Callable[[Point], list[Program]]] = {
+        "forward": forward.build,
+        "train": train.build,
+    }
     return builders[point.workload](point)
