@@ -10,7 +10,6 @@ import re
 import resource
 import statistics
 import time
-from collections import defaultdict
 from typing import Any
 
 import jax

@@ -35,7 +35,9 @@ class Model:
     def make_args(self) -> tuple[Any, jax.Array]:
         """Concrete parameters and input batch, always from the same seed."""
         init_key, x_key = jax.random.split(jax.random.key(0))
-        return self.init(init_key), jax.random.normal(x_key, self.x.shape, self.x.dtype)
+        # Jitted: op-by-op initialisation of a deep unrolled stack takes minutes.
+        params = jax.jit(self.init)(init_key)
+        return params, jax.random.normal(x_key, self.x.shape, self.x.dtype)
 
 
 def build(point: Point) -> Model:
