@@ -10,9 +10,13 @@ import argparse
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from profiler.spec import SpecError
 from profiler.store import StoreError
+
+if TYPE_CHECKING:
+    from profiler.runner import SweepResult
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -35,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--resume", action="store_true", help="continue the sweep in --out: run only missing (point, repeat)s")
     sweep.add_argument("--jobs", type=int, default=1, help="points measured at once, each in its own process (default 1)")
     sweep.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
+    sweep.add_argument("--yes", action="store_true", help="accept a grid with more points than the spec's max_points")
 
     report = commands.add_parser("report", help="write the HTML report of a results folder",
                                  description="Render one self-contained HTML report from a results folder.")
@@ -76,18 +81,35 @@ def _sweep(args: argparse.Namespace) -> int:
 
     if args.jobs < 1:
         raise SpecError(f"--jobs: must be at least 1 (got {args.jobs})")
-    spec = load_spec(args.spec, args.overrides)
+    spec = load_spec(args.spec, args.overrides, yes=args.yes)
     if args.resume and args.out is None:
         raise SpecError("--resume needs --out DIR: the folder of the sweep to continue")
     folder = args.out or _default_out(spec.sweep.name)
     result = run_sweep(spec, folder, resume=args.resume, jobs=args.jobs, progress=_progress())
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "nothing to do"
     print(f"results: {result.folder} ({counts}; {result.skipped} already done)")
+    _say_failures(result)
     if not args.no_report:
         from profiler.report import write_report
 
         print(f"report: {write_report(result.folder)}")
     return 0 if result.ok else 1
+
+
+_FAILURES_SHOWN = 20
+
+
+def _say_failures(result: SweepResult) -> None:
+    """The failed rows by kind (the whole folder, a resumed sweep's earlier rows included),
+    then this invocation's failures one per line."""
+    if result.ok:
+        return
+    kinds = ", ".join(f"{n} {status}" for status, n in sorted(result.failed.items()))
+    lines = [f"failed: {kinds} (rows with run_status other than ok; run_error says why)"]
+    lines += [f"  {f.status}: {f.label} repeat {f.repeat}: {f.error}" for f in result.failures[:_FAILURES_SHOWN]]
+    if len(result.failures) > _FAILURES_SHOWN:
+        lines.append(f"  ... and {len(result.failures) - _FAILURES_SHOWN} more")
+    print("\n".join(lines), file=sys.stderr)
 
 
 def _report(args: argparse.Namespace) -> int:

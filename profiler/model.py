@@ -19,6 +19,7 @@ from flax import nnx
 from profiler.blocks import NnxSimpleBlock, SimpleBlock
 from profiler.spec import Point
 from profiler.stacking import NnxStack, Stack
+from profiler.workloads import random_like
 
 
 @dataclass(frozen=True)
@@ -29,15 +30,10 @@ class Model:
     """Abstract parameters: a pytree of `jax.ShapeDtypeStruct`."""
     x: jax.ShapeDtypeStruct
     """Abstract input batch."""
-    init: Callable[[jax.Array], Any]
-    """Concrete parameters from a PRNG key (allocates: only for running)."""
 
     def make_args(self) -> tuple[Any, jax.Array]:
-        """Concrete parameters and input batch, always from the same seed."""
-        init_key, x_key = jax.random.split(jax.random.key(0))
-        # Jitted: op-by-op initialisation of a deep unrolled stack takes minutes.
-        params = jax.jit(self.init)(init_key)
-        return params, jax.random.normal(x_key, self.x.shape, self.x.dtype)
+        """Real parameters and input for running (see `random_like` for why not `init`)."""
+        return random_like((self.params, self.x))
 
 
 def build(point: Point) -> Model:
@@ -55,24 +51,17 @@ def build(point: Point) -> Model:
 def _linen(stack: dict[str, Any], x: jax.ShapeDtypeStruct) -> Model:
     net = Stack(block=SimpleBlock, **stack)
     # The seed initialises with a batch of one; parameter shapes do not depend on it.
-    init_x = jnp.zeros((1, *x.shape[1:]), x.dtype)
+    init_x = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)
 
-    def init(key: jax.Array) -> Any:
-        return net.init(key, init_x)
-
-    return Model(apply=net.apply, params=jax.eval_shape(init, jax.random.key(0)), x=x, init=init)
+    params = jax.eval_shape(net.init, jax.random.key(0), init_x)
+    return Model(apply=net.apply, params=params, x=x)
 
 
 def _nnx(stack: dict[str, Any], x: jax.ShapeDtypeStruct) -> Model:
-    def create(key: jax.Array) -> NnxStack:
-        return NnxStack(NnxSimpleBlock, **stack, rngs=nnx.Rngs(key))
-
-    graphdef, params = nnx.split(nnx.eval_shape(lambda: create(jax.random.key(0))))
+    graphdef, params = nnx.split(
+        nnx.eval_shape(lambda: NnxStack(NnxSimpleBlock, **stack, rngs=nnx.Rngs(0))))
 
     def apply(params: nnx.State, x: jax.Array) -> tuple[jax.Array, Any]:
         return nnx.merge(graphdef, params)(x)
 
-    def init(key: jax.Array) -> nnx.State:
-        return nnx.split(create(key))[1]
-
-    return Model(apply=apply, params=params, x=x, init=init)
+    return Model(apply=apply, params=params, x=x)

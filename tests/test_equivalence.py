@@ -18,10 +18,10 @@ from flax import nnx
 
 from profiler import model
 from profiler.spec import Point
-from profiler.workloads import train
+from profiler.workloads import random_like, train
 
 SIZES = dict(layers=3, hidden=32, heads=2, batch=2, seq=4)
-TOLERANCE = dict(rtol=1e-4, atol=1e-5)
+RTOL = 1e-5
 # linen names its dense layer automatically; the NNX block names it as an attribute.
 NNX_NAMES = {"Dense_0": "dense"}
 LINEN_NAMES = {v: k for k, v in NNX_NAMES.items()}
@@ -66,7 +66,7 @@ def evaluate(point: Point, layers: list[dict[str, Any]]) -> dict[str, Any]:
     """Output, per-layer intermediates, loss and per-layer gradients of `point`'s stack."""
     net = model.build(point)
     params = from_layers(point, net, layers)
-    _, x = net.make_args()
+    x = random_like(net.x, seed=1, scale=1.0)
 
     def compute(params: Any, x: jax.Array) -> tuple[Any, ...]:
         return *net.apply(params, x), *jax.value_and_grad(functools.partial(train.loss, net))(params, x)
@@ -79,17 +79,23 @@ def evaluate(point: Point, layers: list[dict[str, Any]]) -> dict[str, Any]:
     return dict(y=y, intermediates=intermediates, loss=loss, grads=to_layers(point, grads))
 
 
-def assert_close(actual: Any, expected: Any) -> None:
-    assert jax.tree.structure(actual) == jax.tree.structure(expected)
-    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_allclose(a, e, **TOLERANCE)
+def assert_close(actual: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Equal to float tolerance, absolute errors measured against the largest value of the
+    same quantity: some gradients are exactly zero in exact arithmetic (a key bias does
+    not change the softmax) and only float noise in either layout."""
+    assert actual.keys() == expected.keys()
+    for name in expected:
+        assert jax.tree.structure(actual[name]) == jax.tree.structure(expected[name]), name
+        scale = max(float(np.max(np.abs(e))) for e in jax.tree.leaves(expected[name]))
+        for a, e in zip(jax.tree.leaves(actual[name]), jax.tree.leaves(expected[name]), strict=True):
+            np.testing.assert_allclose(a, e, rtol=RTOL, atol=RTOL * scale, err_msg=name)
 
 
 @pytest.fixture(scope="module")
 def reference() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Distinct per-layer parameters and what the linen loop computes with them."""
     point = Point(mode="loop", **SIZES)
-    layers = to_layers(point, model.build(point).make_args()[0])
+    layers = to_layers(point, random_like(model.build(point).params, seed=0, scale=0.1))
     return layers, evaluate(point, layers)
 
 
@@ -134,4 +140,5 @@ def test_restacking_round_trips(reference):
     for api in ("linen", "nnx"):
         for mode in ("loop", "scan"):
             point = Point(api=api, mode=mode, **SIZES)
-            assert_close(to_layers(point, from_layers(point, model.build(point), layers)), layers)
+            restacked = to_layers(point, from_layers(point, model.build(point), layers))
+            assert_close({"params": restacked}, {"params": layers})

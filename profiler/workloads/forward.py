@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from profiler import model
+from profiler.blocks import forward_matmul_flops
 from profiler.spec import Point
 from profiler.workloads import Program
 
 
 def build(point: Point) -> list[Program]:
     net = model.build(point)
-    return [Program(fn=net.apply, args=(net.params, net.x), make_args=net.make_args)]
+    analytic = forward_matmul_flops(layers=point.layers, batch=point.batch, seq=point.seq, hidden=point.hidden)
+    return [Program(
+        fn=net.apply, args=(net.params, net.x), make_args=net.make_args,
+        info={"cost_analytic_flops": float(analytic)},
+    )]

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from profiler import model
+from profiler.blocks import forward_matmul_flops
 from profiler.model import Model
 from profiler.spec import Point
 from profiler.workloads import Program
@@ -32,6 +33,14 @@ def loss(net: Model, params: Any, x: jax.Array) -> jax.Array:
 def tree_bytes(tree: Any) -> int:
     """Bytes of a pytree of arrays or `jax.ShapeDtypeStruct`s."""
     return sum(math.prod(a.shape) * a.dtype.itemsize for a in jax.tree.leaves(tree))
+
+
+def analytic_flops(point: Point) -> float:
+    """Matmul FLOPs of the step: forward and backward (two matmuls per forward matmul),
+    plus a second forward where remat='full' recomputes every block. Policies that save
+    the dots (dots_saveable, ...) recompute no matmul; the AdamW update is element-wise."""
+    forward = forward_matmul_flops(layers=point.layers, batch=point.batch, seq=point.seq, hidden=point.hidden)
+    return float(forward * (4 if point.remat == "full" else 3))
 
 
 def build(point: Point) -> list[Program]:
@@ -58,5 +67,8 @@ def build(point: Point) -> list[Program]:
         make_args=make_args,
         donate_argnums=(0, 1),
         next_args=next_args,
-        info={"mem_optimizer_state_bytes": tree_bytes(opt_state)},
+        info={
+            "mem_optimizer_state_bytes": tree_bytes(opt_state),
+            "cost_analytic_flops": analytic_flops(point),
+        },
     )]
