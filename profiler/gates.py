@@ -24,12 +24,14 @@ _REPO = Path(__file__).resolve().parent.parent
 GOLDEN_FILE = _REPO / "tests" / "golden" / "golden.json"
 UPDATE_COMMAND = "make golden"
 
-# The seed notebook's point, stacked both ways.
-_SEED = dict(workload="forward", layers=42, hidden=512, heads=4, batch=16, seq=32)
+# The seed notebook's sizes: its point stacked both ways, and a training step of the
+# same block with every layer rematerialised.
+_SEED = dict(hidden=512, heads=4, batch=16, seq=32)
 
 POINTS: dict[str, Point] = {
-    "seed-loop": Point(**_SEED, mode="loop"),
-    "seed-scan": Point(**_SEED, mode="scan"),
+    "seed-loop": Point(**_SEED, workload="forward", layers=42, mode="loop"),
+    "seed-scan": Point(**_SEED, workload="forward", layers=42, mode="scan"),
+    "train-scan-remat": Point(**_SEED, workload="train", layers=32, mode="scan", remat="full"),
 }
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from profiler import gates
+from profiler.spec import Point
 
 KEY = gates.version_key()
 GOLDEN = gates.read_golden()
@@ -36,6 +37,14 @@ def test_a_scan_compiled_unrolled_fails_the_gate(measured):
     assert "mem_temp_bytes expected" in text
     assert "cost_flops expected" in text  # the corrected FLOPs differ by 6e-7 relative
     assert gates.differences("seed-scan", measured["seed-scan"], measured["seed-scan"]) == []
+
+
+def test_a_training_step_that_lost_remat_fails_the_gate(measured):
+    lost = Point(**{**gates.POINTS["train-scan-remat"].model_dump(), "remat": "none"})
+    problems = gates.differences("train-scan-remat", measured["train-scan-remat"], gates.deterministic_metrics(lost))
+    text = "\n".join(problems)
+    # Without remat the backward pass keeps every activation instead of recomputing it.
+    assert "mem_temp_bytes expected" in text and "cost_flops expected" in text
 
 
 def test_a_missing_phase_fails_the_gate(measured):
