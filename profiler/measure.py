@@ -10,7 +10,6 @@ import re
 import resource
 import statistics
 import time
-from collections import defaultdict
 from typing import Any
 
 import jax
@@ -40,6 +39,11 @@ jax.monitoring.register_event_duration_secs_listener(_on_event)
 
 def measure(program: Program, *, run: bool = False, steps: int = 5) -> dict[str, Any]:
     """Trace, lower and compile `program` once, cold for this process, and analyse it."""
+    with program.context():
+        return _measure(program, run, steps)
+
+
+def _measure(program: Program, run: bool, steps: int) -> dict[str, Any]:
     global _recorded
     jax.devices()  # start the backend now so its start-up is not billed to a stage
     jitted = jax.jit(program.fn, donate_argnums=program.donate_argnums, **program.jit_kwargs)
@@ -67,7 +71,9 @@ def measure(program: Program, *, run: bool = False, steps: int = 5) -> dict[str,
         **xla_memory(compiled),
         **program.info,
     }
-    if run:
+    if run and program.run is not None:
+        metrics.update(program.run(compiled))
+    elif run:
         metrics.update(run_compiled(compiled, program, steps))
     metrics["mem_host_rss_peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return metrics

@@ -1,7 +1,8 @@
 """The record: one flat row per (point, phase, repeat). Its columns are the Parquet schema.
 
-Prefixes: `run_` identity and outcome, `cfg_` configuration, `time_` seconds, `size_`
-program sizes, `cost_` FLOPs/bytes, `mem_` bytes, `env_` environment. Units are in the
+Prefixes: `run_` identity and outcome, `cfg_` configuration, `time_` seconds, `gen_`
+generation rates, `size_` program sizes, `cost_` FLOPs/bytes, `mem_` bytes, `env_`
+environment. Units are in the
 names. XLA's raw numbers keep their own columns (`cost_xla_*`, `mem_xla_*`).
 
 Schema history (bump SCHEMA_VERSION on any change to names, types or meanings):
@@ -79,6 +80,11 @@ COLUMNS: tuple[Column, ...] = (
     Column("time_first_call_s", "float", "s", "First call of the compiled program (run on), results ready."),
     Column("time_step_median_s", "float", "s", "Median of the steady-state calls after the first (run on)."),
     Column("time_step_samples_s", "floats", "s", "Every steady-state call time (run on): the raw samples."),
+    # generation (workload decode, run on; decode row)
+    Column("time_prefill_s", "float", "s", "Prefill call of a timed greedy generation (after a warm-up generation), results ready."),
+    Column("time_per_token_s", "float", "s", "Median decode step call of the timed generation: one new token for the whole batch."),
+    Column("time_per_token_samples_s", "floats", "s", "Every decode step call of the timed generation (gen_tokens - 1 samples)."),
+    Column("gen_tokens_per_s", "float", "tokens/s", "batch · gen_tokens / wall time of the timed generation, prefill and token picking included."),
     # program sizes
     Column("size_jaxpr_eqns", "int", "equations", "Jaxpr equations, nested bodies (scan, remat, pjit) counted once each."),
     Column("size_stablehlo_bytes", "int", "bytes", "Text of the lowered StableHLO module."),
@@ -98,6 +104,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("mem_temp_bytes", "int", "bytes", "memory_analysis(): temporary buffers."),
     Column("mem_generated_code_bytes", "int", "bytes", "memory_analysis(): generated code."),
     Column("mem_xla_peak_bytes", "int", "bytes", "memory_analysis().peak_memory_in_bytes as reported (see README per backend)."),
+    Column("mem_kv_cache_bytes", "int", "bytes", "Decode: the KV cache on one device, from the configuration: 2·layers·batch·max_len·kv_heads·head_dim·itemsize / devices of the mesh."),
     Column("mem_host_rss_peak_bytes", "int", "bytes", "Peak resident memory of the measuring process (getrusage ru_maxrss)."),
     # environment
     Column("env_hostname", "str", "", "Host name."),

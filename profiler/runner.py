@@ -49,12 +49,19 @@ class SweepResult:
         return set(self.statuses) <= {"ok"}
 
 
-def worker_environment() -> dict[str, str]:
-    """The measuring process's environment: the persistent compilation cache off, and
-    this checkout importable whatever the current directory is."""
+_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+
+
+def worker_environment(point: Point | None = None) -> dict[str, str]:
+    """The measuring process's environment: the persistent compilation cache off, this
+    checkout importable whatever the current directory is, and as many host-platform
+    (CPU) devices as the point asks for (XLA reads the flag when the backend starts)."""
     environ = dict(os.environ)
     environ["JAX_ENABLE_COMPILATION_CACHE"] = "false"
     environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), environ.get("PYTHONPATH")]))
+    if point is not None and point.devices > 1:
+        flags = [f for f in environ.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_COUNT_FLAG)]
+        environ["XLA_FLAGS"] = " ".join([*flags, f"{_DEVICE_COUNT_FLAG}={point.devices}"])
     return environ
 
 
@@ -68,7 +75,7 @@ def measure_in_subprocess(point: Point, timeout_s: float | None = None) -> Outco
             proc = subprocess.Popen(
                 [sys.executable, "-m", "profiler.worker", str(result)],
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
-                env=worker_environment(), start_new_session=True, text=True,
+                env=worker_environment(point), start_new_session=True, text=True,
             )
             try:
                 proc.communicate(point.model_dump_json(), timeout=timeout_s)
