@@ -32,3 +32,18 @@ class SimpleBlock(nn.Module):
         x += nn.Dense(features=self.hidden_dim)(x)
         out["+dense"] = x
         return x, out
+
+
+def forward_matmul_flops(*, layers: int, batch: int, seq: int, hidden: int) -> int:
+    """Matmul FLOPs (2 per multiply-add) of `layers` stacked `SimpleBlock`s applied to a
+    (batch, seq, hidden) input, from the configuration alone. Per block: the Q, K, V and
+    output projections and the dense layer (five hidden x hidden matmuls per token), and
+    QK^T and AV (seq x seq x head_dim per head; the head count cancels, since heads x
+    head_dim = hidden). Element-wise work (biases, softmax, residual adds) is left out;
+    XLA counts it, so measured FLOPs run a little higher, relatively more at small
+    hidden sizes. A training step costs about 3x this (the backward pass does two
+    matmuls per forward matmul), plus one more forward per rematerialised block."""
+    tokens = batch * seq
+    projections = 5 * 2 * tokens * hidden * hidden
+    attention = 2 * 2 * tokens * seq * hidden
+    return layers * (projections + attention)

@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import jax.extend.core
 
+from profiler.cost import loop_corrected
 from profiler.workloads import Program
 
 # JAX reports its own stage durations through jax.monitoring. They cross-check our
@@ -46,6 +47,9 @@ def measure(program: Program, *, run: bool = False, steps: int = 5) -> dict[str,
 def _measure(program: Program, run: bool, steps: int) -> dict[str, Any]:
     global _recorded
     jax.devices()  # start the backend now so its start-up is not billed to a stage
+    # Cold for every program, not only the process's first: a workload's second program
+    # would otherwise reuse traces of helpers the first one jitted (and their source info).
+    jax.clear_caches()
     jitted = jax.jit(program.fn, donate_argnums=program.donate_argnums, **program.jit_kwargs)
 
     _recorded = {}
@@ -61,13 +65,14 @@ def _measure(program: Program, run: bool, steps: int) -> dict[str, Any]:
     finally:
         _recorded = None
 
+    hlo = compiled.as_text()
     metrics: dict[str, Any] = {
         "time_trace_s": t1 - t0,
         "time_lower_s": t2 - t1,
         "time_compile_s": t3 - t2,
         **events,
-        **program_sizes(traced.jaxpr, lowered.as_text(), compiled.as_text()),
-        **xla_cost(compiled),
+        **program_sizes(traced.jaxpr, lowered.as_text(), hlo),
+        **cost(compiled, hlo),
         **xla_memory(compiled),
         **program.info,
     }
@@ -108,21 +113,25 @@ def program_sizes(jaxpr: Any, stablehlo: str, hlo: str) -> dict[str, int]:
     }
 
 
-def xla_cost(compiled: Any) -> dict[str, float | None]:
-    """XLA's `cost_analysis()` exactly as reported (loop bodies counted once)."""
-    cost = compiled.cost_analysis()
-    if isinstance(cost, list | tuple):  # older jaxlibs: one dict per computation
-        cost = cost[0] if cost else {}
-    cost = cost or {}
+def cost(compiled: Any, hlo: str) -> dict[str, float | bool | None]:
+    """XLA's `cost_analysis()` exactly as reported (loop bodies counted once), and the
+    same with every loop counted once per trip (profiler/cost.py)."""
+    counted = loop_corrected(compiled, hlo)
     return {
-        "cost_xla_flops": cost.get("flops"),
-        "cost_xla_transcendentals": cost.get("transcendentals"),
-        "cost_xla_bytes_accessed": cost.get("bytes accessed"),
-        "cost_xla_optimal_seconds": cost.get("optimal_seconds"),
+        "cost_flops": counted.flops,
+        "cost_transcendentals": counted.transcendentals,
+        "cost_bytes_accessed": counted.bytes_accessed,
+        "cost_exact": counted.exact,
+        "cost_xla_flops": counted.raw.get("flops"),
+        "cost_xla_transcendentals": counted.raw.get("transcendentals"),
+        "cost_xla_bytes_accessed": counted.raw.get("bytes accessed"),
+        "cost_xla_optimal_seconds": counted.raw.get("optimal_seconds"),
     }
 
 
 def xla_memory(compiled: Any) -> dict[str, int | None]:
+    """`memory_analysis()` as reported, and the footprint built from it. What each
+    field includes differs per backend; docs/cost.md has the measured details."""
     stats = compiled.memory_analysis()
     if stats is None:
         return {}
@@ -131,12 +140,19 @@ def xla_memory(compiled: Any) -> dict[str, int | None]:
         value = getattr(stats, name, None)
         return None if value is None else int(value)
 
+    args, outs, alias, temp, code = (
+        get(f"{name}_size_in_bytes") for name in ("argument", "output", "alias", "temp", "generated_code")
+    )
+    # XLA's lower bound for what the program needs on the device. On CPU the reported
+    # peak leaves temp buffers out, so the footprint is the number to show.
+    known = None not in (args, outs, alias, temp, code)
     return {
-        "mem_argument_bytes": get("argument_size_in_bytes"),
-        "mem_output_bytes": get("output_size_in_bytes"),
-        "mem_alias_bytes": get("alias_size_in_bytes"),
-        "mem_temp_bytes": get("temp_size_in_bytes"),
-        "mem_generated_code_bytes": get("generated_code_size_in_bytes"),
+        "mem_argument_bytes": args,
+        "mem_output_bytes": outs,
+        "mem_alias_bytes": alias,
+        "mem_temp_bytes": temp,
+        "mem_generated_code_bytes": code,
+        "mem_footprint_bytes": code + args + outs - alias + temp if known else None,
         "mem_xla_peak_bytes": get("peak_memory_in_bytes"),
     }
 

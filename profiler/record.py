@@ -1,8 +1,7 @@
 """The record: one flat row per (point, phase, repeat). Its columns are the Parquet schema.
 
-Prefixes: `run_` identity and outcome, `cfg_` configuration, `time_` seconds, `gen_`
-generation rates, `size_` program sizes, `cost_` FLOPs/bytes, `mem_` bytes, `env_`
-environment. Units are in the
+Prefixes: `run_` identity and outcome, `cfg_` configuration, `time_` seconds, `size_`
+program sizes, `cost_` FLOPs/bytes, `mem_` bytes, `env_` environment. Units are in the
 names. XLA's raw numbers keep their own columns (`cost_xla_*`, `mem_xla_*`).
 
 Schema history (bump SCHEMA_VERSION on any change to names, types or meanings):
@@ -80,11 +79,11 @@ COLUMNS: tuple[Column, ...] = (
     Column("time_first_call_s", "float", "s", "First call of the compiled program (run on), results ready."),
     Column("time_step_median_s", "float", "s", "Median of the steady-state calls after the first (run on)."),
     Column("time_step_samples_s", "floats", "s", "Every steady-state call time (run on): the raw samples."),
-    # generation (workload decode, run on; decode row)
+    # greedy generation (workload decode, run on): on the decode row
     Column("time_prefill_s", "float", "s", "Prefill call of a timed greedy generation (after a warm-up generation), results ready."),
     Column("time_per_token_s", "float", "s", "Median decode step call of the timed generation: one new token for the whole batch."),
     Column("time_per_token_samples_s", "floats", "s", "Every decode step call of the timed generation (gen_tokens - 1 samples)."),
-    Column("gen_tokens_per_s", "float", "tokens/s", "batch · gen_tokens / wall time of the timed generation, prefill and token picking included."),
+    Column("run_tokens_per_s", "float", "tokens/s", "Decode, run on: batch · gen_tokens / wall time of the timed generation, prefill and token picking included."),
     # program sizes
     Column("size_jaxpr_eqns", "int", "equations", "Jaxpr equations, nested bodies (scan, remat, pjit) counted once each."),
     Column("size_stablehlo_bytes", "int", "bytes", "Text of the lowered StableHLO module."),
@@ -92,18 +91,25 @@ COLUMNS: tuple[Column, ...] = (
     Column("size_hlo_bytes", "int", "bytes", "Text of the optimised HLO module (compiled.as_text())."),
     Column("size_hlo_instructions", "int", "instructions", "Instructions in the optimised HLO, all computations."),
     Column("size_hlo_while_loops", "int", "loops", "while instructions in the optimised HLO."),
+    # cost, every loop counted once per trip (profiler/cost.py, docs/cost.md)
+    Column("cost_flops", "float", "FLOP", "FLOPs of the whole run: XLA's analysis with each while body counted once per trip (known_trip_count), nested loops multiplied. Equals cost_xla_flops for a program without loops."),
+    Column("cost_transcendentals", "float", "ops", "Transcendental ops (exp, tanh, ...) of the whole run, loops counted per trip like cost_flops."),
+    Column("cost_bytes_accessed", "float", "bytes", "XLA's bytes-accessed estimate of the whole run, loops counted per trip. Describes the compiled program: a scan moves different bytes (slicing stacked weights, stacking outputs) than the unrolled loop."),
+    Column("cost_exact", "bool", "", "False if a while loop has no known trip count (data-dependent while_loop): its body is counted once, as XLA does, so the cost_ columns are a lower bound."),
+    Column("cost_analytic_flops", "float", "FLOP", "Matmul FLOPs from the configuration alone (projections, QK^T, AV, dense; see blocks.forward_matmul_flops); element-wise work left out. A sanity check for cost_flops."),
     # cost, as XLA reports it
     Column("cost_xla_flops", "float", "FLOP", "XLA cost_analysis()['flops']: loop bodies counted once."),
     Column("cost_xla_transcendentals", "float", "ops", "XLA cost_analysis()['transcendentals']: loop bodies counted once."),
     Column("cost_xla_bytes_accessed", "float", "bytes", "XLA cost_analysis()['bytes accessed']: loop bodies counted once."),
     Column("cost_xla_optimal_seconds", "float", "s", "XLA cost_analysis()['optimal_seconds'] where the backend reports it."),
     # memory
-    Column("mem_argument_bytes", "int", "bytes", "memory_analysis(): arguments of the program."),
+    Column("mem_footprint_bytes", "int", "bytes", "generated code + arguments + outputs - aliased + temp: XLA's lower bound for the device memory the program needs. The memory number to show."),
+    Column("mem_argument_bytes", "int", "bytes", "memory_analysis(): arguments of the program (parameters and inputs)."),
     Column("mem_output_bytes", "int", "bytes", "memory_analysis(): outputs of the program."),
-    Column("mem_alias_bytes", "int", "bytes", "memory_analysis(): outputs aliased to (donated) arguments."),
-    Column("mem_temp_bytes", "int", "bytes", "memory_analysis(): temporary buffers."),
-    Column("mem_generated_code_bytes", "int", "bytes", "memory_analysis(): generated code."),
-    Column("mem_xla_peak_bytes", "int", "bytes", "memory_analysis().peak_memory_in_bytes as reported (see README per backend)."),
+    Column("mem_alias_bytes", "int", "bytes", "memory_analysis(): outputs aliased to (donated) arguments; counted in both arguments and outputs."),
+    Column("mem_temp_bytes", "int", "bytes", "memory_analysis(): temporary buffers (activations, loop state) live during the run."),
+    Column("mem_generated_code_bytes", "int", "bytes", "memory_analysis(): generated code; 0 on CPU (jaxlib 0.10.2 does not report it there)."),
+    Column("mem_xla_peak_bytes", "int", "bytes", "memory_analysis().peak_memory_in_bytes as reported; on CPU it is arguments + outputs - aliased and leaves temp out (docs/cost.md)."),
     Column("mem_kv_cache_bytes", "int", "bytes", "Decode: the KV cache on one device, from the configuration: 2·layers·batch·max_len·kv_heads·head_dim·itemsize / devices of the mesh."),
     Column("mem_host_rss_peak_bytes", "int", "bytes", "Peak resident memory of the measuring process (getrusage ru_maxrss)."),
     # environment

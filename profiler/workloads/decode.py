@@ -27,7 +27,7 @@ import numpy as np
 from profiler import decoder
 from profiler.decoder import KVCache
 from profiler.spec import Point
-from profiler.workloads import Program
+from profiler.workloads import Program, random_like
 
 
 @dataclass(frozen=True)
@@ -93,19 +93,10 @@ class DecodeSetup:
         return jax.jit(fn, donate_argnums=self.donate_argnums, **self.jit_kwargs)
 
     # Concrete arrays, laid out as the programs expect them (call inside `context()`).
-    # Values come from numpy: compiling the model's random initialisers costs seconds
-    # per point on a CPU, and the values do not matter to what is measured.
 
     def params(self) -> Any:
-        """Random weights, N(0, 1/hidden), and ones for the norms' scales."""
-        rng = np.random.default_rng(0)
-
-        def value(path: tuple[Any, ...], leaf: jax.ShapeDtypeStruct) -> np.ndarray:
-            if path[-1].key == "scale":
-                return np.ones(leaf.shape, leaf.dtype)
-            return (rng.standard_normal(leaf.shape) / np.sqrt(self.point.hidden)).astype(leaf.dtype)
-
-        return jax.device_put(jax.tree_util.tree_map_with_path(value, self.param_args), self.param_sharding)
+        return jax.device_put(random_like(self.param_args, scale=self.point.hidden ** -0.5),
+                              self.param_sharding)
 
     @functools.cached_property
     def _zeros(self) -> Callable[[], KVCache]:
@@ -165,7 +156,7 @@ class DecodeSetup:
             "time_prefill_s": timed.prefill_s,
             "time_per_token_s": statistics.median(timed.step_s),
             "time_per_token_samples_s": timed.step_s,
-            "gen_tokens_per_s": self.point.batch * self.point.gen_tokens / timed.total_s,
+            "run_tokens_per_s": self.point.batch * self.point.gen_tokens / timed.total_s,
         }
 
 

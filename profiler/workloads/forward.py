@@ -5,10 +5,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from profiler.blocks import SimpleBlock
+from profiler.blocks import SimpleBlock, forward_matmul_flops
 from profiler.spec import Point
 from profiler.stacking import Stack
-from profiler.workloads import Program
+from profiler.workloads import Program, random_like
 
 
 def model(point: Point) -> Stack:
@@ -28,8 +28,7 @@ def build(point: Point) -> list[Program]:
     params = jax.eval_shape(net.init, jax.random.key(0), init_x)
 
     def make_args():
-        init_key, x_key = jax.random.split(jax.random.key(0))
-        real_params = net.init(init_key, jnp.zeros(init_x.shape, dtype))
-        return real_params, jax.random.normal(x_key, x.shape, dtype)
+        return random_like((params, x))
 
-    return [Program(fn=net.apply, args=(params, x), make_args=make_args)]
+    analytic = forward_matmul_flops(layers=point.layers, batch=point.batch, seq=point.seq, hidden=point.hidden)
+    return [Program(fn=net.apply, args=(params, x), make_args=make_args, info={"cost_analytic_flops": float(analytic)})]

@@ -1,0 +1,123 @@
+"""Command line: `python -m profiler sweep|report|columns ...`.
+
+Bad input (a spec, an override, a flag, a results folder) is one line on stderr and
+exit status 2, before any work and without touching existing results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from profiler.spec import SpecError
+from profiler.store import StoreError
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        raise SpecError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m profiler", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sweep = commands.add_parser("sweep", help="run a sweep and write its results and report",
+                                description="Measure every point of a sweep spec, each repeat in a fresh process.")
+    sweep.add_argument("spec", help="sweep spec (TOML), e.g. sweeps/default.toml")
+    sweep.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="override a spec key; VALUE is TOML (layers=[2,4], mode=scan)")
+    sweep.add_argument("--out", type=Path, help="results folder (default: results/<name>-<UTC time>)")
+    sweep.add_argument("--resume", action="store_true", help="continue the sweep in --out: run only missing (point, repeat)s")
+    sweep.add_argument("--jobs", type=int, default=1, help="points measured at once, each in its own process (default 1)")
+    sweep.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
+
+    report = commands.add_parser("report", help="write the HTML report of a results folder",
+                                 description="Render one self-contained HTML report from a results folder.")
+    report.add_argument("folder", type=Path, help="results folder written by `sweep`")
+    report.add_argument("--out", type=Path, help="HTML file (default: reports/<folder name>.html)")
+
+    commands.add_parser("columns", help="print the documentation of every result column (Markdown)")
+    commands.add_parser("keys", help="print the documentation of every spec key (Markdown)")
+    return parser
+
+
+def _default_out(name: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return _REPO / "results" / f"{safe}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+
+
+def _progress():
+    """A progress bar with ETA on a terminal; plain lines otherwise (logs, CI)."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar: list[tqdm] = []
+
+        def show(done: int, total: int, line: str) -> None:
+            if not bar:
+                bar.append(tqdm(total=total, unit="point", dynamic_ncols=True))
+            bar[0].set_postfix_str(line, refresh=False)
+            bar[0].update(1)
+            if done == total:
+                bar[0].close()
+
+        return show
+    return lambda done, total, line: print(f"[{done}/{total}] {line}", flush=True)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from profiler.runner import run_sweep
+    from profiler.spec import load_spec
+
+    if args.jobs < 1:
+        raise SpecError(f"--jobs: must be at least 1 (got {args.jobs})")
+    spec = load_spec(args.spec, args.overrides)
+    if args.resume and args.out is None:
+        raise SpecError("--resume needs --out DIR: the folder of the sweep to continue")
+    folder = args.out or _default_out(spec.sweep.name)
+    result = run_sweep(spec, folder, resume=args.resume, jobs=args.jobs, progress=_progress())
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "nothing to do"
+    print(f"results: {result.folder} ({counts}; {result.skipped} already done)")
+    if not args.no_report:
+        from profiler.report import write_report
+
+        print(f"report: {write_report(result.folder)}")
+    return 0 if result.ok else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    from profiler.report import write_report
+
+    print(f"report: {write_report(args.folder, args.out)}")
+    return 0
+
+
+def _columns(args: argparse.Namespace) -> int:
+    from profiler.record import columns_markdown
+
+    print(columns_markdown(), end="")
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from profiler.spec import keys_markdown
+
+    print(keys_markdown(), end="")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        return {"sweep": _sweep, "report": _report, "columns": _columns, "keys": _keys}[args.command](args)
+    except (SpecError, StoreError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rows written so far are kept; continue with --resume", file=sys.stderr)
+        return 130

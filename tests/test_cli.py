@@ -1,0 +1,37 @@
+"""The command line end to end: real processes, real compiles, real Parquet."""
+
+import subprocess
+import sys
+
+import pandas as pd
+
+
+def profiler(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "profiler", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_sweep_writes_one_row_per_point_and_repeat(tmp_path):
+    out = tmp_path / "res"
+    done = profiler("sweep", "sweeps/smoke.toml", "layers=[1,3]", "mode=[\"loop\",\"scan\"]", "repeats=2",
+                    "run=false", "--out", str(out), "--no-report")
+    assert done.returncode == 0, done.stderr
+    assert "[8/8]" in done.stdout  # plain progress lines when not on a terminal
+    df = pd.read_parquet(out)
+    assert len(df) == 8
+    assert (df["run_status"] == "ok").all()
+    assert df.groupby(["run_point_id", "run_repeat"]).size().eq(1).all()
+    assert set(df["cfg_mode"]) == {"loop", "scan"} and set(df["cfg_layers"]) == {1, 3}
+    assert (df["env_jax_version"].str.len() > 0).all() and set(df["env_backend"]) == {"cpu"}
+    assert not df["env_persistent_cache"].any()
+    assert (df["time_compile_s"] > 0).all() and (df["cost_xla_flops"] > 0).all()
+    # Each repeat ran in its own fresh process.
+    assert df["run_started_utc"].nunique() == 8
+
+
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "res"
+    done = profiler("sweep", "sweeps/smoke.toml", "layers=0", "--out", str(out))
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "key 'layers'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not out.exists()

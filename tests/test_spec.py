@@ -1,0 +1,83 @@
+"""Spec parsing, grid expansion and validation (in-process, no compiles)."""
+
+import pytest
+
+from profiler.spec import Point, SpecError, build_spec, load_spec, parse_override
+
+
+def test_lists_are_axes_and_scalars_are_fixed():
+    spec = build_spec({"name": "t", "mode": ["loop", "scan"], "layers": [2, 4, 8], "hidden": 64})
+    assert len(spec.points) == 6
+    assert {p.mode for p in spec.points} == {"loop", "scan"}
+    assert {p.layers for p in spec.points} == {2, 4, 8}
+    assert all(p.hidden == 64 for p in spec.points)
+
+
+def test_point_id_is_stable_and_distinguishes_configurations():
+    a, b = Point(layers=2), Point(layers=2)
+    assert a.id == b.id
+    assert Point(layers=3).id != a.id
+
+
+def test_overrides_are_parsed_as_toml(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('name = "t"\nlayers = 2\n')
+    spec = load_spec(path, ["layers=[2,4]", "mode=loop", 'dtype="bfloat16"'])
+    assert [p.layers for p in spec.points] == [2, 4]
+    assert {p.mode for p in spec.points} == {"loop"}
+    assert {p.dtype for p in spec.points} == {"bfloat16"}
+
+
+def test_shipped_specs_are_valid():
+    assert len(load_spec("sweeps/default.toml").points) == 30
+    assert {(p.layers, p.hidden) for p in load_spec("sweeps/seed.toml").points} == {(42, 512)}
+
+
+BAD = [
+    ({"lyers": 2}, "unknown key 'lyers'; did you mean 'layers'?"),
+    ({"layers": "2"}, "key 'layers'"),
+    ({"layers": 0}, "key 'layers'"),
+    ({"hidden": 66, "heads": 4}, "key 'hidden': 66 is not divisible by heads=4"),
+    ({"mode": "unrolled"}, "key 'mode'"),
+    ({"workload": "inference"}, "key 'workload'"),
+    ({"layers": []}, "key 'layers': an empty list makes an empty grid"),
+    ({"repeats": 0}, "key 'repeats'"),
+    ({"repeats": [1, 2]}, "key 'repeats': is a sweep setting"),
+    ({"dtype": "float8"}, "key 'dtype'"),
+    ({"mode": "loop", "unroll": 2}, "key 'unroll'"),
+    ({"remat": "sometimes"}, "key 'remat': unknown policy 'sometimes'"),
+    ({"run": "yes"}, "key 'run'"),
+    ({"layers": {"a": 1}}, "key 'layers': tables are not allowed"),
+]
+
+
+@pytest.mark.parametrize(("table", "message"), BAD, ids=[m.split(":")[0] for _, m in BAD])
+def test_bad_input_is_one_line_naming_the_key(table, message):
+    with pytest.raises(SpecError) as info:
+        build_spec({"name": "t", **table})
+    text = str(info.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_missing_name_is_reported():
+    with pytest.raises(SpecError, match="key 'name': is required"):
+        build_spec({"layers": 2})
+
+
+def test_toml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "t"\nlayers = [2, 4\nhidden = 64\n')
+    with pytest.raises(SpecError, match=r"TOML syntax error.*line 3"):
+        load_spec(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(SpecError, match="not found"):
+        load_spec(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("text", ["layers", "=3", "layers=[1,"])
+def test_bad_override(text):
+    with pytest.raises(SpecError, match="override"):
+        parse_override(text)

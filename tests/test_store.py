@@ -1,0 +1,62 @@
+"""Results folders: Parquet round trip, atomic parts, refusal to overwrite."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from profiler import store
+from profiler.record import COLUMN_NAMES, SCHEMA_VERSION, make_row
+from profiler.spec import Point
+
+MANIFEST = {"spec": {"name": "t", "layers": [1, 2]}}
+
+
+def _rows(point, repeat):
+    return [make_row(point, run_repeat=repeat, run_status="ok", time_compile_s=0.5 + repeat,
+                     size_hlo_instructions=100 * point.layers, cfg_phase="main",
+                     time_step_samples_s=[0.1, 0.2], env_git_dirty=False)]
+
+
+def test_round_trip_through_pandas_and_load(tmp_path):
+    folder = store.open_for_sweep(tmp_path / "r", MANIFEST, resume=False)
+    points = [Point(layers=1), Point(layers=2)]
+    for p in points:
+        for r in range(2):
+            store.write_rows(folder, f"{p.id}-r{r}", _rows(p, r))
+    df = pd.read_parquet(folder)  # what a user does, with no help from us
+    assert len(df) == 4
+    assert set(COLUMN_NAMES) == set(df.columns)
+    assert sorted(df["cfg_layers"]) == [1, 1, 2, 2]
+    assert (df["run_schema_version"] == SCHEMA_VERSION).all()
+    ours = store.load(folder).sort_values(["cfg_layers", "run_repeat"]).reset_index(drop=True)
+    assert list(ours["size_hlo_instructions"]) == [100, 100, 200, 200]
+    assert list(ours["time_compile_s"]) == [0.5, 1.5, 0.5, 1.5]
+    assert list(ours["time_step_samples_s"][0]) == [0.1, 0.2]
+    assert ours["time_trace_s"].isna().all()  # absent values stay null, never invented
+    assert store.done(folder) == {(p.id, r) for p in points for r in range(2)}
+    assert json.loads((folder / "_manifest.json").read_text()) == MANIFEST
+
+
+def test_unknown_column_is_rejected():
+    with pytest.raises(TypeError):
+        make_row(Point(), time_compile_seconds=1.0)
+
+
+def test_new_sweep_refuses_a_used_folder_and_leaves_it_intact(tmp_path):
+    folder = store.open_for_sweep(tmp_path / "r", MANIFEST, resume=False)
+    store.write_rows(folder, "a", _rows(Point(), 0))
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(store.StoreError, match="--resume"):
+        store.open_for_sweep(folder, MANIFEST, resume=False)
+    with pytest.raises(store.StoreError, match="different spec"):
+        store.open_for_sweep(folder, {"spec": {"name": "other"}}, resume=True)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_half_written_parts_are_invisible(tmp_path):
+    folder = store.open_for_sweep(tmp_path / "r", MANIFEST, resume=False)
+    store.write_rows(folder, "a", _rows(Point(), 0))
+    (folder / ".part-b.parquet.tmp").write_bytes(b"PAR1 half a file")
+    assert len(pd.read_parquet(folder)) == 1
+    assert len(store.load(folder)) == 1
