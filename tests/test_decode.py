@@ -31,38 +31,39 @@ def restack(loop_params, layers):
 
 @pytest.fixture(scope="module")
 def generations():
-    """Each stacking variant generates from the same weights and prompt."""
-    loop_params = None
+    """Each stacking variant generates from the same weights and prompt; and the loop
+    model recomputes each generated sequence whole, without a cache."""
     out = {}
     for mode, kv_cache in VARIANTS:
         setup = DecodeSetup(Point(**TINY, mode=mode, kv_cache=kv_cache))
         with setup.context():
-            if loop_params is None:
-                loop_params = jax.device_get(setup.params())
+            if not out:
+                loop_setup, loop_params = setup, jax.device_get(setup.params())
             params = loop_params if mode == "loop" else restack(loop_params, setup.point.layers)
             params = jax.device_put(params, setup.param_sharding)
             step = setup.jit(setup.step())
-            out[mode, kv_cache] = setup, params, setup.generate(step, step, params, setup.prompt())
-    return out
+            out[mode, kv_cache] = setup.generate(step, step, params, setup.prompt())
+    prompt = np.asarray(loop_setup.prompt())
+    recompute = jax.jit(lambda p, t: loop_setup.model.apply({"params": p}, t, 0))
+    with loop_setup.context():
+        full = {variant: recompute(loop_params, np.concatenate([prompt, gen.tokens[:, :-1]], axis=1))
+                for variant, gen in out.items()}
+    # The logits at the prompt's last position and at each fed-back token pick the next one.
+    return {variant: (gen, np.asarray(full[variant][0])[:, prompt.shape[1] - 1:], full[variant][1])
+            for variant, gen in out.items()}
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids="-".join)
 def test_cached_generation_equals_recomputing_the_whole_sequence(generations, variant):
-    setup, params, gen = generations[variant]
-    prompt = np.asarray(setup.prompt())
-    sequence = np.concatenate([prompt, gen.tokens[:, :-1]], axis=1)
-    with setup.context():
-        full, cache = jax.jit(lambda p, t: setup.model.apply({"params": p}, t, 0))(params, sequence)
-    assert cache is None
-    # The logits at the prompt's last position and at each fed-back token pick the next one.
-    expected = np.asarray(full)[:, prompt.shape[1] - 1:]
+    gen, expected, no_cache = generations[variant]
+    assert no_cache is None
     np.testing.assert_allclose(gen.logits, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(gen.tokens, expected.argmax(-1))
     assert gen.tokens.shape == (2, 6) and len(gen.step_s) == 5
 
 
 def test_every_stacking_and_cache_form_generates_the_same_tokens(generations):
-    tokens = {variant: gen.tokens for variant, (_, _, gen) in generations.items()}
+    tokens = {variant: gen.tokens for variant, (gen, _, _) in generations.items()}
     reference = tokens["loop", "scanned"]
     assert len(set(reference[0])) > 1  # a generation that says something
     for variant, t in tokens.items():
