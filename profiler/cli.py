@@ -1,4 +1,4 @@
-"""Command line: `python -m profiler sweep|report|columns ...`.
+"""Command line: `python -m profiler sweep|report|compare|columns ...`.
 
 Bad input (a spec, an override, a flag, a results folder) is one line on stderr and
 exit status 2, before any work and without touching existing results.
@@ -10,9 +10,13 @@ import argparse
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from profiler.spec import SpecError
 from profiler.store import StoreError
+
+if TYPE_CHECKING:
+    from profiler.runner import SweepResult
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -35,11 +39,21 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--resume", action="store_true", help="continue the sweep in --out: run only missing (point, repeat)s")
     sweep.add_argument("--jobs", type=int, default=1, help="points measured at once, each in its own process (default 1)")
     sweep.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
+    sweep.add_argument("--yes", action="store_true", help="accept a grid with more points than the spec's max_points")
 
     report = commands.add_parser("report", help="write the HTML report of a results folder",
                                  description="Render one self-contained HTML report from a results folder.")
     report.add_argument("folder", type=Path, help="results folder written by `sweep`")
     report.add_argument("--out", type=Path, help="HTML file (default: reports/<folder name>.html)")
+
+    compare = commands.add_parser("compare", help="compare two results folders point by point",
+                                  description="Ratios B / A of the medians of every point measured in both "
+                                  "folders, with bootstrap intervals, and the environments' differences.")
+    compare.add_argument("a", type=Path, help="results folder A (the baseline)")
+    compare.add_argument("b", type=Path, help="results folder B (compared with A)")
+    compare.add_argument("--out", type=Path, help="HTML file (default: reports/compare-<A>-vs-<B>.html)")
+    compare.add_argument("--fail-above", type=float, metavar="PCT",
+                         help="exit 1 if some ratio B / A exceeds 1 + PCT/100 with its 95%% interval above 1")
 
     commands.add_parser("columns", help="print the documentation of every result column (Markdown)")
     commands.add_parser("keys", help="print the documentation of every spec key (Markdown)")
@@ -76,13 +90,14 @@ def _sweep(args: argparse.Namespace) -> int:
 
     if args.jobs < 1:
         raise SpecError(f"--jobs: must be at least 1 (got {args.jobs})")
-    spec = load_spec(args.spec, args.overrides)
+    spec = load_spec(args.spec, args.overrides, yes=args.yes)
     if args.resume and args.out is None:
         raise SpecError("--resume needs --out DIR: the folder of the sweep to continue")
     folder = args.out or _default_out(spec.sweep.name)
     result = run_sweep(spec, folder, resume=args.resume, jobs=args.jobs, progress=_progress())
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "nothing to do"
     print(f"results: {result.folder} ({counts}; {result.skipped} already done)")
+    _say_failures(result)
     if not args.no_report:
         from profiler.report import write_report
 
@@ -90,10 +105,41 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+_FAILURES_SHOWN = 20
+
+
+def _say_failures(result: SweepResult) -> None:
+    """The failed rows by kind (the whole folder, a resumed sweep's earlier rows included),
+    then this invocation's failures one per line."""
+    if result.ok:
+        return
+    kinds = ", ".join(f"{n} {status}" for status, n in sorted(result.failed.items()))
+    lines = [f"failed: {kinds} (rows with run_status other than ok; run_error says why)"]
+    lines += [f"  {f.status}: {f.label} repeat {f.repeat}: {f.error}" for f in result.failures[:_FAILURES_SHOWN]]
+    if len(result.failures) > _FAILURES_SHOWN:
+        lines.append(f"  ... and {len(result.failures) - _FAILURES_SHOWN} more")
+    print("\n".join(lines), file=sys.stderr)
+
+
 def _report(args: argparse.Namespace) -> int:
     from profiler.report import write_report
 
     print(f"report: {write_report(args.folder, args.out)}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from profiler.compare import compare
+
+    if args.fail_above is not None and args.fail_above < 0:
+        raise SpecError(f"--fail-above: must be a percentage >= 0 (got {args.fail_above:g})")
+    result = compare(args.a, args.b, args.out, fail_above=args.fail_above)
+    print(f"comparison: {result.path}")
+    if result.failed:
+        worst = result.ratios[result.ratios["exceeds"]].sort_values("ratio").iloc[-1]
+        print(f"{int(result.ratios['exceeds'].sum())} ratio(s) above +{args.fail_above:g}%; largest: "
+              f"{worst['metric']} x{worst['ratio']:.3f} at layers={worst['cfg_layers']}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -114,7 +160,8 @@ def _keys(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        return {"sweep": _sweep, "report": _report, "columns": _columns, "keys": _keys}[args.command](args)
+        return {"sweep": _sweep, "report": _report, "compare": _compare, "columns": _columns,
+                "keys": _keys}[args.command](args)
     except (SpecError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -111,7 +111,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("mem_generated_code_bytes", "int", "bytes", "memory_analysis(): generated code; 0 on CPU (jaxlib 0.10.2 does not report it there)."),
     Column("mem_xla_peak_bytes", "int", "bytes", "memory_analysis().peak_memory_in_bytes as reported; on CPU it is arguments + outputs - aliased and leaves temp out (docs/cost.md)."),
     Column("mem_kv_cache_bytes", "int", "bytes", "Decode: the KV cache on one device, from the configuration: 2·layers·batch·max_len·kv_heads·head_dim·itemsize / devices of the mesh."),
-    Column("mem_host_rss_peak_bytes", "int", "bytes", "Peak resident memory of the measuring process (getrusage ru_maxrss)."),
+    Column("mem_host_rss_peak_bytes", "int", "bytes", "Peak resident memory of the measuring process (getrusage ru_maxrss); for a process the runner stopped (timeout, oom, crash), the highest RSS it sampled every 50 ms."),
     # environment
     Column("env_hostname", "str", "", "Host name."),
     Column("env_cpu_model", "str", "", "CPU model name."),

@@ -7,12 +7,17 @@ becomes rows with a non-ok `run_status`; the sweep goes on.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -22,9 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from profiler import env, store
 from profiler.record import SCHEMA_VERSION, make_row
 from profiler.spec import Point, Spec
+from profiler.worker import PARENT_ENV
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -39,14 +47,34 @@ class Outcome:
 
 
 @dataclass
+class Failure:
+    """One (point, repeat) of this invocation whose rows are not all ok."""
+
+    label: str
+    repeat: int
+    status: str
+    error: str | None
+
+
+@dataclass
 class SweepResult:
     folder: Path
     statuses: Counter = field(default_factory=Counter)
+    """run_status of the rows this invocation wrote."""
     skipped: int = 0
+    """(point, repeat)s already in the folder (a resumed sweep)."""
+    earlier: Counter = field(default_factory=Counter)
+    """run_status of the rows of the skipped (point, repeat)s."""
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def failed(self) -> Counter:
+        """Rows that are not ok, by run_status, over the whole folder."""
+        return Counter({s: n for s, n in (self.statuses + self.earlier).items() if s != "ok"})
 
     @property
     def ok(self) -> bool:
-        return set(self.statuses) <= {"ok"}
+        return not self.failed
 
 
 _DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
@@ -54,53 +82,146 @@ _DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 
 def worker_environment(point: Point | None = None) -> dict[str, str]:
     """The measuring process's environment: the persistent compilation cache off, this
-    checkout importable whatever the current directory is, and as many host-platform
-    (CPU) devices as the point asks for (XLA reads the flag when the backend starts)."""
+    checkout and the current directory (where user code lives) importable, and as many
+    host-platform (CPU) devices as the point asks for (XLA reads the flag when the
+    backend starts)."""
     environ = dict(os.environ)
     environ["JAX_ENABLE_COMPILATION_CACHE"] = "false"
-    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), environ.get("PYTHONPATH")]))
+    environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(_REPO), os.getcwd(), environ.get("PYTHONPATH")]))
+    environ[PARENT_ENV] = str(os.getpid())
     if point is not None and point.devices > 1:
         flags = [f for f in environ.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_COUNT_FLAG)]
         environ["XLA_FLAGS"] = " ".join([*flags, f"{_DEVICE_COUNT_FLAG}={point.devices}"])
     return environ
 
 
-def measure_in_subprocess(point: Point, timeout_s: float | None = None) -> Outcome:
-    """Measure `point` in a fresh Python process and turn any way it ends into rows."""
+_POLL_S = 0.05
+"""How often the runner samples the measuring process (its RSS and whether it ended)."""
+_CHILDREN_EVERY = 20
+"""Children are looked up every this many polls: scanning /proc costs ~5 ms, reading
+one process's RSS ~0.01 ms, and the runner must not steal CPU from what it measures."""
+
+
+def measure_in_subprocess(
+    point: Point,
+    timeout_s: float | None = None,
+    max_rss_gb: float | None = None,
+    stop: threading.Event | None = None,
+) -> Outcome:
+    """Measure `point` in a fresh Python process and turn any way it ends into rows.
+
+    Over `timeout_s` of wall time the process is killed ('timeout'); over `max_rss_gb`
+    of resident memory, summed over the process and its children, it is killed ('oom');
+    dead by a signal it is a 'crash'. The row of a stopped process carries the highest
+    RSS the runner sampled. Setting `stop` kills the process at once (an interrupted sweep).
+    """
     started = env.utc_now()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="profiler-") as tmp:
         result = Path(tmp) / "result.json"
         with open(Path(tmp) / "stderr", "w+") as stderr:
+            # Same process group as the sweep: killing the sweep's group ends its
+            # measurements too, instead of leaving them running unobserved.
             proc = subprocess.Popen(
                 [sys.executable, "-m", "profiler.worker", str(result)],
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
-                env=worker_environment(point), start_new_session=True, text=True,
+                env=worker_environment(point), text=True,
             )
             try:
-                proc.communicate(point.model_dump_json(), timeout=timeout_s)
-                status, error = _exit_status(proc.returncode, stderr)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                status, error = "timeout", f"stopped after the {timeout_s:g} s limit"
+                proc.stdin.write(point.model_dump_json())
+                proc.stdin.close()
+            except BrokenPipeError:  # died before reading its point; the exit status says why
+                pass
+            stopped, peak_rss = _watch(proc, timeout_s, max_rss_gb, stop or threading.Event())
+            status, error = stopped or _exit_status(proc.returncode, stderr)
         wall = time.perf_counter() - t0
         if status == "ok" and result.is_file():
             return Outcome(json.loads(result.read_text()), wall, started)
     if status == "ok":
         status, error = "error", "the measuring process exited without a result"
-    return Outcome([{**env.host(), "run_status": status, "run_error": error}], wall, started)
+    row = {**env.host(), "run_status": status, "run_error": error, "mem_host_rss_peak_bytes": peak_rss or None}
+    return Outcome([row], wall, started)
+
+
+def _watch(
+    proc: subprocess.Popen, timeout_s: float | None, max_rss_gb: float | None, stop: threading.Event
+) -> tuple[tuple[str, str] | None, int]:
+    """Wait for `proc`, enforcing the limits. Returns (status, error) if it was stopped,
+    and the peak RSS sampled."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    cap = None if max_rss_gb is None else max_rss_gb * 2**30
+    tree = [psutil.Process(proc.pid)]
+    peak = 0
+    for polls in itertools.count():
+        try:
+            proc.wait(timeout=_POLL_S)
+            return None, peak
+        except subprocess.TimeoutExpired:
+            pass
+        if polls % _CHILDREN_EVERY == 0:
+            tree = [tree[0], *_children(tree[0])]
+        rss = sum(_rss(p) for p in tree)
+        peak = max(peak, rss)
+        if cap is not None and rss > cap:
+            _kill(tree, proc)
+            return ("oom", f"resident memory {rss / 2**20:.0f} MiB went over the max_rss_gb = {max_rss_gb:g} "
+                    f"({cap / 2**20:.0f} MiB) limit"), peak
+        if deadline is not None and time.monotonic() > deadline:
+            _kill(tree, proc)
+            return ("timeout", f"stopped after the timeout_s = {timeout_s:g} s limit"), peak
+        if stop.is_set():
+            _kill(tree, proc)
+            return ("crash", "stopped: the sweep was interrupted"), peak
+    raise AssertionError("unreachable")
+
+
+def _children(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return process.children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _rss(process: psutil.Process) -> int:
+    try:
+        return process.memory_info().rss
+    except psutil.Error:  # ended between two samples
+        return 0
+
+
+def _kill(tree: list[psutil.Process], proc: subprocess.Popen) -> None:
+    for p in _children(tree[0]):  # before the parent: orphans would be out of reach
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    proc.kill()
+    proc.wait()
 
 
 def _exit_status(returncode: int, stderr: Any) -> tuple[str, str | None]:
     if returncode == 0:
         return "ok", None
+    stderr.seek(0)
+    lines = [line.strip() for line in stderr.read().splitlines() if line.strip()]
     if returncode < 0:
         name = signal.Signals(-returncode).name
-        return "crash", f"the measuring process died by signal {name}"
-    stderr.seek(0)
-    tail = [line for line in stderr.read().splitlines() if line.strip()][-1:]
-    return "error", f"the measuring process exited with status {returncode}: {' '.join(tail)}"
+        why = " (the kernel's out-of-memory killer sends SIGKILL)" if name == "SIGKILL" else ""
+        return "crash", f"the measuring process died by signal {name}{why}{_crash_context(lines)}"
+    return "error", f"the measuring process exited with status {returncode}: {' '.join(lines[-1:])}"
+
+
+# XLA's fatal log lines ("F0312 12:00:00.000000 123 file.cc:45] Check failed: ...").
+_FATAL_LOG = re.compile(r"^F\d{4} .*?\] (.*)")
+# A frame of the worker's faulthandler dump: `File "path", line N in function`.
+_FRAME = re.compile(r'^File "(.*)", line (\d+) in (.*)')
+
+
+def _crash_context(lines: list[str]) -> str:
+    """What a dying process said: XLA's fatal message and the innermost Python frames."""
+    fatal = [m.group(1) for m in map(_FATAL_LOG.match, lines) if m][:1]
+    frames = [f"{m.group(3)} ({Path(m.group(1)).name}:{m.group(2)})" for m in map(_FRAME.match, lines) if m][:2]
+    where = [f"in {' < '.join(frames)}"] if frames else []
+    return "".join(f"; {part}" for part in fatal + where)
 
 
 def run_sweep(
@@ -109,10 +230,17 @@ def run_sweep(
     *,
     resume: bool = False,
     jobs: int = 1,
-    measure: Callable[[Point], Outcome] = measure_in_subprocess,
+    measure: Callable[[Point], Outcome] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> SweepResult:
-    """Measure every (point, repeat) of `spec` not yet in `folder`, storing rows as they land."""
+    """Measure every (point, repeat) of `spec` not yet in `folder`, storing rows as they land.
+
+    `measure` defaults to a fresh process per measurement under the spec's limits.
+    """
+    stop = threading.Event()
+    if measure is None:
+        measure = functools.partial(
+            measure_in_subprocess, timeout_s=spec.sweep.timeout_s, max_rss_gb=spec.sweep.max_rss_gb, stop=stop)
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "spec": spec.as_dict(),
@@ -120,39 +248,53 @@ def run_sweep(
         "environment": env.host(),
         "started_utc": env.utc_now(),
     }
-    folder = store.open_for_sweep(folder, manifest, resume=resume)
-    have = store.done(folder)
-    # Repeat-major order: a sweep stopped early still covers every point, and slow drift
-    # of the machine spreads over all points rather than biasing the last ones.
-    tasks = [
-        (point, repeat)
-        for repeat in range(spec.sweep.repeats)
-        for point in spec.points
-        if (point.id, repeat) not in have
-    ]
-    result = SweepResult(folder, skipped=len(spec.points) * spec.sweep.repeats - len(tasks))
-    run_id = uuid.uuid4().hex[:12]
-    say = progress or (lambda done, total, line: None)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(measure, point): (point, repeat) for point, repeat in tasks}
-        for done_count, future in enumerate(as_completed(futures), 1):
-            point, repeat = futures[future]
-            outcome = future.result()
-            rows = [
-                make_row(
-                    point,
-                    run_id=run_id,
-                    run_sweep=spec.sweep.name,
-                    run_repeat=repeat,
-                    run_wall_s=outcome.wall_s,
-                    run_started_utc=outcome.started_utc,
-                    **values,
-                )
-                for values in outcome.rows
-            ]
-            store.write_rows(folder, f"{point.id}-r{repeat}", rows)
-            statuses = Counter(row["run_status"] for row in rows)
-            result.statuses.update(statuses)
-            say(done_count, len(tasks), f"{point.label()} repeat {repeat}: "
-                f"{', '.join(statuses)} ({outcome.wall_s:.1f} s)")
+    with store.open_for_sweep(folder, manifest, resume=resume) as folder:
+        have = store.done(folder)
+        # Repeat-major order: a sweep stopped early still covers every point, and slow drift
+        # of the machine spreads over all points rather than biasing the last ones.
+        tasks = [
+            (point, repeat)
+            for repeat in range(spec.sweep.repeats)
+            for point in spec.points
+            if (point.id, repeat) not in have
+        ]
+        wanted = {(p.id, r) for p in spec.points for r in range(spec.sweep.repeats)}
+        earlier = Counter(s for pair, statuses in have.items() if pair in wanted for s in statuses)
+        result = SweepResult(folder, skipped=len(wanted) - len(tasks), earlier=earlier)
+        run_id = uuid.uuid4().hex[:12]
+        say = progress or (lambda done, total, line: None)
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        try:
+            futures = {pool.submit(measure, point): (point, repeat) for point, repeat in tasks}
+            for done_count, future in enumerate(as_completed(futures), 1):
+                point, repeat = futures[future]
+                outcome = future.result()
+                rows = [
+                    make_row(
+                        point,
+                        run_id=run_id,
+                        run_sweep=spec.sweep.name,
+                        run_repeat=repeat,
+                        run_wall_s=outcome.wall_s,
+                        run_started_utc=outcome.started_utc,
+                        **values,
+                    )
+                    for values in outcome.rows
+                ]
+                store.write_rows(folder, f"{point.id}-r{repeat}", rows)
+                statuses = Counter(row["run_status"] for row in rows)
+                result.statuses.update(statuses)
+                result.failures += [
+                    Failure(point.label(), repeat, row["run_status"], row["run_error"])
+                    for row in rows if row["run_status"] != "ok"
+                ]
+                say(done_count, len(tasks), f"{point.label()} repeat {repeat}: "
+                    f"{', '.join(statuses)} ({outcome.wall_s:.1f} s)")
+        except BaseException:
+            # Interrupted (Ctrl-C) or failed: running measurements are killed and the rest
+            # dropped, rather than run on with nobody to store their rows.
+            stop.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     return result

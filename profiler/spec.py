@@ -14,11 +14,14 @@ import difflib
 import hashlib
 import itertools
 import json
+import math
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from profiler import refs
 
 
 class SpecError(ValueError):
@@ -36,10 +39,15 @@ class Point(BaseModel):
 
     model_config = _STRICT
 
-    workload: Literal["forward", "decode"] = Field(
+    workload: Literal["forward", "program", "decode"] = Field(
         "forward", description="What is compiled: 'forward' = the seed's block stack applied to x; "
+        "'program' = the (fn, args) a user's factory returns (key program; set by it by default); "
         "'decode' = a decoder-only language model's prefill and one-token decode step with a "
         "KV cache (two programs, phases 'prefill' and 'decode').")
+    program: str = Field(
+        "", description="Workload 'program': 'package.module:factory', imported from the current "
+        "directory or PYTHONPATH. The factory gets the point's keys it accepts as keyword "
+        "arguments and returns (fn, args); jax.jit(fn) is measured on args as they are.")
     mode: Literal["loop", "scan", "scan_shared"] = Field(
         "scan", description="How layers are stacked: 'loop' = Python loop (unrolled program), "
         "'scan' = nn.scan with per-layer params, 'scan_shared' = nn.scan with one set of params.")
@@ -85,17 +93,33 @@ class Point(BaseModel):
         8, ge=2, description="Decode, run on: tokens generated greedily after the prompt, the "
         "first by the prefill, each further one by one decode step.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _program_implies_workload(cls, values: Any) -> Any:
+        if isinstance(values, dict) and values.get("program") and "workload" not in values:
+            return {**values, "workload": "program"}
+        return values
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Point:
+        if self.workload == "program" and not self.program:
+            raise ValueError("key 'program': workload 'program' needs program = 'package.module:factory'")
+        if self.program and self.workload != "program":
+            raise ValueError(f"key 'workload': key program applies only to workload 'program' (got {self.workload!r})")
+        if self.program:
+            try:
+                refs.check_format(self.program)
+            except ValueError as e:
+                raise ValueError(f"key 'program': {e}") from None
         if self.hidden % self.heads:
             raise ValueError(f"key 'hidden': {self.hidden} is not divisible by heads={self.heads}")
         if self.unroll != 1 and self.mode == "loop":
             raise ValueError("key 'unroll': only applies to scan modes, not mode='loop'")
-        if self.remat not in remat_names():
+        if self.remat not in ("none", "full") and self.remat not in remat_names():
             raise ValueError(f"key 'remat': unknown policy {self.remat!r}; valid: {', '.join(remat_names())}")
         if self.workload == "decode":
             self._decode_checks()
-        else:
+        elif self.workload == "forward":  # (a user's program may take any key)
             for key in DECODE_KEYS:
                 if getattr(self, key) != Point.model_fields[key].default:
                     raise ValueError(f"key '{key}': only applies to workload='decode'")
@@ -139,7 +163,8 @@ class Point(BaseModel):
 
     def label(self) -> str:
         """Short human-readable description for progress lines."""
-        text = f"{self.workload} {self.mode} L={self.layers} H={self.hidden}"
+        what = self.program or f"{self.workload} {self.mode}"
+        text = f"{what} L={self.layers} H={self.hidden}"
         if self.workload == "decode":
             text += f" cache={self.kv_cache} mesh={self.mesh}"
         return text
@@ -152,6 +177,16 @@ class Sweep(BaseModel):
 
     name: str = Field(min_length=1, description="Name of the sweep; names the results folder and the report.")
     repeats: int = Field(3, ge=1, description="Measurements of each point, each in a fresh process.")
+    timeout_s: float | None = Field(
+        None, gt=0, description="Wall-time limit of one measuring process, in seconds; a process "
+        "past it is killed and its point recorded with run_status 'timeout'. None = no limit.")
+    max_rss_gb: float | None = Field(
+        None, gt=0, description="Limit on the resident memory of one measuring process (and its "
+        "children), in GiB; a process past it is killed and recorded with run_status 'oom'. "
+        "None = no limit.")
+    max_points: int = Field(
+        500, ge=1, description="Guard against a mistyped grid: a spec with more points than this "
+        "is refused unless the command line says --yes.")
 
 
 def remat_names() -> tuple[str, ...]:
@@ -173,6 +208,8 @@ def remat_names() -> tuple[str, ...]:
 DECODE_KEYS = ("prompt_len", "max_len", "kv_heads", "vocab", "mesh", "donate", "kv_cache", "gen_tokens")
 POINT_KEYS: tuple[str, ...] = tuple(Point.model_fields)
 SWEEP_KEYS: tuple[str, ...] = tuple(Sweep.model_fields)
+LIMIT_KEYS: tuple[str, ...] = ("timeout_s", "max_rss_gb", "max_points")
+"""Sweep keys that bound how a sweep runs, not what it measures: a resumed sweep may change them."""
 
 
 class Spec(BaseModel):
@@ -216,15 +253,18 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise SpecError(f"spec file '{path}': not UTF-8 text") from None
 
 
-def load_spec(path: str | Path, overrides: list[str] = ()) -> Spec:
+def load_spec(path: str | Path, overrides: list[str] = (), *, yes: bool = False) -> Spec:
     """Read a TOML spec, apply `KEY=VALUE` overrides and validate the whole grid."""
     table = read_toml(path)
     table.update(parse_override(o) for o in overrides)
-    return build_spec(table)
+    return build_spec(table, yes=yes)
 
 
-def build_spec(table: dict[str, Any]) -> Spec:
-    """Validate a flat table (from TOML or a Python dict) into a Spec."""
+def build_spec(table: dict[str, Any], *, yes: bool = False) -> Spec:
+    """Validate a flat table (from TOML or a Python dict) into a Spec.
+
+    `yes` accepts a grid larger than the sweep's `max_points`.
+    """
     for key, value in table.items():
         if key not in POINT_KEYS and key not in SWEEP_KEYS:
             close = difflib.get_close_matches(key, POINT_KEYS + SWEEP_KEYS, n=1)
@@ -242,10 +282,19 @@ def build_spec(table: dict[str, Any]) -> Spec:
     sweep = _validate(Sweep, {k: v for k, v in table.items() if k in SWEEP_KEYS})
     fixed = {k: v for k, v in table.items() if k in POINT_KEYS and not isinstance(v, list)}
     axes = {k: v for k, v in table.items() if k in POINT_KEYS and isinstance(v, list)}
+    size = math.prod(map(len, axes.values()))
+    if size > sweep.max_points and not yes:  # checked before a huge grid is expanded
+        raise SpecError(f"key 'max_points': the grid has {size} points, more than max_points = "
+                        f"{sweep.max_points}; raise max_points or pass --yes")
     points = tuple(
         _validate(Point, {**fixed, **dict(zip(axes, combo, strict=True))})
         for combo in itertools.product(*axes.values())
     )
+    for program in sorted({p.program for p in points if p.program}):
+        try:  # a factory that cannot be imported fails here, not in every measuring process
+            refs.load(program)
+        except ValueError as e:
+            raise SpecError(f"key 'program': {e}") from None
     return Spec(sweep=sweep, fixed=fixed, axes=axes, points=points)
 
 

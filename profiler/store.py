@@ -11,16 +11,22 @@ are never rewritten.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from profiler.record import ARROW_SCHEMA, COLUMN_NAMES, SCHEMA_VERSION
+from profiler.spec import LIMIT_KEYS
+
+if TYPE_CHECKING:  # pandas is imported by to_pandas() when a folder is loaded, not before
+    import pandas
 
 MANIFEST = "_manifest.json"
 
@@ -56,26 +62,66 @@ def read_manifest(folder: str | Path) -> dict[str, Any] | None:
         raise StoreError(f"'{path}': unreadable manifest ({e})") from None
 
 
-def open_for_sweep(folder: str | Path, manifest: dict[str, Any], *, resume: bool) -> Path:
-    """Prepare `folder` for a sweep. A new sweep needs an empty or absent folder; a
-    resumed one needs the manifest of the same spec."""
+@contextlib.contextmanager
+def open_for_sweep(folder: str | Path, manifest: dict[str, Any], *, resume: bool) -> Iterator[Path]:
+    """Hold `folder` for one sweep. A new sweep needs an empty or absent folder and writes
+    the manifest before anything else; a resumed one needs the manifest of the same spec.
+
+    Nothing is written before every check passed, and one sweep at a time holds a folder
+    (an advisory lock on the folder itself, released however the process ends).
+    """
     folder = Path(folder)
+    _check_for_sweep(folder, manifest, resume)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(f"'{folder}' is in use by another running sweep; wait for it to end or choose another --out") from None
+        _check_for_sweep(folder, manifest, resume)  # again: a sweep may have started in between
+        if resume:
+            for stale in folder.glob(".*.tmp"):  # half-written by a killed sweep, never renamed
+                stale.unlink()
+        else:
+            _atomic_write(folder / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2, default=str)))
+        yield folder
+    finally:
+        os.close(fd)
+
+
+def _check_for_sweep(folder: Path, manifest: dict[str, Any], resume: bool) -> None:
     if folder.exists() and not folder.is_dir():
         raise StoreError(f"'{folder}' exists and is not a folder")
     existing = read_manifest(folder)
-    if resume:
-        if existing is None:
-            raise StoreError(f"'{folder}' has no {MANIFEST}: nothing to resume")
-        if existing.get("spec") != manifest["spec"]:
-            raise StoreError(f"'{folder}' holds a sweep of a different spec; resume it with the same spec or use another --out")
-        for stale in folder.glob(".*.tmp"):  # half-written by a killed sweep, never renamed
-            stale.unlink()
-        return folder
-    if folder.exists() and any(not p.name.startswith(".") for p in folder.iterdir()):
-        raise StoreError(f"'{folder}' already holds files; pass --resume to continue that sweep, or choose another --out")
-    folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2, default=str)))
-    return folder
+    if not resume:
+        if folder.exists() and any(not p.name.startswith(".") for p in folder.iterdir()):
+            raise StoreError(f"'{folder}' already holds files; pass --resume to continue that sweep, or choose another --out")
+        return
+    if existing is None:
+        raise StoreError(f"'{folder}' has no {MANIFEST}: nothing to resume")
+    if existing.get("schema_version") != manifest.get("schema_version"):
+        raise StoreError(f"'{folder}' was written with schema version {existing.get('schema_version')} and this "
+                         f"version writes {manifest.get('schema_version')}; start the sweep in another --out")
+    theirs, ours = existing.get("spec") or {}, _jsonable(manifest["spec"])
+    changed = sorted(k for k in theirs.keys() | ours.keys() if k not in LIMIT_KEYS and theirs.get(k) != ours.get(k))
+    if changed:
+        diffs = "; ".join(f"{k} = {_show(theirs.get(k))} there, {_show(ours.get(k))} here" for k in changed[:3])
+        raise StoreError(f"'{folder}' holds a sweep of a different spec ({diffs}); resume with the same spec or choose another --out")
+    if "points" in manifest and {p["id"] for p in existing.get("points", [])} != {p["id"] for p in manifest["points"]}:
+        # Same spec, other ids: a newer profiler added a point key. Resuming would measure
+        # every point again under its new id, next to its old rows.
+        raise StoreError(f"'{folder}' was started by a version of the profiler that identifies points "
+                         "differently; start the sweep in another --out")
+
+
+def _jsonable(value: Any) -> Any:
+    """`value` as the manifest stores it, so that a comparison sees what a reader sees."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _show(value: Any) -> str:
+    return "unset" if value is None else json.dumps(value)
 
 
 def write_rows(folder: Path, name: str, rows: list[dict[str, Any]]) -> Path:
@@ -86,16 +132,17 @@ def write_rows(folder: Path, name: str, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def done(folder: Path) -> set[tuple[str, int]]:
-    """(point id, repeat) pairs that already have rows."""
-    pairs: set[tuple[str, int]] = set()
+def done(folder: Path) -> dict[tuple[str, int], list[str]]:
+    """The run_status of each row, by the (point id, repeat) pairs that have rows."""
+    pairs: dict[tuple[str, int], list[str]] = {}
     for path in part_files(folder):
-        table = pq.read_table(path, columns=["run_point_id", "run_repeat"])
-        pairs.update(zip(table["run_point_id"].to_pylist(), table["run_repeat"].to_pylist(), strict=True))
+        table = _read_part(path, columns=["run_point_id", "run_repeat", "run_status"])
+        for point_id, repeat, status in zip(*(table[c].to_pylist() for c in table.column_names), strict=True):
+            pairs.setdefault((point_id, repeat), []).append(status)
     return pairs
 
 
-def load(folder: str | Path) -> pd.DataFrame:
+def load(folder: str | Path) -> pandas.DataFrame:
     """Every row of a results folder, in the current schema. Bad folders raise StoreError."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -107,7 +154,33 @@ def load(folder: str | Path) -> pd.DataFrame:
     return pa.concat_tables(tables).to_pandas()
 
 
-def _read_part(path: Path) -> pa.Table:
+# Schema upgrades: UPGRADES[v] turns a table of schema version v into version v + 1
+# (renames, changed units, values for new cfg_ columns: a column added later and absent
+# from an old file is otherwise read as null). Every change of SCHEMA_VERSION registers
+# the upgrade from the version before it, so every results folder ever written stays
+# readable; files of a newer version than this code are refused.
+Upgrade = Callable[[pa.Table], pa.Table]
+UPGRADES: dict[int, Upgrade] = {}
+
+
+def upgrade(table: pa.Table, version: int) -> pa.Table:
+    """`table`, of schema `version`, in the current schema version (ValueError if impossible)."""
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"schema version {version} is newer than this profiler reads "
+                         f"({SCHEMA_VERSION}); update the profiler to read it")
+    missing = [v for v in range(version, SCHEMA_VERSION) if v not in UPGRADES]
+    if missing:
+        raise ValueError(f"schema version {version} cannot be upgraded to {SCHEMA_VERSION} "
+                         f"(no upgrade from version {missing[0]} in profiler/store.py UPGRADES)")
+    for v in range(version, SCHEMA_VERSION):
+        table = UPGRADES[v](table)
+    if version != SCHEMA_VERSION:
+        index = table.column_names.index("run_schema_version")
+        table = table.set_column(index, "run_schema_version", pa.array([SCHEMA_VERSION] * len(table), pa.int64()))
+    return table
+
+
+def _read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as e:
@@ -115,9 +188,18 @@ def _read_part(path: Path) -> pa.Table:
     if "run_schema_version" not in table.column_names:
         raise StoreError(f"'{path}': not a profiler results file (no run_schema_version column)")
     versions = set(table["run_schema_version"].to_pylist())
-    if versions != {SCHEMA_VERSION}:
-        raise StoreError(f"'{path}': schema version {sorted(versions)} cannot be read by this version ({SCHEMA_VERSION})")
+    if len(versions) != 1 or None in versions:
+        raise StoreError(f"'{path}': mixed or missing schema versions {sorted(map(str, versions))}")
+    try:
+        table = upgrade(table, versions.pop())
+    except ValueError as e:
+        raise StoreError(f"'{path}': {e}") from None
     missing = [name for name in COLUMN_NAMES if name not in table.column_names]
     for name in missing:
         table = table.append_column(ARROW_SCHEMA.field(name), pa.nulls(len(table), ARROW_SCHEMA.field(name).type))
-    return table.select(list(COLUMN_NAMES)).cast(ARROW_SCHEMA)
+    table = table.select(list(COLUMN_NAMES))
+    try:
+        table = table.cast(ARROW_SCHEMA)
+    except (pa.ArrowException, ValueError) as e:
+        raise StoreError(f"'{path}': columns do not match schema version {SCHEMA_VERSION} ({str(e).splitlines()[0]})") from None
+    return table.select(columns) if columns else table

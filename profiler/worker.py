@@ -7,8 +7,11 @@ no result file, and the runner records why.
 
 from __future__ import annotations
 
+import ctypes
+import faulthandler
 import json
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -49,7 +52,27 @@ def measure_point(point: Point) -> list[dict[str, Any]]:
     return rows
 
 
+PARENT_ENV = "PROFILER_PARENT_PID"
+"""Set by the runner to its pid: a measuring process whose sweep is gone stops too."""
+
+
+def die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies (even by kill -9 of the parent
+    alone), so no measurement runs on unobserved after its sweep."""
+    parent = int(os.environ.get(PARENT_ENV, "0"))
+    if sys.platform != "linux" or not parent:
+        return
+    # Linux sends the signal when the *thread* that started this process ends; the
+    # runner's thread waits for this process, so that happens only with the sweep.
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent was gone before prctl took effect
+        os._exit(1)
+
+
 def main() -> None:
+    die_with_parent()
+    faulthandler.enable()  # a crash leaves its Python frames on stderr for the runner
     result = Path(sys.argv[1])
     point = Point(**json.loads(sys.stdin.read()))
     rows = measure_point(point)

@@ -12,6 +12,11 @@ from profiler.spec import Point
 MANIFEST = {"spec": {"name": "t", "layers": [1, 2]}}
 
 
+def _new_folder(path):
+    with store.open_for_sweep(path, MANIFEST, resume=False) as folder:
+        return folder
+
+
 def _rows(point, repeat):
     return [make_row(point, run_repeat=repeat, run_status="ok", time_compile_s=0.5 + repeat,
                      size_hlo_instructions=100 * point.layers, cfg_phase="main",
@@ -19,7 +24,7 @@ def _rows(point, repeat):
 
 
 def test_round_trip_through_pandas_and_load(tmp_path):
-    folder = store.open_for_sweep(tmp_path / "r", MANIFEST, resume=False)
+    folder = _new_folder(tmp_path / "r")
     points = [Point(layers=1), Point(layers=2)]
     for p in points:
         for r in range(2):
@@ -34,7 +39,7 @@ def test_round_trip_through_pandas_and_load(tmp_path):
     assert list(ours["time_compile_s"]) == [0.5, 1.5, 0.5, 1.5]
     assert list(ours["time_step_samples_s"][0]) == [0.1, 0.2]
     assert ours["time_trace_s"].isna().all()  # absent values stay null, never invented
-    assert store.done(folder) == {(p.id, r) for p in points for r in range(2)}
+    assert set(store.done(folder)) == {(p.id, r) for p in points for r in range(2)}
     assert json.loads((folder / "_manifest.json").read_text()) == MANIFEST
 
 
@@ -44,19 +49,42 @@ def test_unknown_column_is_rejected():
 
 
 def test_new_sweep_refuses_a_used_folder_and_leaves_it_intact(tmp_path):
-    folder = store.open_for_sweep(tmp_path / "r", MANIFEST, resume=False)
+    folder = _new_folder(tmp_path / "r")
     store.write_rows(folder, "a", _rows(Point(), 0))
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     with pytest.raises(store.StoreError, match="--resume"):
-        store.open_for_sweep(folder, MANIFEST, resume=False)
-    with pytest.raises(store.StoreError, match="different spec"):
-        store.open_for_sweep(folder, {"spec": {"name": "other"}}, resume=True)
+        _new_folder(folder)
+    with pytest.raises(store.StoreError, match="different spec"), store.open_for_sweep(
+            folder, {"spec": {"name": "other"}}, resume=True):
+        pass
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
 def test_half_written_parts_are_invisible(tmp_path):
-    folder = store.open_for_sweep(tmp_path / "r", MANIFEST, resume=False)
+    folder = _new_folder(tmp_path / "r")
     store.write_rows(folder, "a", _rows(Point(), 0))
     (folder / ".part-b.parquet.tmp").write_bytes(b"PAR1 half a file")
     assert len(pd.read_parquet(folder)) == 1
     assert len(store.load(folder)) == 1
+
+
+def test_resume_may_change_limits_but_not_what_is_measured(tmp_path):
+    manifest = {"schema_version": SCHEMA_VERSION, "spec": {"name": "t", "layers": [1, 2], "timeout_s": 10.0},
+                "points": [{"id": "a"}, {"id": "b"}]}
+    folder = tmp_path / "r"
+    with store.open_for_sweep(folder, manifest, resume=False):
+        with pytest.raises(store.StoreError, match="in use by another running sweep"), \
+                store.open_for_sweep(folder, manifest, resume=True):
+            pass
+    longer = {**manifest, "spec": {**manifest["spec"], "timeout_s": 60.0, "max_rss_gb": 4.0}}
+    with store.open_for_sweep(folder, longer, resume=True):
+        pass
+    refused = [
+        ({**manifest, "spec": {**manifest["spec"], "layers": [1, 3]}}, r"different spec \(layers = \[1, 2\] there, \[1, 3\] here\)"),
+        ({**manifest, "schema_version": SCHEMA_VERSION + 1}, "schema version"),
+        ({**manifest, "points": [{"id": "a"}, {"id": "c"}]}, "identifies points differently"),
+    ]
+    for other, message in refused:
+        with pytest.raises(store.StoreError, match=message), store.open_for_sweep(folder, other, resume=True):
+            pass
+    assert json.loads((folder / "_manifest.json").read_text()) == manifest

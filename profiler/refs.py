@@ -1,0 +1,44 @@
+"""References to user code, `"package.module:name"`, as spec keys write them.
+
+The module is imported from the current directory or `PYTHONPATH`, so a user profiles
+their own code without installing it. The measuring process sees the same path: the
+runner puts the sweep's current directory on its `PYTHONPATH`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+from typing import Any
+
+_IDENT = r"[A-Za-z_]\w*"
+_REF = re.compile(rf"{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*")
+
+
+def check_format(ref: str) -> None:
+    """Raise ValueError unless `ref` reads `package.module:name`."""
+    if not _REF.fullmatch(ref):
+        raise ValueError(f"{ref!r} is not of the form 'package.module:name'")
+
+
+def load(ref: str) -> Any:
+    """The object `ref` names. Any failure is a ValueError with a one-line message."""
+    check_format(ref)
+    module_name, _, attr_path = ref.partition(":")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:  # e.g. under a console script
+        sys.path.insert(0, cwd)
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as e:  # the user's module may fail in any way while importing
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ValueError(f"cannot import {module_name!r} ({type(e).__name__}: {first})") from None
+    for attr in attr_path.split("."):
+        if not hasattr(obj, attr):
+            raise ValueError(f"{ref!r}: no attribute {attr!r} in {module_name!r}")
+        obj = getattr(obj, attr)
+    if not callable(obj):
+        raise ValueError(f"{ref!r} is not callable")
+    return obj

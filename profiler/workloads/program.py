@@ -1,0 +1,41 @@
+"""Workload `program`: a user's factory returns `(fn, args)`; `jax.jit(fn)` is measured on args.
+
+The factory (spec key `program = "package.module:factory"`) receives the point's keys that
+it accepts as keyword arguments (all of them if it takes `**kwargs`). `args` is a tuple of
+pytrees of `jax.ShapeDtypeStruct`s or arrays, measured as they are; modes do not apply.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import jax
+
+from profiler import refs
+from profiler.spec import Point
+from profiler.workloads import Program, random_like
+
+
+def factory_kwargs(factory: Any, point: Point) -> dict[str, Any]:
+    """The point's keys that `factory` accepts."""
+    keys = point.model_dump()
+    params = inspect.signature(factory).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return keys
+    return {p.name: keys[p.name] for p in params if p.name in keys and p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+
+
+def build(point: Point) -> list[Program]:
+    factory = refs.load(point.program)
+    made = factory(**factory_kwargs(factory, point))
+    if not (isinstance(made, tuple | list) and len(made) == 2 and callable(made[0])
+            and isinstance(made[1], tuple | list)):
+        raise TypeError(f"{point.program} must return (fn, args) with args a tuple; got {type(made).__name__}")
+    fn, args = made[0], tuple(made[1])
+
+    def make_args() -> tuple[Any, ...]:
+        # Abstract arguments get random values; concrete ones are used as given.
+        return jax.tree.map(lambda a: random_like(a) if isinstance(a, jax.ShapeDtypeStruct) else a, args)
+
+    return [Program(fn=fn, args=args, make_args=make_args)]
