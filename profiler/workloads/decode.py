@@ -16,6 +16,7 @@ import functools
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +77,7 @@ class DecodeSetup:
         )
         self.donate_argnums = (1,) if point.donate else ()
 
-    def context(self):
+    def context(self) -> AbstractContextManager[None]:
         return decoder.sharding_context(self.mesh)
 
     def tokens_args(self, length: int) -> jax.ShapeDtypeStruct:
