@@ -59,10 +59,11 @@ class Stages:
 
 
 def compile_stages(program: Program) -> Stages:
-    """Trace, lower and compile `program` once with a fresh `jax.jit` of its function.
+    """Trace, lower and compile `program` once with a fresh `jax.jit` of its function,
+    inside `program.context()` entered by the caller.
 
-    Cold only if nothing cached it before: callers clear JAX's caches or run in a fresh
-    process."""
+    Cold only if nothing cached it before: callers clear JAX's caches (outside whatever
+    they time) or run in a fresh process."""
     global _recorded
     jax.devices()  # start the backend now so its start-up is not billed to a stage
     jitted = jax.jit(program.fn, donate_argnums=program.donate_argnums, **program.jit_kwargs)
@@ -84,6 +85,14 @@ def compile_stages(program: Program) -> Stages:
 
 def measure(program: Program, *, run: bool = False, steps: int = 5) -> dict[str, Any]:
     """Trace, lower and compile `program` once, cold for this process, and analyse it."""
+    with program.context():
+        return _measure(program, run, steps)
+
+
+def _measure(program: Program, run: bool, steps: int) -> dict[str, Any]:
+    # Cold for every program, not only the process's first: a workload's second program
+    # would otherwise reuse traces of helpers the first one jitted (and their source info).
+    jax.clear_caches()
     stages = compile_stages(program)
     compiled = stages.compiled
     hlo = compiled.as_text()
@@ -94,7 +103,9 @@ def measure(program: Program, *, run: bool = False, steps: int = 5) -> dict[str,
         **xla_memory(compiled),
         **program.info,
     }
-    if run:
+    if run and program.run is not None:
+        metrics.update(program.run(compiled))
+    elif run:
         metrics.update(run_compiled(compiled, program, steps))
     metrics["mem_host_rss_peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return metrics
