@@ -54,7 +54,8 @@ def benchmark_cold_compile(
 
     def target(program: Program) -> None:
         t0 = time.perf_counter()
-        done = compile_stages(program)
+        with program.context():
+            done = compile_stages(program)
         stages.append({**done.times, "wall_s": time.perf_counter() - t0, "cold": done.cold})
 
     benchmark.group = "cold trace+lower+compile"
