@@ -51,10 +51,11 @@ def deterministic_metrics(point: Point) -> dict[str, dict[str, float]]:
     from profiler.measure import measure
     from profiler.workloads import build
 
-    return {
-        program.phase: {name: measure(program)[name] for name in DETERMINISTIC}
-        for program in build(point)
-    }
+    values = {}
+    for program in build(point):
+        metrics = measure(program)
+        values[program.phase] = {name: metrics[name] for name in DETERMINISTIC}
+    return values
 
 
 def read_golden(path: Path = GOLDEN_FILE) -> dict[str, Any]:

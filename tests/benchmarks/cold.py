@@ -37,15 +37,14 @@ def benchmark_cold_compile(
     rounds: int,
     phase: str = "main",
     build: Callable[[Point], list[Program]] = workloads.build,
-) -> list[dict[str, float]]:
-    """Benchmark the cold compile of `point`'s program `phase` over `rounds` rounds and
-    return the stage times of each round, the warm-up round first. Fails if a round was
-    not cold.
+) -> None:
+    """Benchmark the cold compile of `point`'s program `phase` over `rounds` rounds.
+    Fails if a round was not cold.
 
     One warm-up round, cold as well, goes first: a process's first compile also pays
     one-time initialisation inside JAX and XLA, which would make the first benchmark of
     a session slower than the same benchmark run later."""
-    stages: list[dict[str, float]] = []
+    stages: list[dict[str, Any]] = []  # each round's stage times, the warm-up round first
 
     def setup() -> tuple[tuple[Program], dict[str, Any]]:
         jax.clear_caches()
@@ -67,7 +66,7 @@ def benchmark_cold_compile(
     assert not warm, f"rounds {warm} of {len(stages)} were answered from a cache: not cold"
 
     if benchmark.disabled:  # run once as a test (pytest without --benchmark-enable): no statistics
-        return stages
+        return
     benchmark.extra_info.update(
         point={**point.model_dump(), "phase": phase},
         environment=environment,
@@ -78,4 +77,3 @@ def benchmark_cold_compile(
             for stage in ("time_trace_s", "time_lower_s", "time_compile_s")
         },
     )
-    return stages
