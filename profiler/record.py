@@ -65,7 +65,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("run_status", "str", "", "ok | error | timeout | oom | crash."),
     Column("run_error", "str", "", "Error message when run_status is not ok."),
     Column("run_started_utc", "str", "ISO 8601", "When the measuring process was started."),
-    Column("run_wall_s", "float", "s", "Wall time of the whole measuring process, start-up included."),
+    Column("run_wall_s", "float", "s", "Wall time of the whole measuring process, its start (see run_start) included."),
+    Column("run_start", "str", "", "How the measuring process started: 'fork' = forked from a server that had imported JAX and Flax but started no backend (profiler/forkserver.py); 'fresh' = a new Python interpreter. Both compile cold (docs/scale.md)."),
+    Column("run_jobs", "int", "measurements", "Measurements the sweep ran at once at most on the host that ran this one: --jobs (local executor), or the Dask worker threads on that host. Above 1, measurements may have competed for the host's cores (docs/scale.md)."),
     # configuration
     *_cfg_columns(),
     Column("cfg_phase", "str", "", "Which program of the workload the row measures ('main' if only one)."),

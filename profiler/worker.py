@@ -1,7 +1,7 @@
-"""The measuring process: measures one point in a fresh interpreter and writes its rows.
+"""The measuring process: measures one point in a fresh process and writes its rows.
 
 Run as `python -m profiler.worker RESULT.json` with the point's configuration as JSON on
-stdin. Python exceptions become rows with run_status 'error'; a process that dies leaves
+stdin, or forked by a fork server (profiler/forkserver.py), which calls `run`. Python exceptions become rows with run_status 'error'; a process that dies leaves
 no result file, and the runner records why.
 """
 
@@ -56,11 +56,10 @@ PARENT_ENV = "PROFILER_PARENT_PID"
 """Set by the runner to its pid: a measuring process whose sweep is gone stops too."""
 
 
-def die_with_parent() -> None:
-    """Ask Linux to kill this process when its parent dies (even by kill -9 of the parent
-    alone), so no measurement runs on unobserved after its sweep."""
-    parent = int(os.environ.get(PARENT_ENV, "0"))
-    if sys.platform != "linux" or not parent:
+def die_with_parent(parent: int) -> None:
+    """Ask Linux to kill this process when its parent `parent` dies (even by kill -9 of
+    the parent alone), so no measurement runs on unobserved after its sweep."""
+    if sys.platform != "linux":
         return
     # Linux sends the signal when the *thread* that started this process ends; the
     # runner's thread waits for this process, so that happens only with the sweep.
@@ -70,15 +69,20 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-def main() -> None:
-    die_with_parent()
+def run(point_json: str, result: Path) -> None:
+    """Measure the point described by `point_json` and write its rows to `result`."""
     faulthandler.enable()  # a crash leaves its Python frames on stderr for the runner
-    result = Path(sys.argv[1])
-    point = Point(**json.loads(sys.stdin.read()))
-    rows = measure_point(point)
+    rows = measure_point(Point(**json.loads(point_json)))
     tmp = result.with_suffix(".tmp")
     tmp.write_text(json.dumps(rows))
     os.replace(tmp, result)
+
+
+def main() -> None:
+    parent = int(os.environ.get(PARENT_ENV, "0"))
+    if parent:
+        die_with_parent(parent)
+    run(sys.stdin.read(), Path(sys.argv[1]))
 
 
 if __name__ == "__main__":
