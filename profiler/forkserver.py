@@ -63,6 +63,9 @@ def preload() -> None:
     workloads = sys.modules["profiler.workloads"]
     for module in pkgutil.iter_modules(workloads.__path__):
         importlib.import_module(f"profiler.workloads.{module.name}")
+    # Facts about the host and the checkout, read once for every child (they run git and
+    # uname): a sweep's rows say which commit it measured when its server started.
+    sys.modules["profiler.env"].host()
     from jax._src import xla_bridge
 
     if xla_bridge.backends_are_initialized():
@@ -283,11 +286,8 @@ class ServerPool:
         self._lock = threading.Lock()
         self._closed = False
 
-    def fork(self, environ: Mapping[str, str], point_json: str, result: Path, stderr: Path) -> Forked:
-        """Fork a measuring child from the server of `environ`."""
-        return self._server(environ).fork(point_json, result, stderr)
-
-    def _server(self, environ: Mapping[str, str]) -> ForkServer:
+    def server(self, environ: Mapping[str, str]) -> ForkServer:
+        """The server of `environ`, started now if there is none or it died."""
         key = tuple(sorted(environ.items()))
         with self._lock:
             lock = self._locks.setdefault(key, threading.Lock())

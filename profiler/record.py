@@ -72,9 +72,13 @@ COLUMNS: tuple[Column, ...] = (
     *_cfg_columns(),
     Column("cfg_phase", "str", "", "Which program of the workload the row measures ('main' if only one)."),
     # durations
+    Column("time_build_s", "float", "s", "Building the point's programs before they are measured, in the same process: the model and its abstract arguments (jax.eval_shape of the initialiser traces the model once). Not part of the measured phases; the same for every program of the point."),
     Column("time_trace_s", "float", "s", "jax.jit(f).trace(*args): Python tracing to a jaxpr."),
     Column("time_lower_s", "float", "s", "traced.lower(): jaxpr to StableHLO."),
     Column("time_compile_s", "float", "s", "lowered.compile(): XLA optimisation and code generation."),
+    Column("time_trace_cpu_s", "float", "s", "CPU time (user + system, all threads) of the measuring process during the trace. Well below time_trace_s: the process waited for a core (a loaded machine, see docs/scale.md)."),
+    Column("time_lower_cpu_s", "float", "s", "CPU time of the measuring process during the lowering, like time_trace_cpu_s."),
+    Column("time_compile_cpu_s", "float", "s", "CPU time of the measuring process during the compile, like time_trace_cpu_s; above time_compile_s when XLA compiled on several threads."),
     Column("time_event_trace_s", "float", "s", "JAX's own /jax/core/compile/jaxpr_trace_duration event (longest of the stage)."),
     Column("time_event_lower_s", "float", "s", "JAX's own /jax/core/compile/jaxpr_to_mlir_module_duration event."),
     Column("time_event_compile_s", "float", "s", "JAX's own /jax/core/compile/backend_compile_duration event."),

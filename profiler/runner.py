@@ -34,7 +34,7 @@ from typing import IO, Any, Literal
 import psutil
 
 from profiler import env, executors, store
-from profiler.forkserver import Forked, ForkServerError, ServerPool
+from profiler.forkserver import Forked, ForkServer, ForkServerError, ServerPool
 from profiler.record import SCHEMA_VERSION, make_row
 from profiler.spec import Point, Spec
 from profiler.worker import PARENT_ENV
@@ -116,13 +116,19 @@ def measure_in_subprocess(
 ) -> Outcome:
     """Measure `point` in a process of its own and turn any way it ends into rows.
 
-    The process is forked from the fork server of its environment in `servers`, or is a
-    fresh interpreter when `servers` is None. Over `timeout_s` of wall time it is killed
+    The process is forked from the fork server of its environment in `servers` (started
+    first if need be), or is a fresh interpreter when `servers` is None. Over `timeout_s` of wall time it is killed
     ('timeout'); over `max_rss_gb` of resident memory, summed over the process and its
     children, it is killed ('oom'); dead by a signal it is a 'crash'. The row of a
     stopped process carries the highest RSS the runner sampled. Setting `stop` kills the
     process at once (an interrupted sweep).
     """
+    environ = worker_environment()
+    try:
+        # A fork server starts (it imports JAX: seconds) outside the measurement's clock and limits.
+        server = None if servers is None else servers.server(environ)
+    except ForkServerError as e:  # no measuring process was started
+        return Outcome([{**env.host(), "run_status": e.status, "run_error": str(e)}], None, None)
     started = env.utc_now()
     t0 = time.perf_counter()
     peak_rss = 0
@@ -130,7 +136,7 @@ def measure_in_subprocess(
         result = Path(tmp) / "result.json"
         with open(Path(tmp) / "stderr", "w+") as stderr:
             try:
-                proc = _start(point, result, stderr, servers)
+                proc = _start(point, result, stderr, environ, server)
                 stopped, peak_rss = _watch(proc, timeout_s, max_rss_gb, stop or threading.Event())
                 status, error = stopped or _exit_status(proc.returncode, stderr)
             except ForkServerError as e:
@@ -144,10 +150,11 @@ def measure_in_subprocess(
     return Outcome([row], wall, started)
 
 
-def _start(point: Point, result: Path, stderr: IO[str], servers: ServerPool | None) -> subprocess.Popen | Forked:
-    environ = worker_environment()
-    if servers is not None:
-        return servers.fork(environ, point.model_dump_json(), result, Path(stderr.name))
+def _start(
+    point: Point, result: Path, stderr: IO[str], environ: dict[str, str], server: ForkServer | None
+) -> subprocess.Popen | Forked:
+    if server is not None:
+        return server.fork(point.model_dump_json(), result, Path(stderr.name))
     # Same process group as the sweep: killing the sweep's group ends its
     # measurements too, instead of leaving them running unobserved.
     proc = subprocess.Popen(

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -37,13 +38,15 @@ def measure_point(point: Point) -> list[dict[str, Any]]:
     from profiler.measure import measure
 
     env = jax_env()
+    t0 = time.perf_counter()
     try:
         programs = workloads.build(point)
     except Exception as e:  # a broken point must not stop the sweep
         return [{**env, "run_status": "error", "run_error": _error(e)}]
+    built = {"time_build_s": time.perf_counter() - t0}
     rows = []
     for program in programs:
-        row: dict[str, Any] = {**env, "cfg_phase": program.phase}
+        row: dict[str, Any] = {**env, **built, "cfg_phase": program.phase}
         try:
             row.update(measure(program, run=point.run, steps=point.steps), run_status="ok")
         except Exception as e:

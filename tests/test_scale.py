@@ -84,6 +84,8 @@ def test_forked_and_fresh_processes_measure_the_same_programs(tmp_path):
     assert set(fresh["run_start"]) == {"fresh"} and set(fresh["run_jobs"]) == {1}
     # A backend compile event fires on every cold compile, never on a cache hit.
     assert (fork["time_event_compile_s"] > 0).all() and (fresh["time_event_compile_s"] > 0).all()
+    for rows in (fork, fresh):
+        assert (rows[["time_build_s", "time_trace_cpu_s", "time_compile_cpu_s"]] > 0).all().all()
 
 
 def forkservers():
