@@ -58,8 +58,11 @@ class Local:
             yield point, repeat, future.result(), self.jobs
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
-        if exc_type is not None:  # interrupted: kill what runs, start nothing more
+        interrupted = exc_type is not None
+        if interrupted:  # kill what runs (a fork server still starting too), start nothing more
             self._stop.set()
+            if self._servers is not None:
+                self._servers.close(kill=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self._servers is not None:
             self._servers.close()
@@ -131,12 +134,11 @@ class Dask:
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         if self._client is not None:
-            if exc_type is not None:  # interrupted: kill what runs, start nothing more
+            interrupted = exc_type is not None
+            if interrupted:  # kill what runs, start nothing more
                 self._client.cancel(self._futures)
-                with contextlib.suppress(Exception):
-                    self._client.run(_stop_run, self._run)
-            with contextlib.suppress(Exception):  # the workers' fork servers
-                self._client.run(_end_run, self._run)
+            with contextlib.suppress(Exception):  # the workers' measurements and fork servers
+                self._client.run(_end_run, self._run, interrupted)
             self._client.close()
         if self._cluster is not None:
             self._cluster.close()
@@ -152,8 +154,10 @@ def _lost(error: Exception) -> Outcome:
 
 
 # A Dask worker's state per sweep (run id): the event that stops its measurements and
-# its fork servers. Created by the sweep's first task there, ended by the driver.
+# its fork servers. Created by the sweep's first task there, ended by the driver; a task
+# of an ended sweep (dispatched before it was cancelled) starts nothing.
 _RUNS: dict[str, tuple[threading.Event, ServerPool | None]] = {}
+_ENDED: set[str] = set()
 _RUNS_LOCK = threading.Lock()
 
 
@@ -161,18 +165,18 @@ def _on_worker(run: str, measure: Measure, fork: bool, point: Point) -> tuple[Ou
     from distributed import get_worker
 
     with _RUNS_LOCK:
+        if run in _ENDED:
+            raise RuntimeError("the sweep is over")
         stop, servers = _RUNS.setdefault(run, (threading.Event(), ServerPool() if fork else None))
     return measure(point, stop=stop, servers=servers), get_worker().address
 
 
-def _stop_run(run: str) -> None:
+def _end_run(run: str, interrupted: bool) -> None:
+    """Forget the sweep on this worker; if it was interrupted, kill its measurements."""
     with _RUNS_LOCK:
-        if run in _RUNS:
-            _RUNS[run][0].set()
-
-
-def _end_run(run: str) -> None:
-    with _RUNS_LOCK:
-        _, servers = _RUNS.pop(run, (None, None))
+        _ENDED.add(run)
+        stop, servers = _RUNS.pop(run, (None, None))
+    if interrupted and stop is not None:
+        stop.set()
     if servers is not None:
-        servers.close()
+        servers.close(kill=interrupted)

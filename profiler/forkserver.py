@@ -116,7 +116,12 @@ def serve(path: str) -> None:
                 # connections and pidfds of its siblings, its own connection.
                 own = [listener.fileno(), selector.fileno(), item.fileno()]
                 own += [fd for c in children.values() for fd in (c.pidfd, c.conn.fileno() if c.conn else -1) if fd >= 0]
-                pid = _fork(json.loads(request), server=os.getpid(), close=own)
+                try:
+                    pid = _fork(json.loads(request), server=os.getpid(), close=own)
+                except OSError as e:  # out of memory or processes: this measurement fails, not the server
+                    _send(item, {"error": f"the fork server could not fork ({e})"})
+                    item.close()
+                    continue
                 child = children[pid] = _Child(pid, os.pidfd_open(pid), item)
                 selector.register(child.pidfd, selectors.EVENT_READ, ("exit", child))
                 selector.register(item, selectors.EVENT_READ, ("control", child))
@@ -193,9 +198,9 @@ class Forked:
         self._buffer = b""
         self.returncode: int | None = None
         reply = self._message(None)
-        if reply is None:
+        if reply is None or "error" in reply:
             conn.close()
-            raise ForkServerError("the fork server ended before it forked the measuring process")
+            raise ForkServerError(reply["error"] if reply else "the fork server ended before it forked the measuring process")
         self.pid: int = reply["pid"]
 
     def _message(self, timeout: float | None) -> dict[str, Any] | None:
@@ -237,18 +242,26 @@ class ForkServer:
         self._dir = tempfile.TemporaryDirectory(prefix="profiler-forkserver-")
         self._socket = str(Path(self._dir.name) / "socket")
         self._log = open(Path(self._dir.name) / "stderr", "w+")  # closed by close()
+        self._lock = threading.Lock()
+        self._closed = False
         # In the sweep's process group: killing the sweep's group ends the server too.
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "profiler.forkserver", self._socket],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=dict(environ),
         )
-        if self._proc.stdout.readline() != b"ready\n":
-            self._proc.wait()
+
+    def ready(self) -> None:
+        """Wait until the server has imported what a measurement needs (seconds)."""
+        if self._proc.stdout.readline() == b"ready\n":
+            return
+        self._proc.wait()
+        try:
             self._log.seek(0)
-            said = [line.strip() for line in self._log.read().splitlines() if line.strip()]
-            self.close()
-            raise ForkServerError(f"the fork server did not start (exit status {self._proc.returncode}): "
-                                  f"{' '.join(said[-1:])}")
+            said = [line.strip() for line in self._log.read().splitlines() if line.strip()][-1:]
+        except ValueError:  # closed meanwhile: the sweep was interrupted
+            said = []
+        self.close()
+        raise ForkServerError(f"the fork server did not start (exit status {self._proc.returncode}) {' '.join(said)}".strip())
 
     def alive(self) -> bool:
         return self._proc.poll() is None
@@ -264,16 +277,24 @@ class ForkServer:
             raise ForkServerError(f"the fork server is unreachable ({e})") from None
         return Forked(conn)
 
-    def close(self) -> None:
-        if self._proc.stdin and not self._proc.stdin.closed:
-            self._proc.stdin.close()  # the lifeline: the server kills its children and ends
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+    def close(self, kill: bool = False) -> None:
+        """End the server and its children: at once (`kill`), or once it has read the end
+        of its lifeline (it kills its children then)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if not kill:
+            self._proc.stdin.close()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                kill = True
+        if kill:  # its children die with it (PR_SET_PDEATHSIG)
             self._proc.kill()
-            self._proc.wait()
-        self._proc.stdout.close()
-        self._log.close()
+        self._proc.wait()
+        for file in (self._proc.stdin, self._proc.stdout, self._log):
+            file.close()
         self._dir.cleanup()
 
 
@@ -292,25 +313,30 @@ class ServerPool:
         with self._lock:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:  # one start per environment; other environments' servers stay usable
-            server = self._servers.get(key)
+            with self._lock:
+                server = self._servers.get(key)
             if server is not None and server.alive():
                 return server
             if server is not None:
                 server.close()
             server = ForkServer(environ)
-            with self._lock:
-                if not self._closed:
+            with self._lock:  # registered before it is ready: close() can stop its start
+                closed = self._closed
+                if not closed:
                     self._servers[key] = server
-                    return server
-            server.close()
-            raise ForkServerError("the sweep is over: its fork servers are closed")
+            if closed:
+                server.close(kill=True)
+                raise ForkServerError("the sweep is over: its fork servers are closed")
+            server.ready()
+            return server
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
+        """Close every server (see ForkServer.close); a server starting now is stopped."""
         with self._lock:
             self._closed = True
             servers, self._servers = list(self._servers.values()), {}
         for server in servers:
-            server.close()
+            server.close(kill=kill)
 
 
 if __name__ == "__main__":

@@ -245,9 +245,12 @@ _FRAME = re.compile(r'^File "(.*)", line (\d+) in (.*)')
 
 
 def _crash_context(lines: list[str]) -> str:
-    """What a dying process said: XLA's fatal message and the innermost Python frames."""
+    """What a dying process said: XLA's fatal message and the innermost Python frames of
+    the thread that crashed (faulthandler lists other threads too, such as a timer JAX
+    starts while it looks for a TPU)."""
     fatal = [m.group(1) for m in map(_FATAL_LOG.match, lines) if m][:1]
-    frames = [f"{m.group(3)} ({Path(m.group(1)).name}:{m.group(2)})" for m in map(_FRAME.match, lines) if m][:2]
+    current = next((i for i, line in enumerate(lines) if line.startswith("Current thread")), 0)
+    frames = [f"{m.group(3)} ({Path(m.group(1)).name}:{m.group(2)})" for m in map(_FRAME.match, lines[current:]) if m][:2]
     where = [f"in {' < '.join(frames)}"] if frames else []
     return "".join(f"; {part}" for part in fatal + where)
 
