@@ -1,10 +1,15 @@
-"""The layer that gets stacked: the seed notebook's `SimpleBlock`, unchanged."""
+"""The layer that gets stacked: the seed notebook's `SimpleBlock`, in Flax linen and NNX.
+
+Both versions compute the same function; their parameters differ only in names (linen's
+auto-named `Dense_0` is NNX's attribute `dense`), which `tests/test_equivalence.py` maps.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import flax.linen as nn
+from flax import nnx
 
 
 class SimpleBlock(nn.Module):
@@ -30,6 +35,31 @@ class SimpleBlock(nn.Module):
         )(x, attention_mask)
         out["+self_attention"] = x
         x += nn.Dense(features=self.hidden_dim)(x)
+        out["+dense"] = x
+        return x, out
+
+
+class NnxSimpleBlock(nnx.Module):
+    """`SimpleBlock` written in Flax NNX: the same layers, initialisers and dtypes
+    (`nn.SelfAttention` is `MultiHeadAttention` attending to its own input)."""
+
+    def __init__(self, hidden_dim: int, num_heads: int, dtype: Any, *, rngs: nnx.Rngs):
+        self.self_attention = nnx.MultiHeadAttention(
+            num_heads=num_heads,
+            in_features=hidden_dim,
+            kernel_init=nnx.initializers.xavier_uniform(),
+            bias_init=nnx.initializers.zeros,
+            dtype=dtype,
+            decode=False,
+            rngs=rngs,
+        )
+        self.dense = nnx.Linear(hidden_dim, hidden_dim, rngs=rngs)
+
+    def __call__(self, x, attention_mask=None):
+        out = {"input_hidden_state": x}
+        x = x + self.self_attention(x, mask=attention_mask)
+        out["+self_attention"] = x
+        x = x + self.dense(x)
         out["+dense"] = x
         return x, out
 

@@ -110,13 +110,13 @@ class HloText:
 
     def module_text(self, name: str) -> str:
         """A module whose entry is computation `name`, holding it and what it calls.
-        The header's entry layout described the old entry and is dropped."""
+        The header's entry attributes (layout, aliasing) described the old entry and are dropped."""
         reachable, todo = set(), [name]
         while todo:
             if (current := todo.pop()) not in reachable:
                 reachable.add(current)
                 todo.extend(self.computations[current].callees)
-        header = _without_entry_layout(self.preamble[0])
+        header = _without_entry_attributes(self.preamble[0])
         blocks = []
         for other, computation in self.computations.items():
             if other in reachable:
@@ -125,16 +125,26 @@ class HloText:
         return "\n".join([header, *self.preamble[1:], "\n\n".join(blocks)])
 
 
-def _without_entry_layout(module_line: str) -> str:
-    start = module_line.find("entry_computation_layout={")
-    if start < 0:
-        return module_line
-    depth = 0
-    for end in range(start + len("entry_computation_layout="), len(module_line)):
-        depth += {"{": 1, "}": -1}.get(module_line[end], 0)
-        if depth == 0:
-            break
-    return module_line[:start].rstrip(", ") + module_line[end + 1:]
+# Module attributes that describe the entry computation's parameters and outputs; they
+# are wrong for a module whose entry is a loop body (a donated argument's alias, say).
+_ENTRY_ATTRIBUTES = (
+    "entry_computation_layout", "input_output_alias", "buffer_donor",
+    "allow_spmd_sharding_propagation_to_parameters", "allow_spmd_sharding_propagation_to_output",
+)
+
+
+def _without_entry_attributes(module_line: str) -> str:
+    for name in _ENTRY_ATTRIBUTES:
+        start = module_line.find(f"{name}={{")
+        if start < 0:
+            continue
+        depth = 0
+        for end in range(start + len(name) + 1, len(module_line)):
+            depth += {"{": 1, "}": -1}.get(module_line[end], 0)
+            if depth == 0:
+                break
+        module_line = module_line[:start].rstrip(", ") + module_line[end + 1:]
+    return module_line
 
 
 @dataclass(frozen=True)

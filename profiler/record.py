@@ -97,7 +97,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("cost_transcendentals", "float", "ops", "Transcendental ops (exp, tanh, ...) of the whole run, loops counted per trip like cost_flops."),
     Column("cost_bytes_accessed", "float", "bytes", "XLA's bytes-accessed estimate of the whole run, loops counted per trip. Describes the compiled program: a scan moves different bytes (slicing stacked weights, stacking outputs) than the unrolled loop."),
     Column("cost_exact", "bool", "", "False if a while loop has no known trip count (data-dependent while_loop): its body is counted once, as XLA does, so the cost_ columns are a lower bound."),
-    Column("cost_analytic_flops", "float", "FLOP", "Matmul FLOPs from the configuration alone (projections, QK^T, AV, dense; see blocks.forward_matmul_flops); element-wise work left out. A sanity check for cost_flops."),
+    Column("cost_analytic_flops", "float", "FLOP", "Matmul FLOPs from the configuration alone (projections, QK^T, AV, dense; see blocks.forward_matmul_flops); element-wise work left out. Train workload: 3x the forward, 4x with remat=full (train.analytic_flops). A sanity check for cost_flops."),
     # cost, as XLA reports it
     Column("cost_xla_flops", "float", "FLOP", "XLA cost_analysis()['flops']: loop bodies counted once."),
     Column("cost_xla_transcendentals", "float", "ops", "XLA cost_analysis()['transcendentals']: loop bodies counted once."),
@@ -111,6 +111,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("mem_temp_bytes", "int", "bytes", "memory_analysis(): temporary buffers (activations, loop state) live during the run."),
     Column("mem_generated_code_bytes", "int", "bytes", "memory_analysis(): generated code; 0 on CPU (jaxlib 0.10.2 does not report it there)."),
     Column("mem_xla_peak_bytes", "int", "bytes", "memory_analysis().peak_memory_in_bytes as reported; on CPU it is arguments + outputs - aliased and leaves temp out (docs/cost.md)."),
+    Column("mem_optimizer_state_bytes", "int", "bytes", "Optimizer state of the train workload (AdamW: two moments and a step count), from its abstract shapes."),
     Column("mem_host_rss_peak_bytes", "int", "bytes", "Peak resident memory of the measuring process (getrusage ru_maxrss); for a process the runner stopped (timeout, oom, crash), the highest RSS it sampled every 50 ms."),
     # environment
     Column("env_hostname", "str", "", "Host name."),

@@ -39,8 +39,9 @@ class Point(BaseModel):
 
     model_config = _STRICT
 
-    workload: Literal["forward", "program"] = Field(
+    workload: Literal["forward", "train", "program"] = Field(
         "forward", description="What is compiled: 'forward' = the seed's block stack applied to x; "
+        "'train' = one AdamW step on the mean squared output (params and optimizer state donated); "
         "'program' = the (fn, args) a user's factory returns (key program; set by it by default).")
     program: str = Field(
         "", description="Workload 'program': 'package.module:factory', imported from the current "
@@ -48,7 +49,7 @@ class Point(BaseModel):
         "arguments and returns (fn, args); jax.jit(fn) is measured on args as they are.")
     mode: Literal["loop", "scan", "scan_shared"] = Field(
         "scan", description="How layers are stacked: 'loop' = Python loop (unrolled program), "
-        "'scan' = nn.scan with per-layer params, 'scan_shared' = nn.scan with one set of params.")
+        "'scan' = scan with per-layer params, 'scan_shared' = scan with one set of params.")
     layers: int = Field(8, ge=1, description="Number of stacked blocks.")
     hidden: int = Field(256, ge=1, description="Hidden (model) dimension.")
     heads: int = Field(4, ge=1, description="Attention heads; must divide hidden.")
@@ -62,7 +63,9 @@ class Point(BaseModel):
     remat: str = Field(
         "none", description="Rematerialisation per block: 'none', 'full' (save nothing), or "
         "the name of a policy in jax.checkpoint_policies (e.g. 'dots_saveable').")
-    api: Literal["linen"] = Field("linen", description="Flax API the stack is written in.")
+    api: Literal["linen", "nnx"] = Field(
+        "linen", description="Flax API the block and the stack are written in: 'linen' "
+        "(nn.scan, nn.remat) or 'nnx' (nnx.vmap + nnx.scan, nnx.remat).")
     run: bool = Field(
         False, description="Also execute the compiled program: time the first call and "
         "`steps` steady-state calls. Off = compile-only, nothing is allocated.")

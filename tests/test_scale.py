@@ -10,8 +10,10 @@ import pandas as pd
 import psutil
 import pytest
 
+from profiler import stats
 from profiler.forkserver import ServerPool
 from profiler.measure import measure
+from profiler.report import environment_warnings
 from profiler.runner import measure_in_subprocess, run_sweep
 from profiler.spec import Point, build_spec, load_spec
 from profiler.workloads import build
@@ -86,6 +88,11 @@ def test_forked_and_fresh_processes_measure_the_same_programs(tmp_path):
     assert (fork["time_event_compile_s"] > 0).all() and (fresh["time_event_compile_s"] > 0).all()
     for rows in (fork, fresh):
         assert (rows[["time_build_s", "time_trace_cpu_s", "time_compile_cpu_s"]] > 0).all().all()
+    # A report tells timings taken two at a time.
+    contention = [[w.text for w in environment_warnings(stats.environment(rows)) if "run_jobs" in w.text]
+                  for rows in (fork, fresh)]
+    assert contention == [["Up to 2 measurements ran at once on a host (run_jobs): their wall times include "
+                           "competing for cores; CPU times (time_*_cpu_s) do not."], []]
 
 
 def forkservers():

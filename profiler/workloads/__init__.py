@@ -59,8 +59,8 @@ def random_like(abstract: Any, seed: int = 0, scale: float = 0.02) -> Any:
 
 def build(point: Point) -> list[Program]:
     """The programs that measure `point`."""
-    from profiler.workloads import forward, program
+    from profiler.workloads import forward, program, train
 
     builders: dict[str, Callable[[Point], list[Program]]] = {
-        "forward": forward.build, "program": program.build}
+        "forward": forward.build, "train": train.build, "program": program.build}
     return builders[point.workload](point)

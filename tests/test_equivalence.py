@@ -1,0 +1,144 @@
+"""Every stacking mode, remat policy and Flax API computes the same function.
+
+A profiling harness that compared different functions would measure nothing. Parameters
+of a reference (the linen loop) are restacked into each layout (per-layer dicts ↔ a
+leading layer axis, linen ↔ NNX names); outputs, per-layer intermediates and gradients of
+the train workload's loss must then agree to float tolerance.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from profiler import model
+from profiler.spec import Point
+from profiler.workloads import random_like, train
+
+SIZES = dict(layers=3, hidden=32, heads=2, batch=2, seq=4)
+RTOL = 1e-5
+# linen names its dense layer automatically; the NNX block names it as an attribute.
+NNX_NAMES = {"Dense_0": "dense"}
+LINEN_NAMES = {v: k for k, v in NNX_NAMES.items()}
+
+
+def _rename(layer: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    return {names.get(k, k): v for k, v in layer.items()}
+
+
+def to_layers(point: Point, params: Any) -> list[dict[str, Any]]:
+    """Per-layer parameters (or gradients) in linen names, from any layout. A shared
+    scan has a single layer."""
+    if point.api == "nnx":
+        tree = nnx.to_pure_dict(params)["blocks"]
+        tree = {k: _rename(v, LINEN_NAMES) for k, v in tree.items()} if point.mode == "loop" else _rename(tree, LINEN_NAMES)
+    else:
+        tree = params["params"]
+        tree = [tree[f"layer_{i}"] for i in range(point.layers)] if point.mode == "loop" else tree["blocks"]
+    if point.mode == "loop":
+        return list(tree.values()) if isinstance(tree, dict) else tree
+    if point.mode == "scan":
+        return [jax.tree.map(lambda a, i=i: a[i], tree) for i in range(point.layers)]
+    return [tree]
+
+
+def from_layers(point: Point, net: model.Model, layers: list[dict[str, Any]]) -> Any:
+    """Parameters in `point`'s layout from per-layer parameters in linen names."""
+    if point.mode == "scan":
+        layers = [jax.tree.map(lambda *a: np.stack(a), *layers)]
+    if point.api == "linen":
+        if point.mode == "loop":
+            return {"params": {f"layer_{i}": layer for i, layer in enumerate(layers)}}
+        return {"params": {"blocks": layers[0]}}
+    renamed = [_rename(layer, NNX_NAMES) for layer in layers]
+    blocks = dict(enumerate(renamed)) if point.mode == "loop" else renamed[0]
+    state = jax.tree.map(lambda a: a, net.params)  # a copy: replace_by_pure_dict works in place
+    nnx.replace_by_pure_dict(state, {"blocks": blocks})
+    return state
+
+
+def evaluate(point: Point, layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Output, per-layer intermediates, loss and per-layer gradients of `point`'s stack."""
+    net = model.build(point)
+    params = from_layers(point, net, layers)
+    x = random_like(net.x, seed=1, scale=1.0)
+
+    def compute(params: Any, x: jax.Array) -> tuple[Any, ...]:
+        return *net.apply(params, x), *jax.value_and_grad(functools.partial(train.loss, net))(params, x)
+
+    y, intermediates, loss, grads = jax.jit(compute)(params, x)
+    if point.mode == "loop":
+        intermediates = [intermediates[f"layer_{i}"] for i in range(point.layers)]
+    else:
+        intermediates = [jax.tree.map(lambda a, i=i: a[i], intermediates) for i in range(point.layers)]
+    return dict(y=y, intermediates=intermediates, loss=loss, grads=to_layers(point, grads))
+
+
+def assert_close(actual: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Equal to float tolerance, absolute errors measured against the largest value of the
+    same quantity: some gradients are exactly zero in exact arithmetic (a key bias does
+    not change the softmax) and only float noise in either layout."""
+    assert actual.keys() == expected.keys()
+    for name in expected:
+        assert jax.tree.structure(actual[name]) == jax.tree.structure(expected[name]), name
+        scale = max(float(np.max(np.abs(e))) for e in jax.tree.leaves(expected[name]))
+        for a, e in zip(jax.tree.leaves(actual[name]), jax.tree.leaves(expected[name]), strict=True):
+            np.testing.assert_allclose(a, e, rtol=RTOL, atol=RTOL * scale, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def reference() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Distinct per-layer parameters and what the linen loop computes with them."""
+    point = Point(mode="loop", **SIZES)
+    layers = to_layers(point, random_like(model.build(point).params, seed=0, scale=0.1))
+    return layers, evaluate(point, layers)
+
+
+@pytest.fixture(scope="module")
+def shared_reference(reference) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Layer 0's parameters in every layer of a linen loop: what a shared scan computes;
+    a shared parameter's gradient is the sum over the layers that use it."""
+    layers = [reference[0][0]] * SIZES["layers"]
+    out = evaluate(Point(mode="loop", **SIZES), layers)
+    out["grads"] = [jax.tree.map(lambda *g: sum(g), *out["grads"])]
+    return layers[:1], out
+
+
+VARIANTS = [
+    dict(api=api, mode=mode, remat=remat, unroll=unroll)
+    for api in ("linen", "nnx")
+    for mode in ("loop", "scan")
+    for remat in ("none", "full", "dots_saveable")
+    for unroll in ((1, 2) if (mode, remat) == ("scan", "full") else (1,))
+    if (api, mode, remat) != ("linen", "loop", "none")  # the reference itself
+]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(map(str, v.values())))
+def test_same_function_as_linen_loop(variant, reference):
+    layers, expected = reference
+    assert_close(evaluate(Point(**SIZES, **variant), layers), expected)
+
+
+@pytest.mark.parametrize("api", ["linen", "nnx"])
+@pytest.mark.parametrize("remat", ["none", "full"])
+def test_shared_scan_is_a_loop_of_one_layer(api, remat, shared_reference):
+    layers, expected = shared_reference
+    point = Point(mode="scan_shared", api=api, remat=remat, **SIZES)
+    assert_close(evaluate(point, layers), expected)
+
+
+def test_restacking_round_trips(reference):
+    """The layout converters themselves lose nothing (otherwise the tests above could
+    compare garbage with garbage)."""
+    layers, _ = reference
+    for api in ("linen", "nnx"):
+        for mode in ("loop", "scan"):
+            point = Point(api=api, mode=mode, **SIZES)
+            restacked = to_layers(point, from_layers(point, model.build(point), layers))
+            assert_close({"params": restacked}, {"params": layers})
