@@ -1,8 +1,9 @@
 """The measuring process: measures one point in a fresh process and writes its rows.
 
 Run as `python -m profiler.worker RESULT.json` with the point's configuration as JSON on
-stdin, or forked by a fork server (profiler/forkserver.py), which calls `run`. Python exceptions become rows with run_status 'error'; a process that dies leaves
-no result file, and the runner records why.
+stdin, or forked by a fork server (profiler/forkserver.py), which calls `run`. Python
+exceptions become rows with run_status 'error'; a process that dies leaves no result
+file, and the runner records why.
 """
 
 from __future__ import annotations
