@@ -107,20 +107,24 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10, help="single measurements per variant in (a)")
     parser.add_argument("--rounds", type=int, default=3, help="sweeps per variant in (b) and (c)")
     parser.add_argument("--out", type=Path, default=REPO / "results" / f"bench-overhead-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+    parser.add_argument("--parts", default="abc", help="which of (a), (b), (c) to run, e.g. 'c'")
     args = parser.parse_args()
     args.out.mkdir(parents=True)
-    servers = ServerPool()
-    try:
-        single = interleave({"fork": lambda i: harness(servers), "fresh": lambda i: harness(None),
-                             "bare": lambda i: bare()}, args.samples)
-    finally:
-        servers.close()
-    seed = [f"{k}={json.dumps(v)}" for k, v in SEED.items()] + ["repeats=5"]
-    sweeps = interleave({start: lambda i, s=start: sweep(args.out / f"{s}-{i}", seed, "--start", s)
-                         for start in ("fork", "fresh")}, args.rounds)
-    jobs = interleave({f"jobs{j}": lambda i, j=j: sweep(args.out / f"jobs{j}-{i}", ["repeats=4"], "--jobs", str(j))
-                       for j in (1, 2)}, args.rounds)
-    raw = {"single": single, "sweeps": sweeps, "jobs": jobs}
+    raw: dict[str, Any] = {}
+    if "a" in args.parts:
+        servers = ServerPool()
+        try:
+            raw["single"] = interleave({"fork": lambda i: harness(servers), "fresh": lambda i: harness(None),
+                                        "bare": lambda i: bare()}, args.samples)
+        finally:
+            servers.close()
+    if "b" in args.parts:
+        seed = [f"{k}={json.dumps(v)}" for k, v in SEED.items()] + ["repeats=5"]
+        raw["sweeps"] = interleave({start: lambda i, s=start: sweep(args.out / f"{s}-{i}", seed, "--start", s)
+                                    for start in ("fork", "fresh")}, args.rounds)
+    if "c" in args.parts:
+        raw["jobs"] = interleave({f"jobs{j}": lambda i, j=j: sweep(args.out / f"jobs{j}-{i}", ["repeats=4"], "--jobs", str(j))
+                                  for j in (1, 2)}, args.rounds)
     (args.out / "overhead.json").write_text(json.dumps(raw, indent=1))
     print(summary(raw))
 
@@ -142,7 +146,15 @@ def med(values: list[float]) -> float:
 
 
 def summary(raw: dict[str, Any]) -> str:
-    single, sweeps, jobs = raw["single"], raw["sweeps"], raw["jobs"]
+    parts = {"single": summary_a, "sweeps": summary_b, "jobs": summary_c}
+    lines = [line for part, lines in parts.items() if part in raw for line in [*lines(raw[part]), ""]]
+    loads = [m["load"] for part in raw.values() for runs in part.values() for m in runs]
+    lines.append(f"1-minute load average at the start of each run: {min(loads):.1f} to {max(loads):.1f}, "
+                 f"median {med(loads):.1f} ({os.cpu_count()} cores).")
+    return "\n".join(lines)
+
+
+def summary_a(single: dict[str, list[Any]]) -> list[str]:
     lines = ["(a) single measurements, interleaved: medians in seconds, wall (CPU)", "",
              "| | fork | fresh | bare script | fork ÷ fresh, wall (CPU); Mann-Whitney p, wall (CPU) |",
              "| --- | --- | --- | --- | --- |"]
@@ -162,8 +174,12 @@ def summary(raw: dict[str, Any]) -> str:
     b = {k: med([m[k] for m in single["bare"]]) for k in ("import_s", "backend_s", "build_s")}
     lines += ["", f"Bare script before its timed part (medians): imports {b['import_s']:.2f} s, backend start "
               f"{b['backend_s']:.2f} s, parameter shapes by jax.eval_shape {b['build_s']:.2f} s. XLA FLOPs: harness "
-              f"{single['fork'][0]['xla_flops']:.4g}, bare script {single['bare'][0]['xla_flops']:.4g}.",
-              "", "(b) sweeps of 5 repeats", "", "| | fork | fresh |", "| --- | --- | --- |"]
+              f"{single['fork'][0]['xla_flops']:.4g}, bare script {single['bare'][0]['xla_flops']:.4g}."]
+    return lines
+
+
+def summary_b(sweeps: dict[str, list[Any]]) -> list[str]:
+    lines = ["(b) sweeps of 5 repeats", "", "| | fork | fresh |", "| --- | --- | --- |"]
     names = ["**share of the sweep's wall time in the measured phases**",
              "share in building the programs (time_build_s: jax.eval_shape of the initialiser)",
              "share in the rest of the measuring processes (start, imports, backend, analysis, exit)",
@@ -174,10 +190,14 @@ def summary(raw: dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(f"**{c}**" if i == 0 else c for c in cells) + " |")
     lines.append(f"| sweep wall (s) | {_join([sw['wall'] for sw in sweeps['fork']])} | "
                  f"{_join([sw['wall'] for sw in sweeps['fresh']])} |")
+    return lines
+
+
+def summary_c(jobs: dict[str, list[Any]]) -> list[str]:
     ppm = {j: [len(sw["rows"]) / sw["wall"] * 60 for sw in jobs[j]] for j in jobs}
     cores = {j: [sw["cpu"] / sw["wall"] for sw in jobs[j]] for j in jobs}
     per_point = {j: [sw["cpu"] / len(sw["rows"]) for sw in jobs[j]] for j in jobs}
-    lines += ["", "(c) sweeps of the seed's point in 3 modes × 4 repeats", "",
+    lines = ["(c) sweeps of the seed's point in 3 modes × 4 repeats", "",
               "| | --jobs 1 | --jobs 2 | 2 ÷ 1 (medians) |", "| --- | --- | --- | --- |",
               f"| **points per minute** | {_join(ppm['jobs1'])} | {_join(ppm['jobs2'])} | "
               f"**{med(ppm['jobs2']) / med(ppm['jobs1']):.2f}** |",
@@ -191,10 +211,7 @@ def summary(raw: dict[str, Any]) -> str:
         lines.append(f"| {mode}: trace + lower + compile, wall (CPU) (s, median) | {m['jobs1', False]:.3f} "
                      f"({m['jobs1', True]:.3f}) | {m['jobs2', False]:.3f} ({m['jobs2', True]:.3f}) | "
                      f"{m['jobs2', False] / m['jobs1', False]:.2f} ({m['jobs2', True] / m['jobs1', True]:.2f}) |")
-    loads = [m["load"] for part in raw.values() for runs in part.values() for m in runs]
-    lines += ["", f"1-minute load average at the start of each run: {min(loads):.1f} to {max(loads):.1f}, "
-              f"median {med(loads):.1f} ({os.cpu_count()} cores)."]
-    return "\n".join(lines)
+    return lines
 
 
 def _join(values: list[float], fmt: str = "{:.1f}") -> str:
