@@ -9,7 +9,7 @@ SPEC ?= sweeps/default.toml
 # `make report` renders the newest results folder unless RESULTS=DIR is given.
 RESULTS ?= $(shell ls -td results/*/ 2>/dev/null | head -n 1)
 
-.PHONY: venv sweep report test lint docs
+.PHONY: venv sweep report test lint docs bench-overhead
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,7 @@ lint: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m profiler columns > docs/columns.md
 	$(BIN)/python -m profiler keys > docs/keys.md
+
+# The harness's overhead against a bare JAX script, fork vs fresh, --jobs 1 vs 2 (docs/scale.md).
+bench-overhead: $(STAMP)
+	$(BIN)/python tests/benchmarks/overhead.py $(ARGS)
