@@ -1,4 +1,4 @@
-"""Command line: `python -m profiler sweep|report|columns ...`.
+"""Command line: `python -m profiler sweep|report|compare|columns ...`.
 
 Bad input (a spec, an override, a flag, a results folder) is one line on stderr and
 exit status 2, before any work and without touching existing results.
@@ -45,6 +45,15 @@ def _parser() -> argparse.ArgumentParser:
                                  description="Render one self-contained HTML report from a results folder.")
     report.add_argument("folder", type=Path, help="results folder written by `sweep`")
     report.add_argument("--out", type=Path, help="HTML file (default: reports/<folder name>.html)")
+
+    compare = commands.add_parser("compare", help="compare two results folders point by point",
+                                  description="Ratios B / A of the medians of every point measured in both "
+                                  "folders, with bootstrap intervals, and the environments' differences.")
+    compare.add_argument("a", type=Path, help="results folder A (the baseline)")
+    compare.add_argument("b", type=Path, help="results folder B (compared with A)")
+    compare.add_argument("--out", type=Path, help="HTML file (default: reports/compare-<A>-vs-<B>.html)")
+    compare.add_argument("--fail-above", type=float, metavar="PCT",
+                         help="exit 1 if some ratio B / A exceeds 1 + PCT/100 with its 95%% interval above 1")
 
     commands.add_parser("columns", help="print the documentation of every result column (Markdown)")
     commands.add_parser("keys", help="print the documentation of every spec key (Markdown)")
@@ -119,6 +128,21 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from profiler.compare import compare
+
+    if args.fail_above is not None and args.fail_above < 0:
+        raise SpecError(f"--fail-above: must be a percentage >= 0 (got {args.fail_above:g})")
+    result = compare(args.a, args.b, args.out, fail_above=args.fail_above)
+    print(f"comparison: {result.path}")
+    if result.failed:
+        worst = result.ratios[result.ratios["exceeds"]].sort_values("ratio").iloc[-1]
+        print(f"{int(result.ratios['exceeds'].sum())} ratio(s) above +{args.fail_above:g}%; largest: "
+              f"{worst['metric']} x{worst['ratio']:.3f} at layers={worst['cfg_layers']}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _columns(args: argparse.Namespace) -> int:
     from profiler.record import columns_markdown
 
@@ -136,7 +160,8 @@ def _keys(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        return {"sweep": _sweep, "report": _report, "columns": _columns, "keys": _keys}[args.command](args)
+        return {"sweep": _sweep, "report": _report, "compare": _compare, "columns": _columns,
+                "keys": _keys}[args.command](args)
     except (SpecError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,112 @@
+"""Shared fixtures: one tiny real sweep per session, and synthetic results folders.
+
+The real sweep spawns real measuring processes (~3 s each), so it runs once per session
+and every test that needs real data reads the same folder. Synthetic folders hold rows
+built from known power laws, for tests whose expected answer must be known exactly.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from profiler import env, store
+from profiler.record import make_row
+from profiler.runner import run_sweep
+from profiler.spec import Point, build_spec
+
+REAL_SPEC = {
+    "name": "tiny-real", "mode": ["loop", "scan"], "layers": [1, 2, 4], "hidden": 32,
+    "heads": 2, "batch": 2, "seq": 8, "repeats": 2, "run": True, "steps": 3,
+}
+
+
+@pytest.fixture(scope="session")
+def real_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real sweep: loop and scan at 1, 2 and 4 layers, two repeats, run on."""
+    folder = tmp_path_factory.mktemp("real") / "tiny-real"
+    result = run_sweep(build_spec(REAL_SPEC), folder, jobs=2)
+    assert result.ok, result.statuses
+    return folder
+
+
+# Constructed laws y = a · L^k per mode: (a, k).
+LAWS: dict[str, dict[str, tuple[float, float]]] = {
+    "time_trace_s": {"loop": (0.02, 1.0), "scan": (0.05, 0.0), "scan_shared": (0.04, 0.0)},
+    "time_lower_s": {"loop": (0.01, 1.0), "scan": (0.03, 0.0), "scan_shared": (0.03, 0.0)},
+    "time_compile_s": {"loop": (0.08, 0.9), "scan": (0.4, 0.05), "scan_shared": (0.35, 0.05)},
+    "time_step_median_s": {"loop": (2e-4, 1.0), "scan": (2.4e-4, 1.0), "scan_shared": (2.2e-4, 1.0)},
+    "size_jaxpr_eqns": {"loop": (32, 1.0), "scan": (35, 0.0), "scan_shared": (35, 0.0)},
+    "size_hlo_instructions": {"loop": (120, 1.0), "scan": (236, 0.0), "scan_shared": (230, 0.0)},
+    "size_hlo_bytes": {"loop": (3e4, 1.0), "scan": (6e4, 0.0), "scan_shared": (5.8e4, 0.0)},
+    "cost_xla_flops": {"loop": (1.4e9, 1.0), "scan": (1.4e9, 0.0), "scan_shared": (1.4e9, 0.0)},
+    "mem_temp_bytes": {"loop": (2e6, 0.0), "scan": (1e6, 1.0), "scan_shared": (1e6, 1.0)},
+    "mem_argument_bytes": {"loop": (4e6, 1.0), "scan": (4e6, 1.0), "scan_shared": (4e6, 0.0)},
+}
+NOISY = {"time_trace_s", "time_lower_s", "time_compile_s", "time_step_median_s"}
+
+
+def synthetic_rows(
+    *, modes: Sequence[str] = ("loop", "scan"), layers: Sequence[int] = (2, 8, 32),
+    hidden: Sequence[int] = (256,), remat: Sequence[str] = ("none",), repeats: int = 3,
+    name: str = "synthetic", noise: float = 0.02, scale: Mapping[str, float] | None = None,
+    env_values: Mapping[str, Any] | None = None, seed: int = 0,
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(part name, rows) of a sweep whose metrics follow LAWS, times (hidden / 256), times
+    `scale[metric]`, with multiplicative noise of relative size `noise` on timings."""
+    rng = np.random.default_rng(seed)
+    environment = {
+        **env.host(), "env_jax_version": importlib.metadata.version("jax"),
+        "env_jaxlib_version": importlib.metadata.version("jaxlib"),
+        "env_flax_version": importlib.metadata.version("flax"), "env_backend": "cpu",
+        "env_device_kind": "cpu", "env_device_count": 1, "env_persistent_cache": False,
+        **(env_values or {}),
+    }
+    parts = []
+    for repeat, mode, n_layers, h, policy in itertools.product(range(repeats), modes, layers, hidden, remat):
+        point = Point(mode=mode, layers=n_layers, hidden=h, heads=4, remat=policy, run=True)
+        values: dict[str, Any] = {}
+        for metric, law in LAWS.items():
+            a, k = law[mode]
+            y = a * n_layers**k * (h / 256) * (scale or {}).get(metric, 1.0)
+            if metric == "mem_temp_bytes" and policy != "none":
+                y /= 4  # remat trades temp memory ...
+            if metric == "cost_xla_flops" and policy != "none":
+                y *= 1.3  # ... for recomputation
+            if metric in NOISY:
+                y *= float(np.exp(rng.normal(0, noise)))
+            values[metric] = int(y) if metric.startswith(("size_", "mem_")) else y
+        rows = [make_row(point, run_sweep=name, run_repeat=repeat, run_status="ok", cfg_phase="main",
+                         run_started_utc=env.utc_now(), **environment, **values)]
+        parts.append((f"{point.id}-r{repeat}", rows))
+    return parts
+
+
+def write_synthetic(folder: Path, *, failures: Sequence[tuple[str, str]] = (), **kwargs: Any) -> Path:
+    """A results folder of synthetic_rows plus one failed row per (status, error)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in synthetic_rows(**kwargs):
+        store.write_rows(folder, name, rows)
+    for i, (status, error) in enumerate(failures):
+        point = Point(mode="loop", layers=1000 + i)
+        store.write_rows(folder, f"{point.id}-r0", [make_row(
+            point, run_sweep=kwargs.get("name", "synthetic"), run_repeat=0, run_status=status,
+            run_error=error, **env.host())])
+    return folder
+
+
+@pytest.fixture
+def synthetic(tmp_path: Path) -> Callable[..., Path]:
+    """make(name=..., **synthetic_rows kwargs) -> a fresh synthetic results folder."""
+    counter = itertools.count()
+
+    def make(**kwargs: Any) -> Path:
+        return write_synthetic(tmp_path / f"synthetic-{next(counter)}", **kwargs)
+
+    return make

@@ -1,0 +1,66 @@
+"""Comparing two results folders: ratios with intervals, environment warnings, CI exit codes."""
+
+import subprocess
+import sys
+
+import pytest
+
+from profiler.compare import compare
+
+
+def profiler(*args):
+    return subprocess.run([sys.executable, "-m", "profiler", *args], capture_output=True, text=True)
+
+
+@pytest.fixture
+def slower(synthetic):
+    """A, and B whose compile time is 1.5× A's (same noise otherwise)."""
+    return synthetic(name="a", seed=3), synthetic(name="b", seed=3, scale={"time_compile_s": 1.5})
+
+
+def test_ratio_of_medians_with_intervals(slower, tmp_path):
+    a, b = slower
+    result = compare(a, b, tmp_path / "c.html", fail_above=20)
+    compile_ = result.ratios[result.ratios["metric"] == "time_compile_s"]
+    assert len(compile_) == 6  # every point of the grid matched
+    assert compile_["ratio"].to_numpy() == pytest.approx(1.5)
+    assert (compile_["low"] <= compile_["ratio"]).all() and (compile_["ratio"] <= compile_["high"]).all()
+    trace = result.ratios[result.ratios["metric"] == "time_trace_s"]
+    assert trace["ratio"].to_numpy() == pytest.approx(1.0)
+    assert result.failed and compile_["exceeds"].all() and not trace["exceeds"].any()
+    assert not compare(a, b, tmp_path / "c.html", fail_above=60).failed
+    page = (tmp_path / "c.html").read_text()
+    assert 'id="fig-ratio-time_compile_s"' in page and "<script src" not in page
+    assert 'href="c.html"' in (tmp_path / "index.html").read_text()
+
+
+def test_same_folder_compares_equal(real_results, tmp_path):
+    result = compare(real_results, real_results, tmp_path / "same.html", fail_above=0)
+    assert not result.failed
+    sizes = result.ratios[result.ratios["metric"].str.startswith(("size_", "cost_", "mem_"))]
+    assert len(sizes) and (sizes["ratio"] == 1).all() and (sizes["low"] == 1).all()
+    assert "not comparable" not in (tmp_path / "same.html").read_text()
+
+
+def test_different_machines_are_flagged(synthetic, tmp_path):
+    a = synthetic(env_values={"env_cpu_model": "CPU A", "env_jax_version": "0.9.0"})
+    b = synthetic(env_values={"env_cpu_model": "CPU <B>"})
+    compare(a, b, tmp_path / "env.html")
+    page = (tmp_path / "env.html").read_text()
+    assert "different machines or backends (cpu_model differ)" in page
+    assert "Environments differ in: jax_version." in page
+    assert "CPU &lt;B&gt;" in page
+
+
+def test_cli_exit_codes(slower, tmp_path):
+    a, b = slower
+    out = tmp_path / "cli.html"
+    failed = profiler("compare", str(a), str(b), "--out", str(out), "--fail-above", "20")
+    assert failed.returncode == 1 and "time_compile_s" in failed.stderr and out.is_file()
+    assert profiler("compare", str(a), str(b), "--out", str(out), "--fail-above", "60").returncode == 0
+    missing = profiler("compare", str(a), str(tmp_path / "nope"), "--out", str(out))
+    assert missing.returncode == 2
+    assert missing.stderr.count("\n") == 1 and "nope" in missing.stderr and "Traceback" not in missing.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert profiler("compare", str(empty), str(b)).stderr.startswith("error: ")

@@ -1,0 +1,165 @@
+"""The HTML report: built from a real sweep and from synthetic folders of known shape."""
+
+import re
+
+import pandas as pd
+import pytest
+from plotly.offline import get_plotlyjs
+
+from profiler import report, stats, store
+from profiler.report import Analysis, write_report
+
+EVIL_NAME = "<script>alert(1)</script>"
+EVIL_ERROR = "<script>alert(2)</script> & friends"
+
+
+def scripts(page: str) -> list[str]:
+    return re.findall(r"<script[^>]*>", page)
+
+
+def test_report_of_a_real_sweep_is_self_contained(real_results, tmp_path):
+    out = write_report(real_results, tmp_path / "real.html")
+    page = out.read_text()
+    for fig in ("time_to_compiled_s", "time_compile_s", "time_step_median_s", "size_jaxpr_eqns",
+                "size_hlo_instructions", "cost_flops", "mem_temp_bytes", "mem_footprint_bytes"):
+        assert f'id="fig-{fig}"' in page, fig
+    for section in ("Summary", "Scaling laws", "Break-even", "Medians and spread", "Environment"):
+        assert f">{section}</h2>" in page
+    # offline: plotly.js inline exactly once, no script loaded from anywhere
+    assert page.count(get_plotlyjs()[:300]) == 1
+    assert not any("src=" in tag for tag in scripts(page))
+    assert len(scripts(page)) == 4  # metadata, plotly.js, figure data, the loop that draws them
+
+
+def test_summary_is_computed_from_the_data(real_results):
+    df = store.load(real_results)
+    an = Analysis(df)
+    ok = stats.with_derived(df[df["run_status"] == "ok"])
+    med = ok.groupby(["cfg_mode", "cfg_layers"])["time_to_compiled_s"].median()
+    ratio = med["scan", 4] / med["loop", 4]
+    speed = f"{report.fmt_ratio(1 / ratio)} sooner" if ratio <= 1 else f"{report.fmt_ratio(ratio)} later"
+    assert f"At 4 layers, scan reaches a compiled program {speed} than loop" in an.headline()[0]
+
+
+def test_real_sizes_fit_the_seeds_claim(real_results):
+    """Measured: the loop's program grows linearly with layers, the scanned one is flat."""
+    fits = Analysis(store.load(real_results)).fits.set_index(["cfg_mode", "metric"])
+    assert fits.loc[("loop", "size_jaxpr_eqns"), "k"] == pytest.approx(1.0, abs=0.05)
+    assert fits.loc[("scan", "size_jaxpr_eqns"), "k"] == pytest.approx(0.0, abs=1e-9)
+    assert fits.loc[("loop", "size_hlo_instructions"), "k"] > 0.8
+
+
+def test_corrected_costs_with_raw_one_click_away(real_results):
+    df = store.load(real_results)
+    fig = report.figures(df)["cost_flops"]
+    buttons = fig.layout.updatemenus[0].buttons
+    assert [b.label for b in buttons] == ["corrected: every loop trip", "XLA raw: loop bodies once"]
+    shown, raw = buttons[0].args[0]["visible"], buttons[1].args[0]["visible"]
+    assert [t.visible is not False for t in fig.data] == shown
+    for trace, a, b in zip(fig.data, shown, raw, strict=True):
+        # each line is in one view only; the analytic reference is in both
+        assert (a and b) if trace.legendgroup == "reference" else a != b
+    assert any(t.legendgroup == "reference" for t in fig.data)  # cost_analytic_flops drawn
+    # Marked where corrected and raw differ by > 10%: the scanned program at 2 and 4 layers.
+    ok = df[df["run_status"] == "ok"]
+    differ = ok[(ok["cost_flops"] / ok["cost_xla_flops"] - 1).abs() > 0.1]
+    expected = {(m, int(n)) for m, n in differ[["cfg_mode", "cfg_layers"]].drop_duplicates().values}
+    marked = {(t.name, int(x)) for t in fig.data if t.visible is not False
+              for x, h in zip(t.x, t.hovertext, strict=True) if "XLA raw" in h}
+    assert marked == expected and ("scan", 4) in marked
+
+
+def test_index_lists_every_report_and_leaves_foreign_files_alone(real_results, synthetic, tmp_path):
+    write_report(real_results, tmp_path / "a.html")
+    write_report(synthetic(name="second sweep"), tmp_path / "b.html")
+    index = (tmp_path / "index.html").read_text()
+    assert 'href="a.html"' in index and 'href="b.html"' in index
+    assert "tiny-real" in index and "second sweep" in index and "jax " in index
+    foreign = tmp_path / "other"
+    foreign.mkdir()
+    (foreign / "index.html").write_text("<p>mine</p>")
+    write_report(real_results, foreign / "c.html")
+    assert (foreign / "index.html").read_text() == "<p>mine</p>"
+
+
+def test_strings_from_data_are_escaped(synthetic, tmp_path):
+    folder = synthetic(name=EVIL_NAME, failures=[("error", EVIL_ERROR), ("timeout", "stopped after 60 s")])
+    out = write_report(folder, tmp_path / "evil.html")
+    for page in (out.read_text(), (tmp_path / "index.html").read_text()):
+        assert "<script>alert" not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    page = out.read_text()
+    assert "&lt;script&gt;alert(2)&lt;/script&gt; &amp; friends" in page  # the failures table
+    assert ">Failures</h2>" in page and ">timeout<" in page
+    assert "2 of 20 measurements failed (error 1, timeout 1)" in page
+
+
+def test_default_sweep_report_is_under_10_mb(synthetic, tmp_path):
+    folder = synthetic(modes=("loop", "scan", "scan_shared"), layers=(2, 8, 32, 64, 128),
+                       hidden=(256, 512), repeats=3)
+    assert len(store.load(folder)) == 90
+    size = write_report(folder, tmp_path / "default.html").stat().st_size
+    assert size < 10 * 2**20
+
+
+def test_generic_over_configuration_remat(synthetic):
+    df = store.load(synthetic(modes=("loop", "scan"), layers=(2, 8, 32), hidden=(256, 512),
+                              remat=("none", "full")))
+    an = Analysis(df)
+    assert an.layout.series == ("cfg_mode", "cfg_remat") and an.layout.facet == "cfg_hidden"
+    figs = an.figures()
+    assert "remat" in figs
+    assert len(figs["time_compile_s"].data) == 2 * 2 * 2  # (mode, remat) lines in each hidden panel
+    # LAWS: remat divides temp memory by 4 and multiplies the raw FLOPs by 1.3
+    assert "At 32 layers (mode=scan, hidden=512), remat=full needs 0.25× the temp memory of remat=none " \
+           "for 1.3× the FLOPs." in an.headline()
+
+
+def decode_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows shaped like the decode workload's: two phases, a scanned and a carried cache."""
+    parts = []
+    for phase in ("prefill", "decode"):
+        for cache in ("scanned", "carried"):
+            part = df[(df["cfg_mode"] == "scan") | (cache == "scanned")].assign(cfg_phase=phase, cfg_kv_cache=cache)
+            double = (phase == "decode") & (cache == "scanned")  # the cache copied once more in temp
+            part["mem_temp_bytes"] = part["mem_temp_bytes"] * (2 if double else 1)
+            parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_decode_section(synthetic):
+    an = Analysis(decode_rows(store.load(synthetic(layers=(2, 8)))))
+    assert "decode" in an.figures()
+    assert "Decode at 8 layers (mode=scan): the carried cache needs 0.5× the temp memory of the scanned cache." \
+        in an.headline()
+
+
+def test_decode_columns_and_phase_panels(synthetic):
+    """The decode workload's own columns are drawn; its phases become the panels."""
+    df = decode_rows(store.load(synthetic(layers=(2, 8))))
+    df = df.assign(time_per_token_s=df["time_step_median_s"], run_tokens_per_s=1 / df["time_step_median_s"],
+                   mem_kv_cache_bytes=df["cfg_layers"] * 4096, cfg_mesh="1x1")
+    an = Analysis(df)
+    assert an.layout.facet == "cfg_phase" and an.layout.facets == ("prefill", "decode")
+    assert {"time_per_token_s", "run_tokens_per_s", "mem_kv_cache_bytes"} <= set(an.figures())
+    assert report.unit_of("run_tokens_per_s") in ("/s", "tokens/s")
+
+
+def test_missing_columns_are_handled(real_results):
+    df = store.load(real_results).drop(columns=["cost_flops", "cost_transcendentals", "cost_bytes_accessed",
+                                                "mem_footprint_bytes", "time_step_median_s"])
+    page = report.report_html(df)
+    assert 'id="fig-cost_xla_flops"' in page and "Corrected costs are not in this dataset" in page
+    assert 'id="fig-time_step_median_s"' not in page and "Steps were not run" in page
+
+
+def test_differing_environments_are_warned_about(synthetic, tmp_path):
+    a = store.load(synthetic(env_values={"env_cpu_model": "CPU A"}))
+    b = store.load(synthetic(env_values={"env_cpu_model": "CPU B"}))
+    page = report.report_html(pd.concat([a, b], ignore_index=True))
+    assert "different machines or backends (cpu_model differ)" in page
+
+
+def test_bad_folder_is_a_store_error(tmp_path):
+    with pytest.raises(store.StoreError, match="holds no Parquet results"):
+        write_report(tmp_path, tmp_path / "x.html")

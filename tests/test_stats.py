@@ -1,0 +1,123 @@
+"""Statistics from raw repeats, on constructed numbers whose answers are known."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from profiler import stats, store
+from profiler.report import Analysis
+
+
+def test_spread_quartiles_and_cv():
+    s = stats.spread([4.0, 1.0, 3.0, 2.0])
+    assert (s.n, s.median, s.q1, s.q3, s.min, s.max) == (4, 2.5, 1.75, 3.25, 1.0, 4.0)
+    assert s.cv == pytest.approx(np.std([1, 2, 3, 4], ddof=1) / 2.5)
+
+
+@pytest.mark.parametrize(("values", "unstable"), [
+    ([1.0, 1.01, 0.99], False),          # 1% spread: stable
+    ([1.0, 1.3, 1.0], True),             # CV 16%
+    ([1.0] * 9 + [1.3], True),           # CV 9% but one repeat 30% off the median
+    ([1.0] * 9 + [1.2], False),          # CV 6%, 20% off: within both limits
+    ([5.0], False),                      # a single repeat has no spread to judge
+])
+def test_unstable_flag(values, unstable):
+    s = stats.spread(values)
+    assert s.unstable is unstable
+    if len(values) == 10:
+        assert s.cv < stats.CV_UNSTABLE
+
+
+def test_power_law_fit_recovers_known_exponent():
+    layers = [2, 8, 32, 64, 128]
+    exact = stats.fit_power_law(layers, [3.0 * n**0.9 for n in layers])
+    assert exact.k == pytest.approx(0.9) and exact.a == pytest.approx(3.0)
+    assert exact.k_low == pytest.approx(0.9) and exact.k_high == pytest.approx(0.9)
+
+    rng = np.random.default_rng(1)
+    xs = np.repeat(layers, 3)
+    noisy = stats.fit_power_law(xs, 0.5 * xs**1.2 * np.exp(rng.normal(0, 0.05, len(xs))))
+    assert noisy.k_low < 1.2 < noisy.k_high
+    assert noisy.k_high - noisy.k_low < 0.1
+
+
+def test_power_law_fit_of_flat_and_degenerate_data():
+    flat = stats.fit_power_law([1, 1, 2, 2, 4, 4], [35] * 6)
+    assert (flat.k, flat.k_low, flat.k_high, flat.r2) == (0.0, 0.0, 0.0, 1.0)
+    assert stats.fit_power_law([4, 4, 4], [1.0, 2.0, 3.0]) is None  # one layer count: no slope
+    two = stats.fit_power_law([2, 4], [1.0, 2.0])  # two points: a slope but no interval
+    assert two.k == pytest.approx(1.0) and math.isnan(two.k_low)
+
+
+def test_break_even_steps():
+    # a: ready at 10 s, 1 s per step; b: ready at 20 s, 0.5 s per step -> equal after 20 steps
+    assert stats.break_even_steps(10, 1.0, 20, 0.5) == pytest.approx(20)
+    assert stats.break_even_steps(20, 0.5, 10, 1.0) == pytest.approx(20)
+    assert stats.break_even_steps(10, 0.5, 20, 1.0) is None  # a is ahead forever
+    assert stats.break_even_steps(10, 1.0, 20, 1.0) is None  # parallel
+
+
+def test_wins_from():
+    assert stats.wins_from([2, 8, 32, 64], ["loop", "scan", "scan", "scan"]) == ("scan", 8)
+    assert stats.wins_from([2, 8, 32], ["scan", "loop", "scan"]) == ("scan", 32)
+    assert stats.wins_from([2, 8], ["loop", "loop"]) == ("loop", 2)
+
+
+def test_bootstrap_ratio():
+    assert stats.bootstrap_ratio([1.0, 1.0, 1.0], [2.0, 2.0, 2.0]) == (2.0, 2.0, 2.0)
+    rng = np.random.default_rng(2)
+    a = 1.0 + rng.normal(0, 0.02, 5)
+    ratio, low, high = stats.bootstrap_ratio(a, 1.5 * (1.0 + rng.normal(0, 0.02, 5)))
+    assert low <= ratio <= high and low > 1.3 and high < 1.7
+
+
+def test_summary_and_fits_of_a_synthetic_folder(synthetic):
+    df = store.load(synthetic(modes=("loop", "scan"), layers=(2, 8, 32, 64), repeats=3))
+    summary = stats.summarize(df)
+    assert set(summary["n"]) == {3}
+    eqns = summary[summary["metric"] == "size_jaxpr_eqns"].set_index(["cfg_mode", "cfg_layers"])["median"]
+    assert eqns["loop", 64] == 32 * 64 and eqns["scan", 64] == 35
+
+    fits = stats.fit_table(df, ["time_compile_s", "size_jaxpr_eqns"], ["cfg_mode"]).set_index(["cfg_mode", "metric"])
+    assert fits.loc[("loop", "size_jaxpr_eqns"), "k"] == pytest.approx(1.0)
+    assert fits.loc[("scan", "size_jaxpr_eqns"), "k"] == pytest.approx(0.0)
+    loop = fits.loc[("loop", "time_compile_s")]
+    assert loop["k_low"] < 0.9 < loop["k_high"]  # the law the data was built from
+    scan = fits.loc[("scan", "time_compile_s")]
+    assert scan["k_low"] < 0.05 < scan["k_high"]
+
+
+def test_break_even_table_from_medians(synthetic):
+    df = stats.with_derived(store.load(synthetic(modes=("loop", "scan"), layers=(2, 32), repeats=3)))
+    be = stats.break_even_table(stats.summarize(df)).set_index("cfg_layers")
+    ok = df[df["run_status"] == "ok"]
+    med = ok.groupby(["cfg_mode", "cfg_layers"])[["time_to_compiled_s", "time_step_median_s"]].median()
+    row = be.loc[32]
+    assert (row["a"], row["b"]) == ("loop", "scan")
+    assert row["setup_a_s"] == pytest.approx(med.loc[("loop", 32), "time_to_compiled_s"])
+    # loop compiles later and steps faster at 32 layers (LAWS): it catches up after n steps
+    assert row["ready_first"] == "scan" and row["faster_step"] == "loop"
+    expected = ((med.loc[("loop", 32)] - med.loc[("scan", 32)])["time_to_compiled_s"]
+                / (med.loc[("scan", 32)] - med.loc[("loop", 32)])["time_step_median_s"])
+    assert row["break_even_steps"] == pytest.approx(expected)
+
+
+def test_unstable_points_are_flagged(synthetic):
+    df = store.load(synthetic(layers=(2, 8), repeats=3))
+    # make one repeat of one point 40% slower: that point, and only it, is unstable
+    target = df.index[(df["cfg_mode"] == "scan") & (df["cfg_layers"] == 8) & (df["run_repeat"] == 0)]
+    df.loc[target, "time_compile_s"] *= 1.4
+    summary = stats.summarize(df, ["time_compile_s"])
+    flagged = summary[summary["unstable"]]
+    assert flagged[["cfg_mode", "cfg_layers"]].values.tolist() == [["scan", 8]]
+    assert any("1 of 4 points have an unstable timing" in line for line in Analysis(df).headline())
+
+
+def test_environment_lists_every_value(synthetic):
+    a = store.load(synthetic(env_values={"env_cpu_model": "CPU A"}))
+    b = store.load(synthetic(env_values={"env_cpu_model": "CPU B"}))
+    env = stats.environment(pd.concat([a, b]))
+    assert set(env["env_cpu_model"]) == {"CPU A", "CPU B"}
+    assert "env_time_utc" not in env
