@@ -93,10 +93,10 @@ class Point(BaseModel):
             raise ValueError(f"key 'workload': key program applies only to workload 'program' (got {self.workload!r})")
         if self.block and self.workload == "program":
             raise ValueError("key 'block': applies only to workloads 'forward' and 'train', not 'program'")
-        for key in ("program", "block"):
+        for key, ref in (("program", self.program), ("block", self.block)):
             try:
-                if getattr(self, key):
-                    refs.check_format(getattr(self, key))
+                if ref:
+                    refs.check_format(ref)
             except ValueError as e:
                 raise ValueError(f"key '{key}': {e}") from None
         if not self.block and self.workload != "program" and self.hidden % self.heads:
@@ -115,7 +115,7 @@ class Point(BaseModel):
 
     def label(self) -> str:
         """Short human-readable description for progress lines."""
-        what = self.program or f"{self.workload} {self.mode}{' ' + self.block if self.block else ''}"
+        what = self.program or " ".join(filter(None, (self.workload, self.mode, self.block)))
         return f"{what} L={self.layers} H={self.hidden}"
 
 

@@ -9,9 +9,10 @@
 
 A block returns `x` or `(x, aux)`; the stack always sees `(x, aux)` (aux = () for a block
 that returns x alone), since a scan needs a (carry, output) pair: x is carried and aux
-stacked per layer. Every mode composes with `remat` (per block) and, for scans, `unroll`. `Stack` writes the
-modes with `nn.scan`/`nn.remat`, `NnxStack` with `nnx.vmap`/`nnx.scan`/`nnx.remat`; both
-produce the same parameter layout (up to names) and the same function.
+stacked per layer. Every mode composes with `remat` (per block) and, for scans,
+`unroll`. `Stack` writes the modes with `nn.scan`/`nn.remat`, `NnxStack` with
+`nnx.vmap`/`nnx.scan`/`nnx.remat`; both produce the same parameter layout (up to names)
+and the same function.
 """
 
 from __future__ import annotations
