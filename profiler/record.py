@@ -79,6 +79,11 @@ COLUMNS: tuple[Column, ...] = (
     Column("time_first_call_s", "float", "s", "First call of the compiled program (run on), results ready."),
     Column("time_step_median_s", "float", "s", "Median of the steady-state calls after the first (run on)."),
     Column("time_step_samples_s", "floats", "s", "Every steady-state call time (run on): the raw samples."),
+    # greedy generation (workload decode, run on): on the decode row
+    Column("time_prefill_s", "float", "s", "Prefill call of a timed greedy generation (after a warm-up generation), results ready."),
+    Column("time_per_token_s", "float", "s", "Median decode step call of the timed generation: one new token for the whole batch."),
+    Column("time_per_token_samples_s", "floats", "s", "Every decode step call of the timed generation (gen_tokens - 1 samples)."),
+    Column("run_tokens_per_s", "float", "tokens/s", "Decode, run on: batch · gen_tokens / wall time of the timed generation, prefill and token picking included."),
     # program sizes
     Column("size_jaxpr_eqns", "int", "equations", "Jaxpr equations, nested bodies (scan, remat, pjit) counted once each."),
     Column("size_stablehlo_bytes", "int", "bytes", "Text of the lowered StableHLO module."),
@@ -91,7 +96,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("cost_transcendentals", "float", "ops", "Transcendental ops (exp, tanh, ...) of the whole run, loops counted per trip like cost_flops."),
     Column("cost_bytes_accessed", "float", "bytes", "XLA's bytes-accessed estimate of the whole run, loops counted per trip. Describes the compiled program: a scan moves different bytes (slicing stacked weights, stacking outputs) than the unrolled loop."),
     Column("cost_exact", "bool", "", "False if a while loop has no known trip count (data-dependent while_loop): its body is counted once, as XLA does, so the cost_ columns are a lower bound."),
-    Column("cost_analytic_flops", "float", "FLOP", "Matmul FLOPs from the configuration alone (projections, QK^T, AV, dense; see blocks.forward_matmul_flops); element-wise work left out. A sanity check for cost_flops. Built-in block only: null for a user's block or program."),
+    Column("cost_analytic_flops", "float", "FLOP", "Matmul FLOPs from the configuration alone (projections, QK^T, AV, dense; see blocks.forward_matmul_flops); element-wise work left out. Train workload: 3x the forward, 4x with remat=full (train.analytic_flops). A sanity check for cost_flops. Built-in block only: null for a user's block or program."),
     # cost, as XLA reports it
     Column("cost_xla_flops", "float", "FLOP", "XLA cost_analysis()['flops']: loop bodies counted once."),
     Column("cost_xla_transcendentals", "float", "ops", "XLA cost_analysis()['transcendentals']: loop bodies counted once."),
@@ -106,6 +111,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("mem_generated_code_bytes", "int", "bytes", "memory_analysis(): generated code; 0 on CPU (jaxlib 0.10.2 does not report it there)."),
     Column("mem_xla_peak_bytes", "int", "bytes", "memory_analysis().peak_memory_in_bytes as reported; on CPU it is arguments + outputs - aliased and leaves temp out (docs/cost.md)."),
     Column("mem_optimizer_state_bytes", "int", "bytes", "Optimizer state of the train workload (AdamW: two moments and a step count), from its abstract shapes."),
+    Column("mem_kv_cache_bytes", "int", "bytes", "Decode: the KV cache on one device, from the configuration: 2·layers·batch·max_len·kv_heads·head_dim·itemsize / devices of the mesh."),
     Column("mem_host_rss_peak_bytes", "int", "bytes", "Peak resident memory of the measuring process (getrusage ru_maxrss); for a process the runner stopped (timeout, oom, crash), the highest RSS it sampled every 50 ms."),
     # environment
     Column("env_hostname", "str", "", "Host name."),

@@ -77,14 +77,22 @@ class SweepResult:
         return not self.failed
 
 
-def worker_environment() -> dict[str, str]:
-    """The measuring process's environment: the persistent compilation cache off, and
-    this checkout and the current directory (where user code lives) importable."""
+_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+
+
+def worker_environment(point: Point | None = None) -> dict[str, str]:
+    """The measuring process's environment: the persistent compilation cache off, this
+    checkout and the current directory (where user code lives) importable, and as many
+    host-platform (CPU) devices as the point asks for (XLA reads the flag when the
+    backend starts)."""
     environ = dict(os.environ)
     environ["JAX_ENABLE_COMPILATION_CACHE"] = "false"
     environ["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(_REPO), os.getcwd(), environ.get("PYTHONPATH")]))
     environ[PARENT_ENV] = str(os.getpid())
+    if point is not None and point.devices > 1:
+        flags = [f for f in environ.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_COUNT_FLAG)]
+        environ["XLA_FLAGS"] = " ".join([*flags, f"{_DEVICE_COUNT_FLAG}={point.devices}"])
     return environ
 
 
@@ -118,7 +126,7 @@ def measure_in_subprocess(
             proc = subprocess.Popen(
                 [sys.executable, "-m", "profiler.worker", str(result)],
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
-                env=worker_environment(), text=True,
+                env=worker_environment(point), text=True,
             )
             try:
                 proc.stdin.write(point.model_dump_json())

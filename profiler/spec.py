@@ -39,10 +39,12 @@ class Point(BaseModel):
 
     model_config = _STRICT
 
-    workload: Literal["forward", "train", "program"] = Field(
+    workload: Literal["forward", "train", "program", "decode"] = Field(
         "forward", description="What is compiled: 'forward' = the block stack (key block) applied to x; "
         "'train' = one AdamW step on the mean squared output (params and optimizer state donated); "
-        "'program' = the (fn, args) a user's factory returns (key program; set by it by default).")
+        "'program' = the (fn, args) a user's factory returns (key program; set by it by default); "
+        "'decode' = a decoder-only language model's prefill and one-token decode step with a "
+        "KV cache (two programs, phases 'prefill' and 'decode').")
     program: str = Field(
         "", description="Workload 'program': 'package.module:factory', imported from the current "
         "directory or PYTHONPATH. The factory gets the point's keys it accepts as keyword "
@@ -77,6 +79,29 @@ class Point(BaseModel):
         False, description="Also execute the compiled program: time the first call and "
         "`steps` steady-state calls. Off = compile-only, nothing is allocated.")
     steps: int = Field(5, ge=1, description="Steady-state calls timed when run is on.")
+    devices: int = Field(
+        1, ge=1, description="Devices the measuring process sees; on CPU it sets the host "
+        "platform device count before JAX starts.")
+    # Keys of workload 'decode'. Their defaults are fixed: every other point carries them
+    # and they are part of its id.
+    prompt_len: int = Field(16, ge=1, description="Decode: tokens of the prompt the prefill writes into the cache.")
+    max_len: int = Field(64, ge=2, description="Decode: positions the KV cache holds (prompt and generated tokens).")
+    kv_heads: int | None = Field(
+        None, ge=1, description="Decode: key/value heads (grouped-query attention); must divide "
+        "heads. None = heads (multi-head attention).")
+    vocab: int = Field(256, ge=2, description="Decode: vocabulary size (embedding rows, logits).")
+    mesh: str = Field(
+        "1x1", pattern=r"^[1-9][0-9]*x[1-9][0-9]*$", description="Decode: device mesh 'DxM', "
+        "D devices on the data axis (batch, cache) times M on the model axis (heads, MLP, vocab).")
+    donate: bool = Field(True, description="Decode: donate the KV cache to the prefill and decode programs.")
+    kv_cache: Literal["scanned", "carried"] = Field(
+        "scanned", description="Decode: how the stacked cache (layers, batch, max_len, kv_heads, "
+        "head_dim) travels through the layers. 'scanned' = each layer gets its slice and the new "
+        "slices are stacked into a new cache (scan xs/ys; the loop's slice-and-stack); 'carried' "
+        "= the whole cache is carried through the layers and layer i writes slot i in place.")
+    gen_tokens: int = Field(
+        8, ge=2, description="Decode, run on: tokens generated greedily after the prompt, the "
+        "first by the prefill, each further one by one decode step.")
 
     @model_validator(mode="before")
     @classmethod
@@ -91,8 +116,8 @@ class Point(BaseModel):
             raise ValueError("key 'program': workload 'program' needs program = 'package.module:factory'")
         if self.program and self.workload != "program":
             raise ValueError(f"key 'workload': key program applies only to workload 'program' (got {self.workload!r})")
-        if self.block and self.workload == "program":
-            raise ValueError("key 'block': applies only to workloads 'forward' and 'train', not 'program'")
+        if self.block and self.workload not in ("forward", "train"):
+            raise ValueError(f"key 'block': applies only to workloads 'forward' and 'train', not {self.workload!r}")
         for key, ref in (("program", self.program), ("block", self.block)):
             try:
                 if ref:
@@ -105,7 +130,43 @@ class Point(BaseModel):
             raise ValueError("key 'unroll': only applies to scan modes, not mode='loop'")
         if self.remat not in ("none", "full") and self.remat not in remat_names():
             raise ValueError(f"key 'remat': unknown policy {self.remat!r}; valid: {', '.join(remat_names())}")
+        if self.workload == "decode":
+            self._decode_checks()
+        elif self.workload != "program":  # (a user's program may take any key)
+            for key in DECODE_KEYS:
+                if getattr(self, key) != Point.model_fields[key].default:
+                    raise ValueError(f"key '{key}': only applies to workload='decode'")
         return self
+
+    def _decode_checks(self) -> None:
+        data, model = self.mesh_shape
+        kv_heads = self.kv_heads or self.heads
+        if self.mode == "scan_shared":
+            raise ValueError("key 'mode': workload 'decode' supports 'loop' and 'scan'")
+        if self.remat != "none":
+            raise ValueError("key 'remat': workload 'decode' has no backward pass to rematerialise for")
+        if self.seq != Point.model_fields["seq"].default:
+            raise ValueError("key 'seq': workload 'decode' takes its prompt length from prompt_len")
+        if self.heads % kv_heads:
+            raise ValueError(f"key 'kv_heads': heads={self.heads} is not divisible by kv_heads={kv_heads}")
+        if self.prompt_len >= self.max_len:
+            raise ValueError(f"key 'prompt_len': {self.prompt_len} must be < max_len={self.max_len}")
+        if self.prompt_len + self.gen_tokens - 1 > self.max_len:
+            raise ValueError(f"key 'gen_tokens': prompt_len + gen_tokens - 1 = "
+                             f"{self.prompt_len + self.gen_tokens - 1} exceeds max_len={self.max_len}")
+        if data * model > self.devices:
+            raise ValueError(f"key 'mesh': {self.mesh} needs {data * model} devices, devices={self.devices}")
+        for key, size in (("heads", self.heads), ("kv_heads", kv_heads), ("vocab", self.vocab)):
+            if size % model:
+                raise ValueError(f"key '{key}': {size} is not divisible by the model axis ({model}) of mesh {self.mesh}")
+        if self.batch % data:
+            raise ValueError(f"key 'batch': {self.batch} is not divisible by the data axis ({data}) of mesh {self.mesh}")
+
+    @property
+    def mesh_shape(self) -> tuple[int, int]:
+        """(data, model) sizes of `mesh`."""
+        data, model = self.mesh.split("x")
+        return int(data), int(model)
 
     @property
     def id(self) -> str:
@@ -116,7 +177,10 @@ class Point(BaseModel):
     def label(self) -> str:
         """Short human-readable description for progress lines."""
         what = self.program or " ".join(filter(None, (self.workload, self.mode, self.block)))
-        return f"{what} L={self.layers} H={self.hidden}"
+        text = f"{what} L={self.layers} H={self.hidden}"
+        if self.workload == "decode":
+            text += f" cache={self.kv_cache} mesh={self.mesh}"
+        return text
 
 
 class Sweep(BaseModel):
@@ -154,6 +218,7 @@ def remat_names() -> tuple[str, ...]:
     return ("none", "full", *usable)
 
 
+DECODE_KEYS = ("prompt_len", "max_len", "kv_heads", "vocab", "mesh", "donate", "kv_cache", "gen_tokens")
 POINT_KEYS: tuple[str, ...] = tuple(Point.model_fields)
 SWEEP_KEYS: tuple[str, ...] = tuple(Sweep.model_fields)
 LIMIT_KEYS: tuple[str, ...] = ("timeout_s", "max_rss_gb", "max_points")

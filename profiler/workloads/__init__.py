@@ -7,7 +7,9 @@ arrays are made only by `Program.make_args`, and only when the point runs.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,13 @@ class Program:
     """Extra `jax.jit` options (shardings, static arguments)."""
     info: Mapping[str, Any] = field(default_factory=dict)
     """Columns known from the configuration alone (e.g. analytic FLOPs)."""
+    context: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
+    """Entered around tracing, lowering, compiling and running (e.g. the device mesh the
+    program's shardings refer to)."""
+    run: Callable[[Any], Mapping[str, Any]] | None = None
+    """How to execute the compiled program when `run` is on, for workloads whose use is
+    more than repeating one call (e.g. generating tokens); returns `time_*` columns.
+    None = the generic timing: a first call and `steps` steady-state calls."""
 
 
 def random_like(abstract: Any, seed: int = 0, scale: float = 0.02) -> Any:
@@ -59,8 +68,9 @@ def random_like(abstract: Any, seed: int = 0, scale: float = 0.02) -> Any:
 
 def build(point: Point) -> list[Program]:
     """The programs that measure `point`."""
-    from profiler.workloads import forward, program, train
+    from profiler.workloads import decode, forward, program, train
 
     builders: dict[str, Callable[[Point], list[Program]]] = {
-        "forward": forward.build, "train": train.build, "program": program.build}
+        "forward": forward.build, "train": train.build, "program": program.build,
+        "decode": decode.build}
     return builders[point.workload](point)
