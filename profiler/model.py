@@ -116,7 +116,10 @@ def _input(point: Point) -> jax.ShapeDtypeStruct:
 def _linen(module: nn.Module, x: jax.ShapeDtypeStruct) -> Model:
     # The seed initialises with a batch of one; parameter shapes do not depend on it.
     init_x = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)
-    params = jax.eval_shape(module.init, jax.random.key(0), init_x)
+    # The key is made inside the trace: a concrete one would start a backend, and the
+    # sweep's driver checks blocks with this function (on a GPU, a started backend
+    # reserves most of its memory away from the measuring processes).
+    params = jax.eval_shape(lambda x: module.init(jax.random.key(0), x), init_x)
     return Model(apply=module.apply, params=params, x=x)
 
 

@@ -299,3 +299,13 @@ def test_profiler_exports_the_notebook_api_without_importing_it_in_workers():
     code = "import sys, profiler.worker; print('profiler.api' in sys.modules, 'plotly' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True)
     assert done.stdout.split() == ["False", "False"], done.stderr
+
+
+@pytest.mark.parametrize(("api", "block"), BLOCKS)
+def test_checking_a_block_starts_no_backend_in_the_driver(api, block):
+    """On a GPU a started backend would hold most of the memory the measuring processes need."""
+    code = ("from jax._src import xla_bridge; from profiler.spec import build_spec; "
+            f"build_spec({{'name': 'x', 'block': '{MODULE}:{block}', 'api': '{api}', 'mode': ['loop', 'scan']}}); "
+            "print(bool(xla_bridge._backends))")
+    done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True)
+    assert done.stdout.split() == ["False"], done.stderr
