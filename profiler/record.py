@@ -5,7 +5,12 @@ program sizes, `cost_` FLOPs/bytes, `mem_` bytes, `env_` environment. Units are 
 names. XLA's raw numbers keep their own columns (`cost_xla_*`, `mem_xla_*`).
 
 Schema history (bump SCHEMA_VERSION on any change to names, types or meanings):
-  1  first version.
+  1  first version: forward workload, XLA's raw costs and memory.
+  2  spec keys unroll, remat, api, block, program and the decode keys (their cfg_
+     columns); corrected costs (cost_flops, cost_transcendentals, cost_bytes_accessed,
+     cost_exact, cost_analytic_flops); mem_footprint_bytes, mem_optimizer_state_bytes,
+     mem_kv_cache_bytes; decode timings; CPU time per phase; run_jobs, run_start.
+     Upgrade from 1: profiler/store.py UPGRADES[1].
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import pyarrow as pa
 
 from profiler.spec import Point
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _ARROW = {
     "str": pa.string(),
