@@ -198,12 +198,14 @@ def break_even_table(summary: pd.DataFrame, key: str = "cfg_mode") -> pd.DataFra
     ready_first also steps faster or when steps were not run).
     """
     cfg = [c for c in varying(summary, config_columns(summary)) if c not in (key, "cfg_layers")]
-    medians = summary[summary["metric"].isin(["time_to_compiled_s", "time_step_median_s"])]
+    medians = summary[summary["metric"].isin(["time_to_compiled_s", "time_step_median_s", "time_per_token_s"])]
     wide = medians.pivot_table(index=[*cfg, "cfg_layers", key], columns="metric",
                                values="median", dropna=False)
     wide = wide.reset_index()
     if "time_step_median_s" not in wide.columns:
         wide["time_step_median_s"] = math.nan
+    if "time_per_token_s" in wide.columns:  # a decode program's step is one generated token
+        wide["time_step_median_s"] = wide["time_step_median_s"].fillna(wide["time_per_token_s"])
     records = []
     for values, group in wide.groupby([*cfg, "cfg_layers"], dropna=False, sort=True):
         rows = {r[key]: r for _, r in group.iterrows() if pd.notna(r.get("time_to_compiled_s"))}

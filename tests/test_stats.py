@@ -121,3 +121,11 @@ def test_environment_lists_every_value(synthetic):
     env = stats.environment(pd.concat([a, b]))
     assert set(env["env_cpu_model"]) == {"CPU A", "CPU B"}
     assert "env_time_utc" not in env
+
+
+def test_break_even_of_a_decode_program_uses_the_time_per_token(synthetic):
+    """A decode row has no generic step time: one generated token is its step."""
+    df = stats.with_derived(store.load(synthetic(modes=("loop", "scan"), layers=(2, 32), repeats=3)))
+    df["time_per_token_s"], df["time_step_median_s"] = df["time_step_median_s"], float("nan")
+    be = stats.break_even_table(stats.summarize(df)).set_index("cfg_layers")
+    assert be.loc[32, "faster_step"] == "loop" and be.loc[32, "break_even_steps"] > 0
