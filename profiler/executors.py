@@ -104,7 +104,8 @@ class Dask:
             try:
                 self._client = Client(self._scheduler, timeout="10s")
             except (OSError, TimeoutError) as e:
-                raise SpecError(f"--scheduler {self._scheduler}: cannot connect ({e})") from None
+                why = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise SpecError(f"--scheduler {self._scheduler}: cannot connect ({why})") from None
         return self
 
     def results(self, tasks: list[Task]) -> Iterator[Done]:
