@@ -9,7 +9,12 @@ SPEC ?= sweeps/default.toml
 # `make report` renders the newest results folder unless RESULTS=DIR is given.
 RESULTS ?= $(shell ls -td results/*/ 2>/dev/null | head -n 1)
 
-.PHONY: venv sweep report test lint docs bench-overhead
+# `make bench` fails when a benchmark's median is this many percent slower than the
+# committed baseline (.benchmarks/); the noise measurement behind it is in docs/gates.md.
+BENCH_MAX_SLOWDOWN ?= 30
+BENCH := $(BIN)/python -m pytest tests/benchmarks --benchmark-enable --benchmark-only --benchmark-save-data
+
+.PHONY: venv sweep report test lint docs bench bench-baseline golden bench-overhead
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +31,19 @@ report: $(STAMP)
 	@test -n "$(RESULTS)" || { echo "error: no results folder; run 'make sweep' or pass RESULTS=DIR" >&2; exit 2; }
 	$(BIN)/python -m profiler report $(RESULTS)
 
+# Timing benchmarks are skipped here (they run in `make bench`); the golden values of
+# the deterministic metrics are checked (tests/test_golden.py).
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --benchmark-skip $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BENCH) --benchmark-compare --benchmark-compare-fail=median:$(BENCH_MAX_SLOWDOWN)% $(PYTEST_ARGS)
+
+bench-baseline: $(STAMP)
+	$(BENCH) --benchmark-save=baseline $(PYTEST_ARGS)
+
+golden: $(STAMP)
+	$(BIN)/python -m profiler.gates
 
 lint: $(STAMP)
 	$(BIN)/ruff check profiler tests

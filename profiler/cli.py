@@ -1,4 +1,4 @@
-"""Command line: `python -m profiler sweep|report|compare|columns ...`.
+"""Command line: `python -m profiler sweep|report|compare|check|columns ...`.
 
 Bad input (a spec, an override, a flag, a results folder) is one line on stderr and
 exit status 2, before any work and without touching existing results.
@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from profiler.check import MAX_SLOWDOWN_PCT
 from profiler.spec import SpecError
 from profiler.store import StoreError
 
@@ -65,6 +66,16 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, help="HTML file (default: reports/compare-<A>-vs-<B>.html)")
     compare.add_argument("--fail-above", type=float, metavar="PCT",
                          help="exit 1 if some ratio B / A exceeds 1 + PCT/100 with its 95%% interval above 1")
+
+    check = commands.add_parser(
+        "check", help="compare a results folder with a baseline; exit 1 on regressions",
+        description="Compare two results folders point by point: a timing median slower by more than "
+        "--max-slowdown, any change of a deterministic metric (HLO instructions, corrected FLOPs, temp and "
+        "argument bytes), or a point that no longer succeeds is a regression. Exit 1 when there is one.")
+    check.add_argument("folder", type=Path, help="results folder to check")
+    check.add_argument("--baseline", type=Path, required=True, help="results folder to check against")
+    check.add_argument("--max-slowdown", type=float, metavar="PCT", default=MAX_SLOWDOWN_PCT,
+                       help="largest accepted growth of a timing median, in percent (default: %(default)s)")
 
     commands.add_parser("columns", help="print the documentation of every result column (Markdown)")
     commands.add_parser("keys", help="print the documentation of every spec key (Markdown)")
@@ -169,6 +180,16 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from profiler.check import check, format_result
+
+    if args.max_slowdown < 0:
+        raise SpecError(f"--max-slowdown: must be at least 0 (got {args.max_slowdown:g})")
+    result = check(args.folder, args.baseline, args.max_slowdown)
+    print(format_result(result, args.folder, args.baseline))
+    return 1 if result.failed else 0
+
+
 def _columns(args: argparse.Namespace) -> int:
     from profiler.record import columns_markdown
 
@@ -186,8 +207,8 @@ def _keys(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        return {"sweep": _sweep, "report": _report, "compare": _compare, "columns": _columns,
-                "keys": _keys}[args.command](args)
+        return {"sweep": _sweep, "report": _report, "compare": _compare, "check": _check,
+                "columns": _columns, "keys": _keys}[args.command](args)
     except (SpecError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

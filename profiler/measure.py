@@ -10,6 +10,7 @@ import re
 import resource
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -38,20 +39,34 @@ def _on_event(event: str, duration: float, **_: Any) -> None:
 jax.monitoring.register_event_duration_secs_listener(_on_event)
 
 
-def measure(program: Program, *, run: bool = False, steps: int = 5) -> dict[str, Any]:
-    """Trace, lower and compile `program` once, cold for this process, and analyse it."""
-    with program.context():
-        return _measure(program, run, steps)
+@dataclass(frozen=True)
+class Stages:
+    """The outcome of one trace → lower → compile of a program, with its timings."""
+
+    traced: Any
+    lowered: Any
+    compiled: Any
+    times: dict[str, float]
+    """Wall-clock seconds of each stage (`time_trace_s`, ...) and JAX's own compile
+    events (`time_event_*_s`); an event is missing when its stage did not run, e.g.
+    because a cache answered."""
+
+    @property
+    def cold(self) -> bool:
+        """Whether lowering and the backend compile really ran: a cached trace still emits
+        a (tiny) trace event, but a cached lowering or executable emits neither of these."""
+        return "time_event_lower_s" in self.times and "time_event_compile_s" in self.times
 
 
-def _measure(program: Program, run: bool, steps: int) -> dict[str, Any]:
+def compile_stages(program: Program) -> Stages:
+    """Trace, lower and compile `program` once with a fresh `jax.jit` of its function,
+    inside `program.context()` entered by the caller.
+
+    Cold only if nothing cached it before: callers clear JAX's caches (outside whatever
+    they time) or run in a fresh process."""
     global _recorded
     jax.devices()  # start the backend now so its start-up is not billed to a stage
-    # Cold for every program, not only the process's first: a workload's second program
-    # would otherwise reuse traces of helpers the first one jitted (and their source info).
-    jax.clear_caches()
     jitted = jax.jit(program.fn, donate_argnums=program.donate_argnums, **program.jit_kwargs)
-
     _recorded = {}
     try:
         t0, c0 = time.perf_counter(), time.process_time()
@@ -64,9 +79,7 @@ def _measure(program: Program, run: bool, steps: int) -> dict[str, Any]:
         events = dict(_recorded)
     finally:
         _recorded = None
-
-    hlo = compiled.as_text()
-    metrics: dict[str, Any] = {
+    times = {
         "time_trace_s": t1 - t0,
         "time_lower_s": t2 - t1,
         "time_compile_s": t3 - t2,
@@ -74,7 +87,26 @@ def _measure(program: Program, run: bool, steps: int) -> dict[str, Any]:
         "time_lower_cpu_s": c2 - c1,
         "time_compile_cpu_s": c3 - c2,
         **events,
-        **program_sizes(traced.jaxpr, lowered.as_text(), hlo),
+    }
+    return Stages(traced, lowered, compiled, times)
+
+
+def measure(program: Program, *, run: bool = False, steps: int = 5) -> dict[str, Any]:
+    """Trace, lower and compile `program` once, cold for this process, and analyse it."""
+    with program.context():
+        return _measure(program, run, steps)
+
+
+def _measure(program: Program, run: bool, steps: int) -> dict[str, Any]:
+    # Cold for every program, not only the process's first: a workload's second program
+    # would otherwise reuse traces of helpers the first one jitted (and their source info).
+    jax.clear_caches()
+    stages = compile_stages(program)
+    compiled = stages.compiled
+    hlo = compiled.as_text()
+    metrics: dict[str, Any] = {
+        **stages.times,
+        **program_sizes(stages.traced.jaxpr, stages.lowered.as_text(), hlo),
         **cost(compiled, hlo),
         **xla_memory(compiled),
         **program.info,

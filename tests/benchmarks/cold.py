@@ -1,0 +1,81 @@
+"""Cold trace → lower → compile under pytest-benchmark.
+
+Every round starts cold: the setup clears JAX's in-process caches and builds the
+workload afresh (a new model and a new function, so no trace cache can answer), and the
+persistent compilation cache is off. Each round's own JAX compile events prove it
+(`Stages.cold`): a round answered from a cache emits no lowering and no backend-compile
+event.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+from profiler import workloads
+from profiler.env import jax_env
+from profiler.measure import compile_stages
+from profiler.spec import Point
+from profiler.workloads import Program
+
+jax.config.update("jax_enable_compilation_cache", False)
+
+# The benchmarks' clock: process CPU time, not wall time. On a shared machine other
+# processes stretch the wall clock of a compile far more than its CPU time
+# (docs/gates.md has both measured). Use as `@pytest.mark.benchmark(timer=TIMER)`.
+TIMER = time.process_time
+
+
+def benchmark_cold_compile(
+    benchmark: Any,
+    point: Point,
+    *,
+    rounds: int,
+    phase: str = "main",
+    build: Callable[[Point], list[Program]] = workloads.build,
+) -> list[dict[str, float]]:
+    """Benchmark the cold compile of `point`'s program `phase` over `rounds` rounds and
+    return the stage times of each round, the warm-up round first. Fails if a round was
+    not cold.
+
+    One warm-up round, cold as well, goes first: a process's first compile also pays
+    one-time initialisation inside JAX and XLA, which would make the first benchmark of
+    a session slower than the same benchmark run later."""
+    stages: list[dict[str, float]] = []
+
+    def setup() -> tuple[tuple[Program], dict[str, Any]]:
+        jax.clear_caches()
+        (program,) = [p for p in build(point) if p.phase == phase]
+        return (program,), {}
+
+    def target(program: Program) -> None:
+        t0 = time.perf_counter()
+        with program.context():
+            done = compile_stages(program)
+        stages.append({**done.times, "wall_s": time.perf_counter() - t0, "cold": done.cold})
+
+    benchmark.group = "cold trace+lower+compile"
+    benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=1, iterations=1)
+
+    environment = jax_env()
+    assert not environment["env_persistent_cache"], "the persistent compilation cache is on"
+    warm = [i for i, times in enumerate(stages) if not times["cold"]]
+    assert not warm, f"rounds {warm} of {len(stages)} were answered from a cache: not cold"
+
+    if benchmark.disabled:  # run once as a test (pytest without --benchmark-enable): no statistics
+        return stages
+    benchmark.extra_info.update(
+        point={**point.model_dump(), "phase": phase},
+        environment=environment,
+        # Wall-clock seconds of every round (the warm-up first), beside the timer's.
+        wall_rounds_s=[t["wall_s"] for t in stages],
+        wall_stage_medians_s={
+            stage: statistics.median(t[stage] for t in stages[1:])
+            for stage in ("time_trace_s", "time_lower_s", "time_compile_s")
+        },
+    )
+    return stages
