@@ -14,7 +14,7 @@ RESULTS ?= $(shell ls -td results/*/ 2>/dev/null | head -n 1)
 BENCH_MAX_SLOWDOWN ?= 30
 BENCH := $(BIN)/python -m pytest tests/benchmarks --benchmark-enable --benchmark-only --benchmark-save-data
 
-.PHONY: venv sweep report test lint docs bench bench-baseline golden
+.PHONY: venv sweep report test lint docs bench bench-baseline golden bench-overhead
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,3 +51,7 @@ lint: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m profiler columns > docs/columns.md
 	$(BIN)/python -m profiler keys > docs/keys.md
+
+# The harness's overhead against a bare JAX script, fork vs fresh, --jobs 1 vs 2 (docs/scale.md).
+bench-overhead: $(STAMP)
+	$(BIN)/python tests/benchmarks/overhead.py $(ARGS)

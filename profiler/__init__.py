@@ -1,16 +1,24 @@
 """Compile-time, program-size and memory profiling sweeps for stacked JAX/Flax layers.
 
-Public API (everything else is private to the package):
+Public API (everything else is private to the package). `profile`, `sweep`,
+`MeasurementError` (profiler/api.py) and `figures` (profiler/report.py) are imported on
+first use: every measuring process imports this package, and must not pay for plotting.
 """
+
+from typing import Any
 
 from profiler.record import COLUMNS, SCHEMA_VERSION, Record
 from profiler.runner import SweepResult, run_sweep
 from profiler.spec import Point, Spec, SpecError, Sweep, build_spec, load_spec
 from profiler.store import StoreError, load
 
+_LAZY = {"profile": "profiler.api", "sweep": "profiler.api", "MeasurementError": "profiler.api",
+         "figures": "profiler.report"}
+
 __all__ = [
     "COLUMNS",
     "SCHEMA_VERSION",
+    "MeasurementError",
     "Point",
     "Record",
     "Spec",
@@ -19,7 +27,18 @@ __all__ = [
     "Sweep",
     "SweepResult",
     "build_spec",
+    "figures",
     "load",
     "load_spec",
+    "profile",
     "run_sweep",
+    "sweep",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'profiler' has no attribute {name!r}")

@@ -64,6 +64,14 @@ class NnxSimpleBlock(nnx.Module):
         return x, out
 
 
+BUILTIN: dict[str, type[nn.Module] | type[nnx.Module]] = {"linen": SimpleBlock, "nnx": NnxSimpleBlock}
+"""The block of each Flax API when the spec names none (key `block` = '')."""
+
+FIELD_ALIASES: dict[str, str] = {"hidden_dim": "hidden", "num_heads": "heads"}
+"""Constructor fields that receive a spec key of another name (field -> key). The seed's
+SimpleBlock names its fields so; any block may use either name."""
+
+
 def forward_matmul_flops(*, layers: int, batch: int, seq: int, hidden: int) -> int:
     """Matmul FLOPs (2 per multiply-add) of `layers` stacked `SimpleBlock`s applied to a
     (batch, seq, hidden) input, from the configuration alone. Per block: the Q, K, V and

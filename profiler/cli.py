@@ -7,6 +7,7 @@ exit status 2, before any work and without touching existing results.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +39,17 @@ def _parser() -> argparse.ArgumentParser:
                        help="override a spec key; VALUE is TOML (layers=[2,4], mode=scan)")
     sweep.add_argument("--out", type=Path, help="results folder (default: results/<name>-<UTC time>)")
     sweep.add_argument("--resume", action="store_true", help="continue the sweep in --out: run only missing (point, repeat)s")
-    sweep.add_argument("--jobs", type=int, default=1, help="points measured at once, each in its own process (default 1)")
+    sweep.add_argument("--jobs", type=int, default=None,
+                       help="points measured at once, each in its own process (default 1); with "
+                       "--executor dask, the workers of the local Dask cluster")
+    sweep.add_argument("--start", choices=("fork", "fresh"), default=None,
+                       help="how a measuring process starts: forked from a server that has imported JAX and "
+                       "Flax ('fork', the default on Linux) or a fresh interpreter ('fresh')")
+    sweep.add_argument("--executor", choices=("local", "dask"), default="local",
+                       help="where measurements run: threads of this process (default) or a Dask cluster")
+    sweep.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="with --executor dask: the scheduler of an existing cluster (default: a "
+                       "LocalCluster of --jobs workers on this machine)")
     sweep.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
     sweep.add_argument("--yes", action="store_true", help="accept a grid with more points than the spec's max_points")
 
@@ -95,17 +106,32 @@ def _progress():
     return lambda done, total, line: print(f"[{done}/{total}] {line}", flush=True)
 
 
+def _check_executor(args: argparse.Namespace) -> None:
+    from profiler.runner import DEFAULT_START
+
+    if args.jobs is not None and args.jobs < 1:
+        raise SpecError(f"--jobs: must be at least 1 (got {args.jobs})")
+    if args.start == "fork" and DEFAULT_START != "fork":
+        raise SpecError("--start fork: needs Linux (pidfds); use --start fresh")
+    if args.scheduler is not None and args.executor != "dask":
+        raise SpecError("--scheduler: applies only to --executor dask")
+    if args.scheduler is not None and args.jobs is not None:
+        raise SpecError("--jobs: with --scheduler the cluster's worker threads decide how many points run at once")
+    if args.executor == "dask" and importlib.util.find_spec("distributed") is None:
+        raise SpecError("--executor dask: needs the optional dependency 'distributed' (pip install '.[dask]')")
+
+
 def _sweep(args: argparse.Namespace) -> int:
-    from profiler.runner import run_sweep
+    from profiler.runner import DEFAULT_START, run_sweep
     from profiler.spec import load_spec
 
-    if args.jobs < 1:
-        raise SpecError(f"--jobs: must be at least 1 (got {args.jobs})")
+    _check_executor(args)
     spec = load_spec(args.spec, args.overrides, yes=args.yes)
     if args.resume and args.out is None:
         raise SpecError("--resume needs --out DIR: the folder of the sweep to continue")
     folder = args.out or _default_out(spec.sweep.name)
-    result = run_sweep(spec, folder, resume=args.resume, jobs=args.jobs, progress=_progress())
+    result = run_sweep(spec, folder, resume=args.resume, jobs=args.jobs or 1, start=args.start or DEFAULT_START,
+                       executor=args.executor, scheduler=args.scheduler, progress=_progress())
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "nothing to do"
     print(f"results: {result.folder} ({counts}; {result.skipped} already done)")
     _say_failures(result)

@@ -69,17 +69,25 @@ def compile_stages(program: Program) -> Stages:
     jitted = jax.jit(program.fn, donate_argnums=program.donate_argnums, **program.jit_kwargs)
     _recorded = {}
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         traced = jitted.trace(*program.args)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         lowered = traced.lower()
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
         compiled = lowered.compile()
-        t3 = time.perf_counter()
+        t3, c3 = time.perf_counter(), time.process_time()
         events = dict(_recorded)
     finally:
         _recorded = None
-    times = {"time_trace_s": t1 - t0, "time_lower_s": t2 - t1, "time_compile_s": t3 - t2, **events}
+    times = {
+        "time_trace_s": t1 - t0,
+        "time_lower_s": t2 - t1,
+        "time_compile_s": t3 - t2,
+        "time_trace_cpu_s": c1 - c0,
+        "time_lower_cpu_s": c2 - c1,
+        "time_compile_cpu_s": c3 - c2,
+        **events,
+    }
     return Stages(traced, lowered, compiled, times)
 
 

@@ -5,7 +5,12 @@ program sizes, `cost_` FLOPs/bytes, `mem_` bytes, `env_` environment. Units are 
 names. XLA's raw numbers keep their own columns (`cost_xla_*`, `mem_xla_*`).
 
 Schema history (bump SCHEMA_VERSION on any change to names, types or meanings):
-  1  first version.
+  1  first version: forward workload, XLA's raw costs and memory.
+  2  spec keys unroll, remat, api, block, program and the decode keys (their cfg_
+     columns); corrected costs (cost_flops, cost_transcendentals, cost_bytes_accessed,
+     cost_exact, cost_analytic_flops); mem_footprint_bytes, mem_optimizer_state_bytes,
+     mem_kv_cache_bytes; decode timings; CPU time per phase; run_jobs, run_start.
+     Upgrade from 1: profiler/store.py UPGRADES[1].
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import pyarrow as pa
 
 from profiler.spec import Point
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _ARROW = {
     "str": pa.string(),
@@ -65,14 +70,20 @@ COLUMNS: tuple[Column, ...] = (
     Column("run_status", "str", "", "ok | error | timeout | oom | crash."),
     Column("run_error", "str", "", "Error message when run_status is not ok."),
     Column("run_started_utc", "str", "ISO 8601", "When the measuring process was started."),
-    Column("run_wall_s", "float", "s", "Wall time of the whole measuring process, start-up included."),
+    Column("run_wall_s", "float", "s", "Wall time of the whole measuring process, its start (see run_start) included."),
+    Column("run_start", "str", "", "How the measuring process started: 'fork' = forked from a server that had imported JAX and Flax but started no backend (profiler/forkserver.py); 'fresh' = a new Python interpreter. Both compile cold (docs/scale.md)."),
+    Column("run_jobs", "int", "measurements", "Measurements the sweep ran at once at most on the host that ran this one: --jobs (local executor), or the Dask worker threads on that host. Above 1, measurements may have competed for the host's cores (docs/scale.md)."),
     # configuration
     *_cfg_columns(),
     Column("cfg_phase", "str", "", "Which program of the workload the row measures ('main' if only one)."),
     # durations
+    Column("time_build_s", "float", "s", "Building the point's programs before they are measured, in the same process: the model and its abstract arguments (jax.eval_shape of the initialiser traces the model once). Not part of the measured phases; the same for every program of the point."),
     Column("time_trace_s", "float", "s", "jax.jit(f).trace(*args): Python tracing to a jaxpr."),
     Column("time_lower_s", "float", "s", "traced.lower(): jaxpr to StableHLO."),
     Column("time_compile_s", "float", "s", "lowered.compile(): XLA optimisation and code generation."),
+    Column("time_trace_cpu_s", "float", "s", "CPU time (user + system, all threads) of the measuring process during the trace. Well below time_trace_s: the process waited for a core (a loaded machine, see docs/scale.md)."),
+    Column("time_lower_cpu_s", "float", "s", "CPU time of the measuring process during the lowering, like time_trace_cpu_s."),
+    Column("time_compile_cpu_s", "float", "s", "CPU time of the measuring process during the compile, like time_trace_cpu_s; above time_compile_s when XLA compiled on several threads."),
     Column("time_event_trace_s", "float", "s", "JAX's own /jax/core/compile/jaxpr_trace_duration event (longest of the stage)."),
     Column("time_event_lower_s", "float", "s", "JAX's own /jax/core/compile/jaxpr_to_mlir_module_duration event."),
     Column("time_event_compile_s", "float", "s", "JAX's own /jax/core/compile/backend_compile_duration event."),
@@ -96,7 +107,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("cost_transcendentals", "float", "ops", "Transcendental ops (exp, tanh, ...) of the whole run, loops counted per trip like cost_flops."),
     Column("cost_bytes_accessed", "float", "bytes", "XLA's bytes-accessed estimate of the whole run, loops counted per trip. Describes the compiled program: a scan moves different bytes (slicing stacked weights, stacking outputs) than the unrolled loop."),
     Column("cost_exact", "bool", "", "False if a while loop has no known trip count (data-dependent while_loop): its body is counted once, as XLA does, so the cost_ columns are a lower bound."),
-    Column("cost_analytic_flops", "float", "FLOP", "Matmul FLOPs from the configuration alone (projections, QK^T, AV, dense; see blocks.forward_matmul_flops); element-wise work left out. Train workload: 3x the forward, 4x with remat=full (train.analytic_flops). A sanity check for cost_flops."),
+    Column("cost_analytic_flops", "float", "FLOP", "Matmul FLOPs from the configuration alone (projections, QK^T, AV, dense; see blocks.forward_matmul_flops); element-wise work left out. Train workload: 3x the forward, 4x with remat=full (train.analytic_flops). A sanity check for cost_flops. Built-in block only: null for a user's block or program."),
     # cost, as XLA reports it
     Column("cost_xla_flops", "float", "FLOP", "XLA cost_analysis()['flops']: loop bodies counted once."),
     Column("cost_xla_transcendentals", "float", "ops", "XLA cost_analysis()['transcendentals']: loop bodies counted once."),

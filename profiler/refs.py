@@ -8,9 +8,11 @@ runner puts the sweep's current directory on its `PYTHONPATH`.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import re
 import sys
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 _IDENT = r"[A-Za-z_]\w*"
@@ -42,3 +44,24 @@ def load(ref: str) -> Any:
     if not callable(obj):
         raise ValueError(f"{ref!r} is not callable")
     return obj
+
+
+def keyword_arguments(
+    fn: Callable[..., Any], values: Mapping[str, Any], supplied: Collection[str] = ()
+) -> dict[str, Any]:
+    """The entries of `values` that `fn` takes as keyword arguments (all of them if it
+    takes `**kwargs`). A required parameter that neither `values` nor `supplied` (passed
+    by the caller itself) provides is a ValueError naming it."""
+    if isinstance(fn, type):  # a metaclass's __call__ (NNX's) would hide the constructor's signature
+        params = list(inspect.signature(fn.__init__).parameters.values())[1:]
+    else:
+        params = list(inspect.signature(fn).parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return dict(values)
+    named = [p for p in params if p.kind not in (
+        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL)]
+    missing = [p.name for p in named
+               if p.default is inspect.Parameter.empty and p.name not in values and p.name not in supplied]
+    if missing:
+        raise ValueError(f"needs argument {missing[0]!r}, which no spec key provides")
+    return {p.name: values[p.name] for p in named if p.name in values}

@@ -948,6 +948,10 @@ def environment_warnings(env_values: Mapping[str, list[Any]]) -> list[EnvWarning
     rest = [c[4:] for c in differing if c not in stats.ENV_CRITICAL]
     if rest:
         warnings.append(EnvWarning(f"Rows come from differing environments ({', '.join(rest)}): see Environment."))
+    jobs = max(env_values.get("run_jobs") or [1])
+    if jobs > 1:
+        warnings.append(EnvWarning(f"Up to {jobs} measurements ran at once on a host (run_jobs): their wall "
+                                   "times include competing for cores; CPU times (time_*_cpu_s) do not."))
     return warnings
 
 

@@ -1,8 +1,13 @@
-"""Run a sweep: every (point, repeat) in its own fresh process, rows stored as they land.
+"""Run a sweep: every (point, repeat) in a process of its own, rows stored as they land.
 
 The runner decides where and how a measurement runs; what is measured is the worker's
 business and how rows are kept is the store's. A measurement that fails in any way
 becomes rows with a non-ok `run_status`; the sweep goes on.
+
+A measuring process is forked from a fork server that has imported JAX and Flax
+(profiler/forkserver.py, start 'fork', the default) or is a fresh interpreter (start
+'fresh'). Measurements run on threads of this process or on a Dask cluster
+(profiler/executors.py); either way only this process writes the results folder.
 """
 
 from __future__ import annotations
@@ -22,17 +27,23 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal
 
 import psutil
 
-from profiler import env, store
+from profiler import env, executors, store
+from profiler.forkserver import Forked, ForkServer, ForkServerError, ServerPool
 from profiler.record import SCHEMA_VERSION, make_row
 from profiler.spec import Point, Spec
 from profiler.worker import PARENT_ENV
+
+Start = Literal["fork", "fresh"]
+START_METHODS: tuple[Start, ...] = ("fork", "fresh")
+DEFAULT_START: Start = "fork" if hasattr(os, "pidfd_open") else "fresh"
+"""Fork servers need Linux (pidfds, PR_SET_PDEATHSIG); elsewhere every measurement
+starts a fresh interpreter."""
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -42,8 +53,9 @@ class Outcome:
     """What one measuring process left: its rows (without identity) and how it ended."""
 
     rows: list[dict[str, Any]]
-    wall_s: float
-    started_utc: str
+    wall_s: float | None
+    started_utc: str | None
+    """Both None when nothing is known of the process (its Dask worker was lost)."""
 
 
 @dataclass
@@ -108,33 +120,35 @@ def measure_in_subprocess(
     timeout_s: float | None = None,
     max_rss_gb: float | None = None,
     stop: threading.Event | None = None,
+    servers: ServerPool | None = None,
 ) -> Outcome:
-    """Measure `point` in a fresh Python process and turn any way it ends into rows.
+    """Measure `point` in a process of its own and turn any way it ends into rows.
 
-    Over `timeout_s` of wall time the process is killed ('timeout'); over `max_rss_gb`
-    of resident memory, summed over the process and its children, it is killed ('oom');
-    dead by a signal it is a 'crash'. The row of a stopped process carries the highest
-    RSS the runner sampled. Setting `stop` kills the process at once (an interrupted sweep).
+    The process is forked from the fork server of its environment in `servers` (started
+    first if need be), or is a fresh interpreter when `servers` is None. Over `timeout_s` of wall time it is killed
+    ('timeout'); over `max_rss_gb` of resident memory, summed over the process and its
+    children, it is killed ('oom'); dead by a signal it is a 'crash'. The row of a
+    stopped process carries the highest RSS the runner sampled. Setting `stop` kills the
+    process at once (an interrupted sweep).
     """
+    environ = worker_environment(point)
+    try:
+        # A fork server starts (it imports JAX: seconds) outside the measurement's clock and limits.
+        server = None if servers is None else servers.server(environ)
+    except ForkServerError as e:  # no measuring process was started
+        return Outcome([{**env.host(), "run_status": e.status, "run_error": str(e)}], None, None)
     started = env.utc_now()
     t0 = time.perf_counter()
+    peak_rss = 0
     with tempfile.TemporaryDirectory(prefix="profiler-") as tmp:
         result = Path(tmp) / "result.json"
         with open(Path(tmp) / "stderr", "w+") as stderr:
-            # Same process group as the sweep: killing the sweep's group ends its
-            # measurements too, instead of leaving them running unobserved.
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "profiler.worker", str(result)],
-                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
-                env=worker_environment(point), text=True,
-            )
             try:
-                proc.stdin.write(point.model_dump_json())
-                proc.stdin.close()
-            except BrokenPipeError:  # died before reading its point; the exit status says why
-                pass
-            stopped, peak_rss = _watch(proc, timeout_s, max_rss_gb, stop or threading.Event())
-            status, error = stopped or _exit_status(proc.returncode, stderr)
+                proc = _start(point, result, stderr, environ, server)
+                stopped, peak_rss = _watch(proc, timeout_s, max_rss_gb, stop or threading.Event())
+                status, error = stopped or _exit_status(proc.returncode, stderr)
+            except ForkServerError as e:
+                status, error = e.status, str(e)
         wall = time.perf_counter() - t0
         if status == "ok" and result.is_file():
             return Outcome(json.loads(result.read_text()), wall, started)
@@ -144,14 +158,36 @@ def measure_in_subprocess(
     return Outcome([row], wall, started)
 
 
+def _start(
+    point: Point, result: Path, stderr: IO[str], environ: dict[str, str], server: ForkServer | None
+) -> subprocess.Popen | Forked:
+    if server is not None:
+        return server.fork(point.model_dump_json(), result, Path(stderr.name))
+    # Same process group as the sweep: killing the sweep's group ends its
+    # measurements too, instead of leaving them running unobserved.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "profiler.worker", str(result)],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, env=environ, text=True,
+    )
+    try:
+        proc.stdin.write(point.model_dump_json())
+        proc.stdin.close()
+    except BrokenPipeError:  # died before reading its point; the exit status says why
+        pass
+    return proc
+
+
 def _watch(
-    proc: subprocess.Popen, timeout_s: float | None, max_rss_gb: float | None, stop: threading.Event
+    proc: subprocess.Popen | Forked, timeout_s: float | None, max_rss_gb: float | None, stop: threading.Event
 ) -> tuple[tuple[str, str] | None, int]:
     """Wait for `proc`, enforcing the limits. Returns (status, error) if it was stopped,
     and the peak RSS sampled."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     cap = None if max_rss_gb is None else max_rss_gb * 2**30
-    tree = [psutil.Process(proc.pid)]
+    try:
+        tree = [psutil.Process(proc.pid)]
+    except psutil.NoSuchProcess:  # a forked child can be over, and reaped by its server, already
+        tree = []
     peak = 0
     for polls in itertools.count():
         try:
@@ -159,7 +195,7 @@ def _watch(
             return None, peak
         except subprocess.TimeoutExpired:
             pass
-        if polls % _CHILDREN_EVERY == 0:
+        if polls % _CHILDREN_EVERY == 0 and tree:
             tree = [tree[0], *_children(tree[0])]
         rss = sum(_rss(p) for p in tree)
         peak = max(peak, rss)
@@ -190,8 +226,8 @@ def _rss(process: psutil.Process) -> int:
         return 0
 
 
-def _kill(tree: list[psutil.Process], proc: subprocess.Popen) -> None:
-    for p in _children(tree[0]):  # before the parent: orphans would be out of reach
+def _kill(tree: list[psutil.Process], proc: subprocess.Popen | Forked) -> None:
+    for p in _children(tree[0]) if tree else []:  # before the parent: orphans would be out of reach
         with contextlib.suppress(psutil.Error):
             p.kill()
     proc.kill()
@@ -217,9 +253,12 @@ _FRAME = re.compile(r'^File "(.*)", line (\d+) in (.*)')
 
 
 def _crash_context(lines: list[str]) -> str:
-    """What a dying process said: XLA's fatal message and the innermost Python frames."""
+    """What a dying process said: XLA's fatal message and the innermost Python frames of
+    the thread that crashed (faulthandler lists other threads too, such as a timer JAX
+    starts while it looks for a TPU)."""
     fatal = [m.group(1) for m in map(_FATAL_LOG.match, lines) if m][:1]
-    frames = [f"{m.group(3)} ({Path(m.group(1)).name}:{m.group(2)})" for m in map(_FRAME.match, lines) if m][:2]
+    current = next((i for i, line in enumerate(lines) if line.startswith("Current thread")), 0)
+    frames = [f"{m.group(3)} ({Path(m.group(1)).name}:{m.group(2)})" for m in map(_FRAME.match, lines[current:]) if m][:2]
     where = [f"in {' < '.join(frames)}"] if frames else []
     return "".join(f"; {part}" for part in fatal + where)
 
@@ -230,17 +269,22 @@ def run_sweep(
     *,
     resume: bool = False,
     jobs: int = 1,
-    measure: Callable[[Point], Outcome] | None = None,
+    start: Start = DEFAULT_START,
+    executor: Literal["local", "dask"] = "local",
+    scheduler: str | None = None,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> SweepResult:
     """Measure every (point, repeat) of `spec` not yet in `folder`, storing rows as they land.
 
-    `measure` defaults to a fresh process per measurement under the spec's limits.
+    Measurements run `jobs` at a time on this machine (`executor` 'local'), or on a Dask
+    cluster: the one at `scheduler` (tcp://HOST:PORT), or else a LocalCluster of `jobs`
+    workers on this machine. Each runs in a process of its own, started by `start`.
     """
-    stop = threading.Event()
-    if measure is None:
-        measure = functools.partial(
-            measure_in_subprocess, timeout_s=spec.sweep.timeout_s, max_rss_gb=spec.sweep.max_rss_gb, stop=stop)
+    measure = functools.partial(measure_in_subprocess, timeout_s=spec.sweep.timeout_s, max_rss_gb=spec.sweep.max_rss_gb)
+    if executor == "dask":
+        pool = executors.Dask(measure, fork=start == "fork", jobs=jobs, scheduler=scheduler)
+    else:
+        pool = executors.Local(measure, fork=start == "fork", jobs=jobs)
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "spec": spec.as_dict(),
@@ -248,7 +292,8 @@ def run_sweep(
         "environment": env.host(),
         "started_utc": env.utc_now(),
     }
-    with store.open_for_sweep(folder, manifest, resume=resume) as folder:
+    # The executor first: a cluster that cannot be reached is refused before anything is written.
+    with pool, store.open_for_sweep(folder, manifest, resume=resume) as folder:
         have = store.done(folder)
         # Repeat-major order: a sweep stopped early still covers every point, and slow drift
         # of the machine spreads over all points rather than biasing the last ones.
@@ -263,38 +308,30 @@ def run_sweep(
         result = SweepResult(folder, skipped=len(wanted) - len(tasks), earlier=earlier)
         run_id = uuid.uuid4().hex[:12]
         say = progress or (lambda done, total, line: None)
-        pool = ThreadPoolExecutor(max_workers=jobs)
-        try:
-            futures = {pool.submit(measure, point): (point, repeat) for point, repeat in tasks}
-            for done_count, future in enumerate(as_completed(futures), 1):
-                point, repeat = futures[future]
-                outcome = future.result()
-                rows = [
-                    make_row(
-                        point,
-                        run_id=run_id,
-                        run_sweep=spec.sweep.name,
-                        run_repeat=repeat,
-                        run_wall_s=outcome.wall_s,
-                        run_started_utc=outcome.started_utc,
-                        **values,
-                    )
-                    for values in outcome.rows
-                ]
-                store.write_rows(folder, f"{point.id}-r{repeat}", rows)
-                statuses = Counter(row["run_status"] for row in rows)
-                result.statuses.update(statuses)
-                result.failures += [
-                    Failure(point.label(), repeat, row["run_status"], row["run_error"])
-                    for row in rows if row["run_status"] != "ok"
-                ]
-                say(done_count, len(tasks), f"{point.label()} repeat {repeat}: "
-                    f"{', '.join(statuses)} ({outcome.wall_s:.1f} s)")
-        except BaseException:
-            # Interrupted (Ctrl-C) or failed: running measurements are killed and the rest
-            # dropped, rather than run on with nobody to store their rows.
-            stop.set()
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        # Leaving the `with` by an exception (Ctrl-C, a failed write) kills the running
+        # measurements and drops the rest, rather than run on with nobody to store their rows.
+        for done_count, (point, repeat, outcome, run_jobs) in enumerate(pool.results(tasks), 1):
+            rows = [
+                make_row(
+                    point,
+                    run_id=run_id,
+                    run_sweep=spec.sweep.name,
+                    run_repeat=repeat,
+                    run_wall_s=outcome.wall_s,
+                    run_started_utc=outcome.started_utc,
+                    run_jobs=run_jobs,
+                    run_start=start,
+                    **values,
+                )
+                for values in outcome.rows
+            ]
+            store.write_rows(folder, f"{point.id}-r{repeat}", rows)
+            statuses = Counter(row["run_status"] for row in rows)
+            result.statuses.update(statuses)
+            result.failures += [
+                Failure(point.label(), repeat, row["run_status"], row["run_error"])
+                for row in rows if row["run_status"] != "ok"
+            ]
+            took = "" if outcome.wall_s is None else f" ({outcome.wall_s:.1f} s)"
+            say(done_count, len(tasks), f"{point.label()} repeat {repeat}: {', '.join(statuses)}{took}")
     return result

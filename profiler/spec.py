@@ -40,7 +40,7 @@ class Point(BaseModel):
     model_config = _STRICT
 
     workload: Literal["forward", "train", "program", "decode"] = Field(
-        "forward", description="What is compiled: 'forward' = the seed's block stack applied to x; "
+        "forward", description="What is compiled: 'forward' = the block stack (key block) applied to x; "
         "'train' = one AdamW step on the mean squared output (params and optimizer state donated); "
         "'program' = the (fn, args) a user's factory returns (key program; set by it by default); "
         "'decode' = a decoder-only language model's prefill and one-token decode step with a "
@@ -49,12 +49,19 @@ class Point(BaseModel):
         "", description="Workload 'program': 'package.module:factory', imported from the current "
         "directory or PYTHONPATH. The factory gets the point's keys it accepts as keyword "
         "arguments and returns (fn, args); jax.jit(fn) is measured on args as they are.")
+    block: str = Field(
+        "", description="Workloads 'forward' and 'train': the block that is stacked, "
+        "'package.module:Class', imported from the current directory or PYTHONPATH: a flax.linen "
+        "Module (api 'linen') or an nnx.Module taking rngs (api 'nnx') whose call maps x of shape "
+        "(batch, seq, hidden) to the same shape and dtype, or to (x, aux). Its constructor gets the "
+        "spec keys named like its fields (dtype as a dtype; hidden_dim and num_heads get hidden and "
+        "heads). '' = the seed's SimpleBlock of the api.")
     mode: Literal["loop", "scan", "scan_shared"] = Field(
         "scan", description="How layers are stacked: 'loop' = Python loop (unrolled program), "
         "'scan' = scan with per-layer params, 'scan_shared' = scan with one set of params.")
     layers: int = Field(8, ge=1, description="Number of stacked blocks.")
     hidden: int = Field(256, ge=1, description="Hidden (model) dimension.")
-    heads: int = Field(4, ge=1, description="Attention heads; must divide hidden.")
+    heads: int = Field(4, ge=1, description="Attention heads; must divide hidden (for the built-in block).")
     batch: int = Field(16, ge=1, description="Batch size of the input.")
     seq: int = Field(32, ge=1, description="Sequence length of the input.")
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
@@ -109,12 +116,15 @@ class Point(BaseModel):
             raise ValueError("key 'program': workload 'program' needs program = 'package.module:factory'")
         if self.program and self.workload != "program":
             raise ValueError(f"key 'workload': key program applies only to workload 'program' (got {self.workload!r})")
-        if self.program:
+        if self.block and self.workload not in ("forward", "train"):
+            raise ValueError(f"key 'block': applies only to workloads 'forward' and 'train', not {self.workload!r}")
+        for key, ref in (("program", self.program), ("block", self.block)):
             try:
-                refs.check_format(self.program)
+                if ref:
+                    refs.check_format(ref)
             except ValueError as e:
-                raise ValueError(f"key 'program': {e}") from None
-        if self.hidden % self.heads:
+                raise ValueError(f"key '{key}': {e}") from None
+        if not self.block and self.workload != "program" and self.hidden % self.heads:
             raise ValueError(f"key 'hidden': {self.hidden} is not divisible by heads={self.heads}")
         if self.unroll != 1 and self.mode == "loop":
             raise ValueError("key 'unroll': only applies to scan modes, not mode='loop'")
@@ -166,7 +176,7 @@ class Point(BaseModel):
 
     def label(self) -> str:
         """Short human-readable description for progress lines."""
-        what = self.program or f"{self.workload} {self.mode}"
+        what = self.program or " ".join(filter(None, (self.workload, self.mode, self.block)))
         text = f"{what} L={self.layers} H={self.hidden}"
         if self.workload == "decode":
             text += f" cache={self.kv_cache} mesh={self.mesh}"
@@ -293,12 +303,29 @@ def build_spec(table: dict[str, Any], *, yes: bool = False) -> Spec:
         _validate(Point, {**fixed, **dict(zip(axes, combo, strict=True))})
         for combo in itertools.product(*axes.values())
     )
-    for program in sorted({p.program for p in points if p.program}):
-        try:  # a factory that cannot be imported fails here, not in every measuring process
-            refs.load(program)
+    _check_user_code(points)
+    return Spec(sweep=sweep, fixed=fixed, axes=axes, points=points)
+
+
+def _check_user_code(points: tuple[Point, ...]) -> None:
+    """Import every user factory and block, and run each block once on abstract input, so
+    that code which cannot work fails here and not in every measuring process."""
+    for point in {p.program: p for p in points if p.program}.values():
+        try:
+            factory = refs.load(point.program)
         except ValueError as e:
             raise SpecError(f"key 'program': {e}") from None
-    return Spec(sweep=sweep, fixed=fixed, axes=axes, points=points)
+        try:
+            refs.keyword_arguments(factory, point.model_dump())
+        except ValueError as e:
+            raise SpecError(f"key 'program': {point.program!r} {e}") from None
+    if any(p.block for p in points):
+        from profiler.model import check_blocks  # imports JAX: only for user blocks
+
+        try:
+            check_blocks([p for p in points if p.block])
+        except ValueError as e:
+            raise SpecError(f"key 'block': {e}") from None
 
 
 def _validate(model: type[BaseModel], values: dict[str, Any]) -> Any:

@@ -7,13 +7,17 @@
 - `scan_shared`: a scan with one set of parameters broadcast to every layer (the seed's
   scan configuration 1).
 
-Every mode composes with `remat` (per block) and, for scans, `unroll`. `Stack` writes the
-modes with `nn.scan`/`nn.remat`, `NnxStack` with `nnx.vmap`/`nnx.scan`/`nnx.remat`; both
-produce the same parameter layout (up to names) and the same function.
+A block returns `x` or `(x, aux)`; the stack always sees `(x, aux)` (aux = () for a block
+that returns x alone), since a scan needs a (carry, output) pair: x is carried and aux
+stacked per layer. Every mode composes with `remat` (per block) and, for scans,
+`unroll`. `Stack` writes the modes with `nn.scan`/`nn.remat`, `NnxStack` with
+`nnx.vmap`/`nnx.scan`/`nnx.remat`; both produce the same parameter layout (up to names)
+and the same function.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -49,8 +53,26 @@ def checkpoint_options(remat: str, mode: str) -> dict[str, Any]:
     return dict(policy=policy, prevent_cse=(mode == "loop"))
 
 
+def as_pair(out: Any) -> tuple[Any, Any]:
+    """A block's output as (x, aux)."""
+    return out if isinstance(out, tuple) else (out, ())
+
+
+@functools.cache
+def paired(block: type[nn.Module]) -> type[nn.Module]:
+    """`block` with its output as (x, aux); the same fields, parameters and names."""
+
+    class Paired(block):
+        def __call__(self, x):
+            return as_pair(super().__call__(x))
+
+    Paired.__name__ = Paired.__qualname__ = block.__name__
+    return Paired
+
+
 def remat_block(block: type[nn.Module], remat: str, mode: str) -> type[nn.Module]:
-    """`block` wrapped in `nn.remat` as `remat` says ('none' = unchanged)."""
+    """`block`, returning (x, aux), wrapped in `nn.remat` as `remat` says ('none' = not)."""
+    block = paired(block)
     if remat == "none":
         return block
     return nn.remat(block, **checkpoint_options(remat, mode))
@@ -83,8 +105,8 @@ class Stack(nn.Module):
         return x, out
 
 
-def _call_block(block: nnx.Module, x: Any) -> Any:
-    return block(x)
+def _call_block(block: nnx.Module, x: Any) -> tuple[Any, Any]:
+    return as_pair(block(x))
 
 
 class NnxStack(nnx.Module):

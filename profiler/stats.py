@@ -37,6 +37,9 @@ DERIVED: dict[str, tuple[str, ...]] = {
 # differ between any two rows by nature.
 ENV_CRITICAL = ("env_backend", "env_device_kind", "env_cpu_model")
 ENV_VOLATILE = ("env_time_utc",)
+# How the measurements were taken (docs/scale.md): timings depend on them as on the
+# environment, so they are shown and compared with it.
+CONDITIONS = ("run_jobs", "run_start")
 
 
 def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -265,9 +268,10 @@ def bootstrap_ratio(a: Sequence[float], b: Sequence[float], confidence: float = 
 
 
 def environment(df: pd.DataFrame) -> dict[str, list[object]]:
-    """Each env_ column's distinct values, most frequent first (volatile ones left out)."""
+    """Each env_ column's distinct values, most frequent first (volatile ones left out),
+    and the conditions of measurement (CONDITIONS)."""
     env = {}
     for column in df.columns:
-        if column.startswith("env_") and column not in ENV_VOLATILE and has_data(df, column):
+        if (column.startswith("env_") or column in CONDITIONS) and column not in ENV_VOLATILE and has_data(df, column):
             env[column] = df[column].dropna().value_counts().index.tolist()
     return env

@@ -160,7 +160,23 @@ def load(folder: str | Path) -> pandas.DataFrame:
 # the upgrade from the version before it, so every results folder ever written stays
 # readable; files of a newer version than this code are refused.
 Upgrade = Callable[[pa.Table], pa.Table]
-UPGRADES: dict[int, Upgrade] = {}
+
+
+def _from_v1(table: pa.Table) -> pa.Table:
+    """Version 1 rows were measured before the spec keys of version 2 existed, that is
+    with what are now those keys' defaults (no remat, no unroll, linen, the built-in
+    block): their cfg_ columns get the defaults. Measured columns new in version 2 stay
+    null: they were not measured."""
+    from profiler.spec import Point
+
+    for name, field in Point.model_fields.items():
+        column = ARROW_SCHEMA.field(f"cfg_{name}")
+        if column.name not in table.column_names:
+            table = table.append_column(column, pa.array([field.default] * len(table), column.type))
+    return table
+
+
+UPGRADES: dict[int, Upgrade] = {1: _from_v1}
 
 
 def upgrade(table: pa.Table, version: int) -> pa.Table:

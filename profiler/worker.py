@@ -1,8 +1,9 @@
-"""The measuring process: measures one point in a fresh interpreter and writes its rows.
+"""The measuring process: measures one point in a fresh process and writes its rows.
 
 Run as `python -m profiler.worker RESULT.json` with the point's configuration as JSON on
-stdin. Python exceptions become rows with run_status 'error'; a process that dies leaves
-no result file, and the runner records why.
+stdin, or forked by a fork server (profiler/forkserver.py), which calls `run`. Python
+exceptions become rows with run_status 'error'; a process that dies leaves no result
+file, and the runner records why.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -37,13 +39,15 @@ def measure_point(point: Point) -> list[dict[str, Any]]:
     from profiler.measure import measure
 
     env = jax_env()
+    t0 = time.perf_counter()
     try:
         programs = workloads.build(point)
     except Exception as e:  # a broken point must not stop the sweep
         return [{**env, "run_status": "error", "run_error": _error(e)}]
+    built = {"time_build_s": time.perf_counter() - t0}
     rows = []
     for program in programs:
-        row: dict[str, Any] = {**env, "cfg_phase": program.phase}
+        row: dict[str, Any] = {**env, **built, "cfg_phase": program.phase}
         try:
             row.update(measure(program, run=point.run, steps=point.steps), run_status="ok")
         except Exception as e:
@@ -56,11 +60,10 @@ PARENT_ENV = "PROFILER_PARENT_PID"
 """Set by the runner to its pid: a measuring process whose sweep is gone stops too."""
 
 
-def die_with_parent() -> None:
-    """Ask Linux to kill this process when its parent dies (even by kill -9 of the parent
-    alone), so no measurement runs on unobserved after its sweep."""
-    parent = int(os.environ.get(PARENT_ENV, "0"))
-    if sys.platform != "linux" or not parent:
+def die_with_parent(parent: int) -> None:
+    """Ask Linux to kill this process when its parent `parent` dies (even by kill -9 of
+    the parent alone), so no measurement runs on unobserved after its sweep."""
+    if sys.platform != "linux":
         return
     # Linux sends the signal when the *thread* that started this process ends; the
     # runner's thread waits for this process, so that happens only with the sweep.
@@ -70,15 +73,20 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-def main() -> None:
-    die_with_parent()
+def run(point_json: str, result: Path) -> None:
+    """Measure the point described by `point_json` and write its rows to `result`."""
     faulthandler.enable()  # a crash leaves its Python frames on stderr for the runner
-    result = Path(sys.argv[1])
-    point = Point(**json.loads(sys.stdin.read()))
-    rows = measure_point(point)
+    rows = measure_point(Point(**json.loads(point_json)))
     tmp = result.with_suffix(".tmp")
     tmp.write_text(json.dumps(rows))
     os.replace(tmp, result)
+
+
+def main() -> None:
+    parent = int(os.environ.get(PARENT_ENV, "0"))
+    if parent:
+        die_with_parent(parent)
+    run(sys.stdin.read(), Path(sys.argv[1]))
 
 
 if __name__ == "__main__":

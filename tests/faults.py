@@ -18,6 +18,13 @@ def ok(hidden: int, **_):
     return (lambda x: jnp.tanh(x @ x.T)), (jax.ShapeDtypeStruct((4, hidden), jnp.float32),)
 
 
+def slow(hidden: int, **_):
+    """The healthy program after a 2 s pause: still measuring when a test kills its sweep,
+    however fast measuring processes start."""
+    time.sleep(2)
+    return ok(hidden)
+
+
 def segfault():
     ctypes.string_at(0)  # reads address 0: SIGSEGV
 

@@ -45,6 +45,13 @@ SWEEP_CASES = [
     ("bad-override-syntax", ["layers"], "override 'layers': expected KEY=VALUE"),
     ("bad-override-value", ["layers=[1,"], "override 'layers=[1,'"),
     ("jobs-below-1", ["--jobs", "0"], "--jobs"),
+    ("unknown-start", ["--start", "spawn"], "--start"),
+    ("unknown-executor", ["--executor", "ray"], "--executor"),
+    ("scheduler-without-dask", ["--scheduler", "tcp://127.0.0.1:9"], "--scheduler: applies only to --executor dask"),
+    ("jobs-with-scheduler", ["--executor", "dask", "--scheduler", "tcp://127.0.0.1:9", "--jobs", "2"],
+     "--jobs: with --scheduler"),
+    ("unreachable-scheduler", ["--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"],
+     "--scheduler tcp://127.0.0.1:9: cannot connect"),
     ("resume-without-manifest", ["--resume"], "nothing to resume"),
 ]
 

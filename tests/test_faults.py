@@ -106,7 +106,7 @@ def _snapshot(folder):
 
 def test_a_sweep_killed_with_its_process_group_resumes_to_every_row_exactly_once(tmp_path):
     spec = tmp_path / "killed.toml"
-    spec.write_text('name = "killed"\nprogram = ["tests.faults:ok", "tests.faults:abort"]\n'
+    spec.write_text('name = "killed"\nprogram = ["tests.faults:slow", "tests.faults:abort"]\n'
                     'hidden = 32\nheads = 2\nrepeats = 2\n')
     out = tmp_path / "res"
     sweep = ["sweep", str(spec), "--out", str(out), "--jobs", "2", "--no-report"]

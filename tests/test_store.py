@@ -88,3 +88,25 @@ def test_resume_may_change_limits_but_not_what_is_measured(tmp_path):
         with pytest.raises(store.StoreError, match=message), store.open_for_sweep(folder, other, resume=True):
             pass
     assert json.loads((folder / "_manifest.json").read_text()) == manifest
+
+
+def test_a_version_1_folder_loads_with_the_defaults_of_later_keys(tmp_path):
+    """A results file of schema 1 (before remat, unroll, api... existed) reads as rows of
+    the current schema: new cfg_ columns hold the defaults it was measured with, new
+    measured columns are null."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    v1_columns = ["run_point_id", "run_repeat", "run_status", "cfg_workload", "cfg_mode", "cfg_layers",
+                  "cfg_hidden", "cfg_phase", "time_compile_s", "cost_xla_flops"]
+    row = make_row(Point(mode="scan", layers=4), run_repeat=0, run_status="ok", cfg_phase="main",
+                   time_compile_s=0.25, cost_xla_flops=1e6)
+    v1 = {name: [row[name]] for name in v1_columns} | {"run_schema_version": [1]}
+    folder = tmp_path / "v1"
+    folder.mkdir()
+    pq.write_table(pa.table(v1), folder / "part-old-r0.parquet")
+    df = store.load(folder)
+    assert df.loc[0, "run_schema_version"] == SCHEMA_VERSION
+    assert (df.loc[0, "cfg_remat"], df.loc[0, "cfg_unroll"], df.loc[0, "cfg_api"]) == ("none", 1, "linen")
+    assert df.loc[0, "time_compile_s"] == 0.25 and df.loc[0, "cfg_layers"] == 4
+    assert pd.isna(df.loc[0, "cost_flops"])

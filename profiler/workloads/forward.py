@@ -1,4 +1,4 @@
-"""Workload `forward`: the seed's block stack applied to a batch, `apply(params, x)`."""
+"""Workload `forward`: the block stack applied to a batch, `apply(params, x)`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from profiler.workloads import Program
 
 def build(point: Point) -> list[Program]:
     net = model.build(point)
-    analytic = forward_matmul_flops(layers=point.layers, batch=point.batch, seq=point.seq, hidden=point.hidden)
-    return [Program(
-        fn=net.apply, args=(net.params, net.x), make_args=net.make_args,
-        info={"cost_analytic_flops": float(analytic)},
-    )]
+    # Known for the built-in block only; a user's block has no analytic count.
+    info = {} if point.block else {"cost_analytic_flops": float(forward_matmul_flops(
+        layers=point.layers, batch=point.batch, seq=point.seq, hidden=point.hidden))}
+    return [Program(fn=net.apply, args=(net.params, net.x), make_args=net.make_args, info=info)]

@@ -7,7 +7,6 @@ pytrees of `jax.ShapeDtypeStruct`s or arrays, measured as they are; modes do not
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import jax
@@ -17,18 +16,13 @@ from profiler.spec import Point
 from profiler.workloads import Program, random_like
 
 
-def factory_kwargs(factory: Any, point: Point) -> dict[str, Any]:
-    """The point's keys that `factory` accepts."""
-    keys = point.model_dump()
-    params = inspect.signature(factory).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return keys
-    return {p.name: keys[p.name] for p in params if p.name in keys and p.kind is not inspect.Parameter.POSITIONAL_ONLY}
-
-
 def build(point: Point) -> list[Program]:
     factory = refs.load(point.program)
-    made = factory(**factory_kwargs(factory, point))
+    try:
+        kwargs = refs.keyword_arguments(factory, point.model_dump())
+    except ValueError as e:
+        raise TypeError(f"{point.program} {e}") from None
+    made = factory(**kwargs)
     if not (isinstance(made, tuple | list) and len(made) == 2 and callable(made[0])
             and isinstance(made[1], tuple | list)):
         raise TypeError(f"{point.program} must return (fn, args) with args a tuple; got {type(made).__name__}")

@@ -35,10 +35,13 @@ def tree_bytes(tree: Any) -> int:
     return sum(math.prod(a.shape) * a.dtype.itemsize for a in jax.tree.leaves(tree))
 
 
-def analytic_flops(point: Point) -> float:
-    """Matmul FLOPs of the step: forward and backward (two matmuls per forward matmul),
-    plus a second forward where remat='full' recomputes every block. Policies that save
-    the dots (dots_saveable, ...) recompute no matmul; the AdamW update is element-wise."""
+def analytic_flops(point: Point) -> float | None:
+    """Matmul FLOPs of the step with the built-in block (None for a user's block): forward
+    and backward (two matmuls per forward matmul), plus a second forward where
+    remat='full' recomputes every block. Policies that save the dots (dots_saveable, ...)
+    recompute no matmul; the AdamW update is element-wise."""
+    if point.block:
+        return None
     forward = forward_matmul_flops(layers=point.layers, batch=point.batch, seq=point.seq, hidden=point.hidden)
     return float(forward * (4 if point.remat == "full" else 3))
 

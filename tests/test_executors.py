@@ -1,0 +1,82 @@
+"""Executors through real clusters and real signals: a Dask sweep writes the rows a local
+one writes, resumes the same, and both stop at once on Ctrl-C."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from profiler.runner import run_sweep
+from tests.test_scale import deterministic, tiny_spec
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """An existing cluster on the loopback interface: one worker of two threads, in this process."""
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        yield cluster
+
+
+def profiler(*args):
+    return subprocess.run([sys.executable, "-m", "profiler", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_a_dask_sweep_writes_the_rows_a_local_one_writes_and_resumes_the_same(tmp_path, cluster):
+    spec = tiny_spec(repeats=2)
+    assert run_sweep(spec, tmp_path / "local").ok
+    assert run_sweep(spec, tmp_path / "dask", executor="dask", scheduler=cluster.scheduler_address).ok
+    local, dask = pd.read_parquet(tmp_path / "local"), pd.read_parquet(tmp_path / "dask")
+    assert len(dask) == 4
+    pd.testing.assert_frame_equal(deterministic(local), deterministic(dask))
+    assert set(dask["run_jobs"]) == {2}  # the cluster's threads on this host
+
+    # Resume through the command line, on a LocalCluster of its own: only the missing
+    # (point, repeat) is measured, and written by the driver.
+    (tmp_path / "spec.toml").write_text(
+        'name = "tiny"\nmode = ["loop", "scan"]\nlayers = 2\nhidden = 32\nheads = 2\nbatch = 2\nseq = 8\nrepeats = 2\n')
+    missing = sorted((tmp_path / "dask").glob("part-*-r1.parquet"))[0]
+    missing.unlink()
+    resumed = profiler("sweep", str(tmp_path / "spec.toml"), "--out", str(tmp_path / "dask"), "--resume",
+                       "--executor", "dask", "--jobs", "1", "--no-report")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "(1 ok; 3 already done)" in resumed.stdout
+    again = pd.read_parquet(tmp_path / "dask")
+    pd.testing.assert_frame_equal(deterministic(again), deterministic(local))
+    assert again["run_id"].nunique() == 2 and missing.exists()
+    assert set(again.loc[again["run_id"] != dask["run_id"][0], "run_jobs"]) == {1}
+
+
+@pytest.mark.parametrize("executor", ["local", "dask"])
+def test_ctrl_c_stops_the_sweep_and_its_measurements_at_once(tmp_path, executor):
+    (tmp_path / "spec.toml").write_text('name = "slow"\nprogram = "tests.faults:slow"\nhidden = 32\nheads = 2\n'
+                                        'layers = [1, 2, 3, 4]\nrepeats = 2\n')
+    out = tmp_path / "res"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "profiler", "sweep", str(tmp_path / "spec.toml"), "--out", str(out), "--jobs", "2",
+         "--executor", executor, "--no-report"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("part-*")):  # measuring, and one row is in
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr and proc.stderr.read()
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    for _ in range(100):  # nothing of the sweep runs on
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("processes of the interrupted sweep outlived it")
+    rows = pd.read_parquet(out)
+    assert 1 <= len(rows) < 8 and (rows["run_status"] == "ok").all()

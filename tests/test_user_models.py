@@ -1,0 +1,311 @@
+"""Profiling code the project has never seen: blocks and a program written into a
+temporary folder at test time (and a block and a function defined inside a test),
+profiled from a spec file on the command line, from Python dicts and paths, and with
+`profiler.profile`, with no change to the project's code. Their corrected FLOPs are
+checked against analytic counts and against the same program unrolled.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+
+import profiler
+from profiler import workloads
+from profiler.measure import measure
+from profiler.spec import Point, SpecError, build_spec
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+MODULE = "unseen_models"
+SIZES = dict(layers=4, hidden=32, batch=4, seq=16)
+TOKENS = SIZES["batch"] * SIZES["seq"]
+
+USER_CODE = '''
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+class Bottleneck(nn.Module):
+    """linen, returns x alone; its field has the seed's name hidden_dim."""
+
+    hidden_dim: int
+    dtype: Any
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.relu(nn.Dense(2 * self.hidden_dim, dtype=self.dtype)(x))
+        return x + nn.Dense(self.hidden_dim, dtype=self.dtype)(h)
+
+
+class TanhPair(nnx.Module):
+    """NNX, returns (x, aux)."""
+
+    def __init__(self, hidden: int, *, rngs: nnx.Rngs):
+        self.up = nnx.Linear(hidden, 3 * hidden, use_bias=False, rngs=rngs)
+        self.down = nnx.Linear(3 * hidden, hidden, use_bias=False, rngs=rngs)
+
+    def __call__(self, x):
+        h = jnp.tanh(self.up(x))
+        return x + self.down(h), {"h_mean": h.mean()}
+
+
+class Widening(nn.Module):
+    hidden: int
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(2 * self.hidden)(x)
+
+
+class Upcast(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return x.astype(jnp.float32)
+
+
+class NeedsWidth(nn.Module):
+    width: int
+
+    @nn.compact
+    def __call__(self, x):
+        return x
+
+
+def needs_depth(depth: int):
+    return (lambda x: x), ()
+
+
+def two_matmul_loop(layers: int, hidden: int, batch: int):
+    """layers trips of x <- (x @ a) @ b in a fori_loop."""
+
+    def fn(x, a, b):
+        return jax.lax.fori_loop(0, layers, lambda i, x: (x @ a) @ b, x)
+
+    x, w = jax.ShapeDtypeStruct((batch, hidden), jnp.float32), jax.ShapeDtypeStruct((hidden, hidden), jnp.float32)
+    return fn, (x, w, w)
+'''
+
+# Matmul FLOPs per layer and token (2 per multiply-add) of the blocks above.
+PER_TOKEN = {"Bottleneck": 2 * 2 * 2, "TanhPair": 2 * 2 * 3}
+
+
+def analytic(block: str, layers: int = SIZES["layers"], hidden: int = SIZES["hidden"]) -> int:
+    return layers * TOKENS * PER_TOKEN[block] * hidden * hidden
+
+
+@pytest.fixture(scope="module", autouse=True)
+def user_dir(tmp_path_factory):
+    """The user's folder, holding their module, as the current directory."""
+    folder = tmp_path_factory.mktemp("user")
+    (folder / f"{MODULE}.py").write_text(textwrap.dedent(USER_CODE))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        yield folder
+    sys.modules.pop(MODULE, None)
+
+
+def _measure(**keys) -> dict:
+    [program] = workloads.build(Point(**(SIZES | keys)))
+    return measure(program)
+
+
+# (api, block): the linen block returns x, the NNX block returns (x, aux).
+BLOCKS = [("linen", "Bottleneck"), ("nnx", "TanhPair")]
+# Every mode, every remat kind, partial unrolling with and without a remainder.
+VARIANTS = [
+    dict(mode="loop"), dict(mode="loop", remat="full"),
+    dict(mode="scan"), dict(mode="scan", unroll=2, remat="full"),
+    dict(mode="scan_shared", remat="dots_saveable"), dict(mode="scan_shared", unroll=3),
+]
+
+
+@pytest.mark.parametrize(("api", "block"), BLOCKS)
+def test_forward_flops_of_a_user_block_in_every_mode_match_the_analytic_count(api, block):
+    flops = [_measure(api=api, block=f"{MODULE}:{block}", **v)["cost_flops"] for v in VARIANTS]
+    # Element-wise work (bias, relu or tanh, residual add) adds a few percent at hidden 32.
+    for variant, f in zip(VARIANTS, flops, strict=True):
+        assert analytic(block) <= f <= 1.06 * analytic(block), variant
+        assert f == pytest.approx(flops[0], rel=1e-3), variant
+
+
+@pytest.mark.parametrize(("api", "block"), BLOCKS)
+@pytest.mark.parametrize("mode", ["scan", "scan_shared"])
+def test_train_step_of_a_user_block_costs_the_same_however_its_scan_is_cut(api, block, mode):
+    keys = dict(api=api, block=f"{MODULE}:{block}", workload="train", mode=mode)
+    one = _measure(**keys)  # forward and backward loops of 4 trips over one layer
+    two = _measure(unroll=2, **keys)  # ... of 2 trips over two layers
+    assert one["size_hlo_while_loops"] >= 2 and two["size_hlo_while_loops"] >= 2
+    assert two["cost_flops"] == pytest.approx(one["cost_flops"], rel=1e-3)
+    assert one["cost_xla_flops"] < one["cost_flops"] / 2  # XLA's own count: one trip
+    # Forward and backward (two matmuls per forward matmul), then AdamW's element-wise
+    # update, and a few percent more: the scan body still computes the first layer's
+    # input gradient, which an unrolled program drops (docs/cost.md).
+    assert 3 * analytic(block) <= one["cost_flops"] <= 1.1 * 3 * analytic(block)
+    assert one["cost_analytic_flops"] is None
+    # remat='full' recomputes each block's forward in the backward pass, except its last
+    # matmul, whose output the backward pass does not need: half the block's matmuls.
+    remat = _measure(remat="full", **keys)
+    assert remat["cost_flops"] - one["cost_flops"] == pytest.approx(analytic(block) / 2, rel=0.05)
+
+
+def test_a_user_block_trains_for_real():
+    point = Point(block=f"{MODULE}:Bottleneck", workload="train", mode="scan", remat="full",
+                  run=True, steps=2, **SIZES)
+    [program] = workloads.build(point)
+    metrics = measure(program, run=True, steps=2)
+    assert len(metrics["time_step_samples_s"]) == 2
+    assert metrics["mem_alias_bytes"] > 0  # donated parameters and optimizer state
+
+
+def test_a_user_block_from_a_spec_file_on_the_command_line(user_dir):
+    (user_dir / "spec.toml").write_text(textwrap.dedent(f'''
+        name = "unseen"
+        block = "{MODULE}:Bottleneck"
+        mode = ["loop", "scan", "scan_shared"]
+        repeats = 1
+    ''') + "".join(f"{key} = {value}\n" for key, value in SIZES.items()))
+    done = subprocess.run(
+        [sys.executable, "-m", "profiler", "sweep", "spec.toml", "--out", "results", "--no-report", "--jobs", "2"],
+        cwd=user_dir, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    df = profiler.load(user_dir / "results")
+    assert set(df.run_status) == {"ok"} and set(df.cfg_mode) == {"loop", "scan", "scan_shared"}
+    assert set(df.cfg_block) == {f"{MODULE}:Bottleneck"}
+    for f in df.cost_flops:
+        assert analytic("Bottleneck") <= f <= 1.06 * analytic("Bottleneck")
+    assert df.cost_flops.max() == pytest.approx(df.cost_flops.min(), rel=1e-3)
+    scan = df[df.cfg_mode == "scan"].iloc[0]
+    assert scan.cost_xla_flops == pytest.approx(scan.cost_flops / SIZES["layers"], rel=0.01)
+
+
+def test_a_block_class_defined_in_python_is_swept_from_a_dict():
+    class Local(nnx.Module):  # defined here, as in a notebook: it travels pickled by value
+        def __init__(self, hidden: int, *, rngs: nnx.Rngs):
+            self.w = nnx.Linear(hidden, hidden, use_bias=False, rngs=rngs)
+
+        def __call__(self, x):
+            return x + self.w(x)
+
+    df = profiler.sweep({"block": Local, "api": "nnx", "workload": ["forward", "train"], "mode": "scan",
+                         "remat": "full", "repeats": 1, **SIZES}, jobs=2, progress=False)
+    assert set(df.run_status) == {"ok"}
+    assert df.cfg_block.str.endswith(":Local").all()
+    per_layer = 2 * TOKENS * SIZES["hidden"] ** 2
+    forward = df[df.cfg_workload == "forward"].iloc[0]
+    assert per_layer * SIZES["layers"] <= forward.cost_flops <= 1.05 * per_layer * SIZES["layers"]
+    train = df[df.cfg_workload == "train"].iloc[0]
+    assert train.cost_flops >= 3 * per_layer * SIZES["layers"]  # forward and backward
+
+
+def test_a_program_from_a_spec_path_counts_every_trip(user_dir):
+    (user_dir / "program.toml").write_text(
+        f'name = "loop"\nprogram = "{MODULE}:two_matmul_loop"\nlayers = [2, 7]\nhidden = 32\nbatch = 4\nrepeats = 1\n')
+    df = profiler.sweep(user_dir / "program.toml", jobs=2, progress=False)
+    assert set(df.run_status) == {"ok"} and df.cost_exact.all()
+    for row in df.itertuples():
+        per_trip = 2 * 2 * 4 * 32 * 32
+        # Every trip's matmuls, and the loop counter's add and compare.
+        assert row.cost_flops == pytest.approx(row.cfg_layers * per_trip, abs=3 * (row.cfg_layers + 1))
+        assert row.cost_xla_flops == pytest.approx(per_trip, abs=6)
+
+
+def test_profile_measures_a_notebook_function_in_a_fresh_process():
+    trips, m, k = 6, 4, 16
+
+    def scaled_loop(x, w):
+        return jax.lax.fori_loop(0, trips, lambda i, x: jnp.tanh(x @ w), x)
+
+    record = profiler.profile(scaled_loop, jnp.ones((m, k)), jnp.ones((k, k)), run=True, steps=2)
+    assert record["run_status"] == "ok" and record["cfg_program"].endswith(":scaled_loop")
+    assert set(record) == {c.name for c in profiler.COLUMNS}
+    # Every trip's matmul, and the loop counter's add and compare.
+    assert record["cost_flops"] == pytest.approx(trips * 2 * m * k * k, abs=3 * (trips + 1))
+    assert record["cost_transcendentals"] == trips * m * k
+    assert len(record["time_step_samples_s"]) == 2
+
+    def broken(x):
+        raise ValueError("no such layer")
+
+    with pytest.raises(profiler.MeasurementError, match="no such layer") as failed:
+        profiler.profile(broken, jax.ShapeDtypeStruct((2,), jnp.float32))
+    assert failed.value.record["run_status"] == "error"
+
+
+@pytest.mark.parametrize(("keys", "message"), [
+    (dict(block="nowhere_at_all:Block"), "key 'block': cannot import 'nowhere_at_all'"),
+    (dict(block=f"{MODULE}:Missing"), f"key 'block': '{MODULE}:Missing': no attribute 'Missing'"),
+    (dict(block=f"{MODULE}:Widening"),
+     f"key 'block': '{MODULE}:Widening' maps an input of shape (4, 16, 32) float32 to shape (4, 16, 64) float32"),
+    (dict(block=f"{MODULE}:Upcast", dtype="bfloat16"),
+     f"key 'block': '{MODULE}:Upcast' maps an input of shape (4, 16, 32) bfloat16 to shape (4, 16, 32) float32"),
+    (dict(block=f"{MODULE}:TanhPair"), "is not a flax.linen.Module class (api = 'linen'); set api = 'nnx'"),
+    (dict(block=f"{MODULE}:NeedsWidth"), "needs argument 'width', which no spec key provides"),
+    (dict(block=f"{MODULE}:two_matmul_loop"), "is not a flax.linen.Module class"),
+    (dict(block=f"{MODULE}:Bottleneck", program=f"{MODULE}:two_matmul_loop"), "key 'block': applies only to"),
+    (dict(program=f"{MODULE}:needs_depth"),
+     f"key 'program': '{MODULE}:needs_depth' needs argument 'depth', which no spec key provides"),
+])
+def test_bad_user_code_is_one_line_before_any_work(keys, message):
+    with pytest.raises(SpecError) as error:
+        build_spec({"name": "bad", "repeats": 1, **SIZES, **keys})
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_bad_block_on_the_command_line_exits_2_with_one_line(user_dir):
+    done = subprocess.run(
+        [sys.executable, "-m", "profiler", "sweep", str(REPO / "sweeps/smoke.toml"), f'block="{MODULE}:Widening"',
+         "--out", "never"], cwd=user_dir, env=ENV,
+        capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: key 'block':") and done.stderr.count("\n") == 1
+    assert not (user_dir / "never").exists()
+
+
+def test_examples_run_as_their_readme_says(monkeypatch):
+    """Each example spec, shrunk, validates and measures its first point in process."""
+    monkeypatch.chdir(REPO)  # the README runs them from the repository root
+    from examples.blocks import matmul_flops
+
+    shrink = ["layers=[3]", "hidden=32", "batch=2", "seq=4"]
+    for spec_file, block in (("prenorm_mlp", "PreNormMLP"), ("prenorm_mlp_unroll", "PreNormMLP"),
+                             ("gated_nnx", "GatedMLP"), ("fori", None)):
+        spec = profiler.load_spec(REPO / "examples" / f"{spec_file}.toml", shrink)
+        point = spec.points[0]
+        metrics = measure(workloads.build(point)[0])
+        if block is None:
+            assert metrics["cost_flops"] == pytest.approx(3 * 2 * 2 * 32 * 32, rel=1e-3)
+        elif point.workload == "forward":
+            expected = matmul_flops(block, layers=3, batch=2, seq=4, hidden=32)
+            assert expected <= metrics["cost_flops"] <= 1.1 * expected
+        else:
+            assert metrics["cost_flops"] >= 3 * matmul_flops(block, layers=3, batch=2, seq=4, hidden=32)
+
+
+def test_profiler_exports_the_notebook_api_without_importing_it_in_workers():
+    assert callable(profiler.profile) and callable(profiler.sweep) and callable(profiler.figures)
+    code = "import sys, profiler.worker; print('profiler.api' in sys.modules, 'plotly' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True)
+    assert done.stdout.split() == ["False", "False"], done.stderr
+
+
+@pytest.mark.parametrize(("api", "block"), BLOCKS)
+def test_checking_a_block_starts_no_backend_in_the_driver(api, block):
+    """On a GPU a started backend would hold most of the memory the measuring processes need."""
+    code = ("from jax._src import xla_bridge; from profiler.spec import build_spec; "
+            f"build_spec({{'name': 'x', 'block': '{MODULE}:{block}', 'api': '{api}', 'mode': ['loop', 'scan']}}); "
+            "print(bool(xla_bridge._backends))")
+    done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True)
+    assert done.stdout.split() == ["False"], done.stderr
