@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--baseline", type=Path, required=True, help="results folder to check against")
     check.add_argument("--max-slowdown", type=float, metavar="PCT", default=MAX_SLOWDOWN_PCT,
                        help="largest accepted growth of a timing median, in percent (default: %(default)s)")
+    check.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
+                       help="timings to check: the stages' CPU times (default; steady on a shared "
+                       "machine) or their wall-clock times and the step time")
 
     commands.add_parser("columns", help="print the documentation of every result column (Markdown)")
     commands.add_parser("keys", help="print the documentation of every spec key (Markdown)")
@@ -185,7 +188,7 @@ def _check(args: argparse.Namespace) -> int:
 
     if args.max_slowdown < 0:
         raise SpecError(f"--max-slowdown: must be at least 0 (got {args.max_slowdown:g})")
-    result = check(args.folder, args.baseline, args.max_slowdown)
+    result = check(args.folder, args.baseline, args.max_slowdown, args.clock)
     print(format_result(result, args.folder, args.baseline))
     return 1 if result.failed else 0
 

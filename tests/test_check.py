@@ -95,22 +95,27 @@ def test_one_changed_metric_is_reported_with_both_values(sweeps, tmp_path, capsy
     assert out.splitlines()[-1].startswith("1 regression(s)")
 
 
-def test_a_slower_compile_fails_past_the_limit_only(sweeps, tmp_path, capsys):
+@pytest.mark.parametrize("clock, column, other", [
+    ("cpu", "time_compile_cpu_s", "wall"), ("wall", "time_compile_s", "cpu")])
+def test_a_slower_compile_fails_past_the_limit_on_its_clock_only(sweeps, tmp_path, capsys, clock, column, other):
     # Compile times set to 1 s in the baseline and 3 s in the new folder, every repeat:
     # real repeats on this shared machine can differ by 3x, which would widen the
     # bootstrap interval of the ratio past 1 and make the planted slowdown a coin toss.
     def compile_time(seconds):
-        return lambda row: row.update(time_compile_s=seconds)
+        return lambda row: row.update({column: seconds})
 
     steady = _rewrite(sweeps["baseline"], tmp_path / "steady", compile_time(1.0))
     slowed = _rewrite(sweeps["baseline"], tmp_path / "slow", compile_time(3.0))
-    code, out, _ = _check(capsys, slowed, "--baseline", steady, "--max-slowdown", "50")
+    code, out, _ = _check(capsys, slowed, "--baseline", steady, "--max-slowdown", "50", "--clock", clock)
     assert code == 1
-    compile_lines = [line.split() for line in out.splitlines() if " time_compile_s " in line]
+    compile_lines = [line.split() for line in out.splitlines() if f" {column} " in line]
     assert [(cells[0], cells[-2], cells[-1]) for cells in compile_lines] == [
         ("layers=2", "+200.0%", "+50%"), ("layers=4", "+200.0%", "+50%")]
     assert not any(metric in out for metric in DETERMINISTIC)
-    code, out, _ = _check(capsys, slowed, "--baseline", steady, "--max-slowdown", "201")
+    code, out, _ = _check(capsys, slowed, "--baseline", steady, "--max-slowdown", "201", "--clock", clock)
+    assert code == 0, out
+    # The other clock does not see it.
+    code, out, _ = _check(capsys, slowed, "--baseline", steady, "--max-slowdown", "50", "--clock", other)
     assert code == 0, out
 
 
