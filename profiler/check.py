@@ -93,7 +93,7 @@ def check(new: str | Path, baseline: str | Path, max_slowdown_pct: float = MAX_S
     from profiler import compare, stats
 
     base_rows, new_rows = store.load(baseline), store.load(new)
-    keys = compare._point_keys(base_rows, new_rows)
+    keys = stats.common_config_columns(base_rows, new_rows)
     base_points, new_points = _points(stats.ok_rows(base_rows), keys), _points(new_rows, keys)
     if not base_points:
         raise StoreError(f"'{baseline}' holds no successful measurement to check against")
@@ -126,18 +126,18 @@ def check(new: str | Path, baseline: str | Path, max_slowdown_pct: float = MAX_S
 
 
 def _points(df: pd.DataFrame, keys: list[str]) -> set[tuple[Any, ...]]:
-    from profiler.report import _norm
+    from profiler import stats
 
-    return {tuple(map(_norm, row)) for row in df[keys].itertuples(index=False)}
+    return {tuple(map(stats.key_value, row)) for row in df[keys].itertuples(index=False)}
 
 
 def _statuses(df: pd.DataFrame, keys: list[str]) -> dict[tuple[Any, ...], str]:
     """Each point's statuses over its rows, e.g. 'error x2'."""
-    from profiler.report import _norm
+    from profiler import stats
 
     statuses: dict[tuple[Any, ...], list[str]] = {}
     for row, status in zip(df[keys].itertuples(index=False), df["run_status"], strict=True):
-        statuses.setdefault(tuple(map(_norm, row)), []).append(str(status))
+        statuses.setdefault(tuple(map(stats.key_value, row)), []).append(str(status))
     return {p: ", ".join(f"{s} x{v.count(s)}" for s in sorted(set(v))) for p, v in statuses.items()}
 
 

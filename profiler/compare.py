@@ -28,7 +28,6 @@ from profiler.report import (
     Layout,
     Section,
     Table,
-    _norm,
     _sort_key,
     describe_environment,
     fmt,
@@ -39,6 +38,7 @@ from profiler.report import (
     unit_of,
     write_page,
 )
+from profiler.stats import key_value
 
 # What is compared, in order; a metric missing from either side is left out. The first
 # corrected cost available stands for cost (see cost_metric).
@@ -62,23 +62,17 @@ class Comparison:
         return bool(self.ratios["exceeds"].any()) if len(self.ratios) else False
 
 
-def _point_keys(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
-    """cfg_ columns both sides have: a point is the same point when these are equal
-    (not the point id, which changes whenever a spec key is added)."""
-    return [c for c in stats.config_columns(a) if c in b.columns]
-
-
 def ratio_table(a: pd.DataFrame, b: pd.DataFrame, metrics: Sequence[str] | None = None,
                 fail_above: float | None = None) -> pd.DataFrame:
     a, b = stats.ok_rows(stats.with_derived(a)), stats.ok_rows(stats.with_derived(b))
-    keys = _point_keys(a, b)
+    keys = stats.common_config_columns(a, b)
     metrics = [m for m in (metrics or COMPARED) if stats.has_data(a, m) and stats.has_data(b, m)]
     if "cost_flops" in metrics and "cost_xla_flops" in metrics:
         metrics.remove("cost_xla_flops")
-    groups_b = {tuple(map(_norm, k)): g for k, g in b.groupby(keys, dropna=False, sort=False)}
+    groups_b = {tuple(map(key_value, k)): g for k, g in b.groupby(keys, dropna=False, sort=False)}
     records = []
     for k, ga in a.groupby(keys, dropna=False, sort=False):
-        gb = groups_b.get(tuple(map(_norm, k)))
+        gb = groups_b.get(tuple(map(key_value, k)))
         if gb is None:
             continue
         for metric in metrics:
@@ -87,7 +81,7 @@ def ratio_table(a: pd.DataFrame, b: pd.DataFrame, metrics: Sequence[str] | None 
                 continue
             ratio, low, high = stats.bootstrap_ratio(xa, xb)
             exceeds = fail_above is not None and ratio > 1 + fail_above / 100 and low > 1
-            records.append({**dict(zip(keys, map(_norm, k), strict=True)), "metric": metric,
+            records.append({**dict(zip(keys, map(key_value, k), strict=True)), "metric": metric,
                             "median_a": float(np.median(xa)), "median_b": float(np.median(xb)),
                             "n_a": len(xa), "n_b": len(xb), "ratio": ratio, "low": low, "high": high,
                             "exceeds": exceeds})
@@ -125,7 +119,7 @@ def compare(folder_a: str | Path, folder_b: str | Path, out: str | Path | None =
     ratios = ratio_table(a, b, fail_above=fail_above)
     out = Path(out) if out else REPORTS / f"compare-{folder_a.resolve().name}-vs-{folder_b.resolve().name}.html"
     env_table, warnings = environment_differences(a, b)
-    keys = _point_keys(a, b)
+    keys = stats.common_config_columns(a, b)
     layout = Layout.of(pd.concat([stats.ok_rows(a)[keys], stats.ok_rows(b)[keys]]))
     sections = [Section("ratios", "Ratios B / A", figures=_figures(ratios, layout),
                         tables=[_ratio_html_table(ratios, layout, fail_above)])]
@@ -176,10 +170,10 @@ def _figures(ratios: pd.DataFrame, layout: Layout) -> list[Figure]:
                             subplot_titles=[layout.facet_label(f) for f in layout.facets] if layout.facet else None)
         ys: list[float] = [1.0]
         for col, facet in enumerate(layout.facets, 1):
-            part = sub[sub[layout.facet].map(_norm) == facet] if layout.facet else sub
+            part = sub[sub[layout.facet].map(key_value) == facet] if layout.facet else sub
             keys = [k for k in layout.series if k in part.columns]
             groups = part.groupby(keys, dropna=False, sort=False) if keys else [((), part)]
-            for values, g in sorted(groups, key=lambda item: [_sort_key(_norm(v)) for v in
+            for values, g in sorted(groups, key=lambda item: [_sort_key(key_value(v)) for v in
                                                                (item[0] if isinstance(item[0], tuple) else (item[0],))]):
                 values = dict(zip(keys, values if isinstance(values, tuple) else (values,), strict=True))
                 colour, dash, symbol = layout.style({**values, **({layout.facet: facet} if layout.facet else {})})
@@ -226,7 +220,7 @@ def _ratio_html_table(ratios: pd.DataFrame, layout: Layout, fail_above: float | 
 
 
 def _labels(df: pd.DataFrame, keys: list[str]) -> set[tuple[Any, ...]]:
-    return {tuple(map(_norm, r)) for r in stats.ok_rows(df)[keys].drop_duplicates().itertuples(index=False)}
+    return {tuple(map(key_value, r)) for r in stats.ok_rows(df)[keys].drop_duplicates().itertuples(index=False)}
 
 
 def _unmatched(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> Table | None:
@@ -241,7 +235,7 @@ def _unmatched(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> Table | Non
 
 def _failures(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> Table | None:
     shown = [k for k in keys if a[k].nunique() > 1 or b[k].nunique() > 1] or keys[:1]
-    rows = [[Cell(side), *(Cell(str(_norm(r[k]))) for k in shown), Cell(str(r["run_status"]), css="bad"),
+    rows = [[Cell(side), *(Cell(str(key_value(r[k]))) for k in shown), Cell(str(r["run_status"]), css="bad"),
              Cell(str(r["run_error"] or ""), css="error")]
             for side, df in (("A", a), ("B", b))
             for r in df[df["run_status"] != "ok"].to_dict("records")]

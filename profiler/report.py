@@ -32,6 +32,7 @@ from plotly.subplots import make_subplots
 
 from profiler import env, stats, store
 from profiler.record import COLUMNS
+from profiler.stats import key_value
 
 REPO = Path(__file__).resolve().parent.parent
 REPORTS = REPO / "reports"
@@ -195,13 +196,6 @@ def _sort_key(value: Any) -> tuple[int, float, str]:
     return (2, 0.0, str(value))
 
 
-def _norm(value: Any) -> Any:
-    """A key value fit for dicts: NaN/NA become None, numpy scalars plain Python."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    return value.item() if isinstance(value, np.generic) else value
-
-
 @dataclass(frozen=True)
 class Layout:
     """How the configuration maps onto the figures."""
@@ -231,12 +225,12 @@ class Layout:
             series = ["cfg_mode", *[c for c in series if c != "cfg_mode"]]
         if not series:
             series = [stats.config_columns(df)[0]] if stats.config_columns(df) else []
-        first = sorted({_norm(v) for v in df[series[0]]}, key=_sort_key) if series else []
+        first = sorted({key_value(v) for v in df[series[0]]}, key=_sort_key) if series else []
         palette = qualitative.Plotly if len(first) <= 10 else qualitative.Dark24
         colours = {v: palette[i % len(palette)] for i, v in enumerate(first)}
-        rest = sorted({tuple(_norm(v) for v in r) for r in df[series[1:]].itertuples(index=False)},
+        rest = sorted({tuple(key_value(v) for v in r) for r in df[series[1:]].itertuples(index=False)},
                       key=lambda t: [_sort_key(v) for v in t]) if len(series) > 1 else [()]
-        facets = tuple(sorted({_norm(v) for v in df[facet]}, key=_sort_key)) if facet else (None,)
+        facets = tuple(sorted({key_value(v) for v in df[facet]}, key=_sort_key)) if facet else (None,)
         return cls(tuple(series), facet, colours, {r: i for i, r in enumerate(rest)}, facets)
 
     def label(self, values: Mapping[str, Any], keys: Sequence[str] | None = None) -> str:
@@ -249,8 +243,8 @@ class Layout:
 
     def style(self, values: Mapping[str, Any]) -> tuple[str, str, str]:
         """(colour, dash, marker symbol) of a series."""
-        colour = self.colours.get(_norm(values[self.series[0]]), "#444")
-        i = self.styles.get(tuple(_norm(values[k]) for k in self.series[1:]), 0)
+        colour = self.colours.get(key_value(values[self.series[0]]), "#444")
+        i = self.styles.get(tuple(key_value(values[k]) for k in self.series[1:]), 0)
         return colour, _DASHES[i % len(_DASHES)], _SYMBOLS[i % len(_SYMBOLS)]
 
 
@@ -390,7 +384,7 @@ class Analysis:
             dropna=False, sort=False) if len(self.summary) else pd.DataFrame()
         self.medians = medians.dropna(how="all").reset_index()
         self._fit = {
-            (r["metric"], *(_norm(r[k]) for k in self.layout.keys)): r
+            (r["metric"], *(key_value(r[k]) for k in self.layout.keys)): r
             for r in self.fits.to_dict("records")
         }
 
@@ -400,13 +394,13 @@ class Analysis:
         return stats.has_data(self.ok, metric)
 
     def fit(self, metric: str, values: Mapping[str, Any]) -> stats.PowerLaw | None:
-        r = self._fit.get((metric, *(_norm(values[k]) for k in self.layout.keys)))
+        r = self._fit.get((metric, *(key_value(values[k]) for k in self.layout.keys)))
         return None if r is None else stats.PowerLaw(r["a"], r["k"], r["k_low"], r["k_high"], r["n"], r["r2"])
 
     def points(self, metric: str, where: Mapping[str, Any] | None = None) -> pd.DataFrame:
         s = self.summary[self.summary["metric"] == metric]
         for key, value in (where or {}).items():
-            s = s[s[key].map(_norm) == value]
+            s = s[s[key].map(key_value) == value]
         return s
 
     def series_groups(self, frame: pd.DataFrame, keys: Sequence[str] | None = None) -> list[tuple[dict[str, Any], pd.DataFrame]]:
@@ -417,7 +411,7 @@ class Analysis:
             (dict(zip(keys, (v if isinstance(v, tuple) else (v,)), strict=True)), g.sort_values("cfg_layers"))
             for v, g in frame.groupby(keys, dropna=False, sort=False)
         ]
-        return sorted(groups, key=lambda item: [_sort_key(_norm(item[0][k])) for k in keys])
+        return sorted(groups, key=lambda item: [_sort_key(key_value(item[0][k])) for k in keys])
 
     def cost_metric(self, corrected: str) -> str | None:
         """The corrected cost column when present, else XLA's raw one, else None."""
@@ -480,10 +474,10 @@ class Analysis:
 
     def _median_lookup(self, metric: str | None) -> dict[tuple[Any, ...], float]:
         keys = [*self.layout.keys, "cfg_layers"]
-        return {tuple(_norm(r[k]) for k in keys): r["median"] for r in self.points(metric).to_dict("records")} if metric else {}
+        return {tuple(key_value(r[k]) for k in keys): r["median"] for r in self.points(metric).to_dict("records")} if metric else {}
 
     def _raw_note(self, raw_medians: Mapping[tuple[Any, ...], float], r: Mapping[str, Any], unit: str) -> str:
-        raw = raw_medians.get(tuple(_norm(r[k]) for k in [*self.layout.keys, "cfg_layers"]))
+        raw = raw_medians.get(tuple(key_value(r[k]) for k in [*self.layout.keys, "cfg_layers"]))
         if raw is None or not np.isfinite(raw) or raw <= 0 or abs(r["median"] / raw - 1) <= RAW_DIFFERS:
             return ""
         return f"◆ XLA raw: {fmt(raw, unit)} (corrected is {fmt_ratio(r['median'] / raw)} raw)"
@@ -501,7 +495,7 @@ class Analysis:
                             vertical_spacing=0.12, horizontal_spacing=0.1,
                             subplot_titles=[f"{title_of(m)}{' · ' + lay.facet_label(f) if lay.facet else ''}"
                                             for f in lay.facets for m in metrics])
-        policies = sorted({_norm(v) for v in self.ok["cfg_remat"]}, key=_sort_key)
+        policies = sorted({key_value(v) for v in self.ok["cfg_remat"]}, key=_sort_key)
         seen: set[str] = set()
         for row, facet in enumerate(lay.facets, 1):
             for col, metric in enumerate(metrics, 1):
@@ -510,8 +504,8 @@ class Analysis:
                 pts = pts[pts["cfg_layers"] == largest]
                 for values, g in self.series_groups(pts, others):
                     label = html.escape(lay.label(values, others)) if others else "all"
-                    colour = lay.colours.get(_norm(values.get(lay.series[0])), "#444") if others else "#636efa"
-                    by_policy = {_norm(r["cfg_remat"]): r for r in g.to_dict("records")}
+                    colour = lay.colours.get(key_value(values.get(lay.series[0])), "#444") if others else "#636efa"
+                    by_policy = {key_value(r["cfg_remat"]): r for r in g.to_dict("records")}
                     fig.add_trace(go.Bar(
                         x=[str(p) for p in policies], y=[by_policy[p]["median"] if p in by_policy else None for p in policies],
                         name=label, legendgroup=label, showlegend=label not in seen, marker_color=colour,
@@ -543,7 +537,7 @@ class Analysis:
             for col, phase in enumerate(phases, 1):
                 pts = self.points(metric, {"cfg_phase": phase})
                 if lay.facet and lay.facet != "cfg_phase":  # one panel per phase stays readable
-                    pts = pts[pts[lay.facet].map(_norm) == lay.facets[-1]]
+                    pts = pts[pts[lay.facet].map(key_value) == lay.facets[-1]]
                 for values, g in self.series_groups(pts, others):
                     label = html.escape(lay.label(values, others)) if others else phase
                     colour, dash, symbol = lay.style({**values, "cfg_phase": phase, **({lay.facet: lay.facets[-1]} if lay.facet else {})}
@@ -614,7 +608,7 @@ class Analysis:
         rows = []
         groups = self.fits.drop_duplicates(self.layout.keys)
         for values in sorted(groups[self.layout.keys].to_dict("records"),
-                             key=lambda v: [_sort_key(_norm(v[k])) for k in self.layout.keys]):
+                             key=lambda v: [_sort_key(key_value(v[k])) for k in self.layout.keys]):
             cells = [Cell(self.layout.label(values)), Cell(str(values[self.layout.facet]) if self.layout.facet else "")]
             for metric in metrics:
                 fit = self.fit(metric, values)
@@ -635,7 +629,7 @@ class Analysis:
             metrics.insert(metrics.index("mem_temp_bytes") if "mem_temp_bytes" in metrics else len(metrics), "cost_xla_flops")
         keys = self.point_columns()
         sub = self.summary[self.summary["metric"].isin(metrics)]
-        index = {(tuple(_norm(r[k]) for k in keys), r["metric"]): r for r in sub.to_dict("records")}
+        index = {(tuple(key_value(r[k]) for k in keys), r["metric"]): r for r in sub.to_dict("records")}
         points = sorted({k for k, _ in index}, key=lambda t: [_sort_key(v) for v in t])
         rows = []
         for point in points:
@@ -710,8 +704,8 @@ class Analysis:
             return None
         keys = [k for k in self.point_columns() if k in bad.columns]
         rows = [
-            [*(Cell(str(_norm(r[k]) if _norm(r[k]) is not None else "–")) for k in keys),
-             Cell(str(_norm(r.get("cfg_phase")) or "–")), Cell(str(r["run_repeat"])),
+            [*(Cell(str(key_value(r[k]) if key_value(r[k]) is not None else "–")) for k in keys),
+             Cell(str(key_value(r.get("cfg_phase")) or "–")), Cell(str(r["run_repeat"])),
              Cell(str(r["run_status"]), css="bad"), Cell(str(r["run_error"] or ""), css="error")]
             for r in bad.sort_values(["run_status", *keys]).to_dict("records")
         ]
@@ -742,9 +736,9 @@ class Analysis:
                 continue
             # the value measured with the most combinations of the free keys (a cache
             # layout that only scan has would leave loop out of the summary)
-            coverage = {_norm(v): len(g.drop_duplicates(list(free))) for v, g in rows.groupby(key, sort=False)}
+            coverage = {key_value(v): len(g.drop_duplicates(list(free))) for v, g in rows.groupby(key, sort=False)}
             rep[key] = min(coverage, key=lambda v: (-coverage[v], _sort_key(v)))
-            rows = rows[rows[key].map(_norm) == rep[key]]
+            rows = rows[rows[key].map(key_value) == rep[key]]
         return rep
 
     def _contrast(self, key: str, metrics: Sequence[str], where: Mapping[str, Any]) -> list[tuple[dict[str, Any], Any, Any, int, dict[str, float]]]:
@@ -755,11 +749,11 @@ class Analysis:
             return []
         med = self.medians
         for k, v in where.items():
-            med = med[med[k].map(_norm) == v]
+            med = med[med[k].map(key_value) == v]
         others = [k for k in self.layout.keys if k != key and k not in where]
         found = []
         for values, g in self.series_groups(med, others):
-            by_value = {_norm(v): gg.set_index("cfg_layers") for v, gg in g.groupby(key, sort=False)}
+            by_value = {key_value(v): gg.set_index("cfg_layers") for v, gg in g.groupby(key, sort=False)}
             order = sorted(by_value, key=_sort_key)
             for other in order[1:]:
                 base = order[0]
@@ -793,12 +787,12 @@ class Analysis:
         where = self.representative(["cfg_mode"])
         fits = self.fits
         for k, v in where.items():
-            fits = fits[fits[k].map(_norm) == v]
+            fits = fits[fits[k].map(key_value) == v]
         parts = []
         for metric, what in (("time_compile_s", "compile time"), ("size_hlo_instructions", "HLO instructions"),
                              ("mem_temp_bytes", "temp memory")):
             sub = sorted(fits[fits["metric"] == metric].to_dict("records"),
-                         key=lambda r: [_sort_key(_norm(r[k])) for k in self.layout.series])
+                         key=lambda r: [_sort_key(key_value(r[k])) for k in self.layout.series])
             if sub:
                 laws = ", ".join(f"{self.layout.label(r, ['cfg_mode'] if 'cfg_mode' in r else [])} ∝ L^{_k(r['k'])}" for r in sub)
                 parts.append(f"{what}: {laws}")
@@ -810,7 +804,7 @@ class Analysis:
             return []
         where = {k: v for k, v in self.representative(["cfg_mode"]).items() if k in be.columns}
         for k, v in where.items():
-            be = be[be[k].map(_norm) == v]
+            be = be[be[k].map(key_value) == v]
         lines = []
         for (a, b), g in be.groupby(["a", "b"], sort=False):
             g = g.sort_values("cfg_layers")

@@ -72,6 +72,19 @@ def config_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c.startswith("cfg_")]
 
 
+def key_value(value: object) -> object:
+    """A configuration value fit for dict keys: NaN/NA become None, numpy scalars plain Python."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def common_config_columns(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
+    """cfg_ columns both datasets have: a point is the same point when these are equal
+    (not the point id, which changes whenever a spec key is added)."""
+    return [c for c in config_columns(a) if c in b.columns]
+
+
 def varying(df: pd.DataFrame, columns: Iterable[str]) -> list[str]:
     """The columns among `columns` that take more than one value in `df`."""
     return [c for c in columns if c in df.columns and df[c].nunique(dropna=False) > 1]
