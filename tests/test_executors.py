@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from profiler.runner import run_sweep
+from tests.processes import group_ended
 from tests.test_scale import deterministic, tiny_spec
 
 distributed = pytest.importorskip("distributed")
@@ -70,13 +71,7 @@ def test_ctrl_c_stops_the_sweep_and_its_measurements_at_once(tmp_path, executor)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
-    for _ in range(100):  # nothing of the sweep runs on
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
+    if not group_ended(proc.pid):  # nothing of the sweep runs on
         pytest.fail("processes of the interrupted sweep outlived it")
     rows = pd.read_parquet(out)
     assert 1 <= len(rows) < 8 and (rows["run_status"] == "ok").all()

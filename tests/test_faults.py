@@ -20,6 +20,7 @@ from profiler.measure import measure
 from profiler.runner import run_sweep
 from profiler.spec import Point, build_spec
 from profiler.workloads import build
+from tests.processes import group_ended
 
 # The healthy points, 3 at a time, take ~5 s at a load of 6 on 2 cores, ~16 s at 15.
 TIMEOUT_S = 30.0
@@ -122,13 +123,7 @@ def test_a_sweep_killed_with_its_process_group_resumes_to_every_row_exactly_once
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    for _ in range(100):  # the measuring processes were in the group and died with it
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    else:
+    if not group_ended(proc.pid, within_s=5):  # the measuring processes died with the group
         pytest.fail("measuring processes outlived their killed sweep")
     before = {name: data for name, data in _snapshot(out).items() if name.startswith("part-")}
     assert 1 <= len(before) < 4 and seen == sorted(seen)
