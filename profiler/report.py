@@ -31,6 +31,7 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from profiler import env, stats, store
+from profiler.files import write_atomic
 from profiler.record import COLUMNS
 from profiler.stats import key_value
 
@@ -1032,9 +1033,7 @@ def report_html(df: pd.DataFrame, manifest: Mapping[str, Any] | None = None, sou
 def write_page(out: Path, page: str) -> Path:
     """Write a page atomically and refresh the index beside it."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    write_atomic(out, page, durable=False)
     write_index(out.parent)
     return out
 
@@ -1073,7 +1072,5 @@ def write_index(directory: str | Path) -> Path | None:
     entries.sort(key=lambda e: e.get("created_utc") or "", reverse=True)
     text = _jinja().get_template("index.html.j2").render(
         entries=entries, meta_json=script_json({"kind": "index"}), meta_id=META_ID)
-    tmp = index.with_name(".index.html.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(index)
+    write_atomic(index, text, durable=False)
     return index

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from profiler.files import TMP_GLOB, write_atomic
 from profiler.record import ARROW_SCHEMA, COLUMN_NAMES, SCHEMA_VERSION
 from profiler.spec import LIMIT_KEYS
 
@@ -34,18 +35,6 @@ MANIFEST = "_manifest.json"
 class StoreError(ValueError):
     """A results folder cannot be used as asked. The message is one line."""
 
-
-def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def part_files(folder: Path) -> list[Path]:
@@ -81,10 +70,10 @@ def open_for_sweep(folder: str | Path, manifest: dict[str, Any], *, resume: bool
             raise StoreError(f"'{folder}' is in use by another running sweep; wait for it to end or choose another --out") from None
         _check_for_sweep(folder, manifest, resume)  # again: a sweep may have started in between
         if resume:
-            for stale in folder.glob(".*.tmp"):  # half-written by a killed sweep, never renamed
+            for stale in folder.glob(TMP_GLOB):  # half-written by a killed sweep, never renamed
                 stale.unlink()
         else:
-            _atomic_write(folder / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2, default=str)))
+            write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2, default=str))
         yield folder
     finally:
         os.close(fd)
@@ -128,7 +117,7 @@ def write_rows(folder: Path, name: str, rows: list[dict[str, Any]]) -> Path:
     """Write the rows of one (point, repeat) as one part, atomically."""
     table = pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
     path = Path(folder) / f"part-{name}.parquet"
-    _atomic_write(path, lambda p: pq.write_table(table, p))
+    write_atomic(path, lambda p: pq.write_table(table, p))
     return path
 
 

@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from profiler.files import write_atomic
 from profiler.spec import Point
 
 
@@ -77,9 +78,7 @@ def run(point_json: str, result: Path) -> None:
     """Measure the point described by `point_json` and write its rows to `result`."""
     faulthandler.enable()  # a crash leaves its Python frames on stderr for the runner
     rows = measure_point(Point(**json.loads(point_json)))
-    tmp = result.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rows))
-    os.replace(tmp, result)
+    write_atomic(result, json.dumps(rows), durable=False)
 
 
 def main() -> None:
