@@ -266,7 +266,9 @@ def bootstrap_ratio(a: Sequence[float], b: Sequence[float], confidence: float = 
     """median(b) / median(a) with a percentile-bootstrap interval from the repeats.
 
     Repeats are resampled with replacement on each side independently; with one repeat
-    per side the interval collapses to the ratio itself.
+    per side the interval collapses to the ratio itself. Not scipy.stats.bootstrap: it
+    refuses a side with one repeat, and with the same resamples it gave the same interval
+    for 1.3-1.7x the CPU time at 2 to 11 repeats per side (docs/report.md).
     """
     x = np.asarray(a, dtype=float)
     y = np.asarray(b, dtype=float)
