@@ -1,7 +1,7 @@
 """Compile-time, program-size and memory profiling sweeps for stacked JAX/Flax layers.
 
 Public API (everything else is private to the package). `profile`, `sweep`,
-`MeasurementError` (profiler/api.py) and `figures` (profiler/report.py) are imported on
+`MeasurementError` (profiler/api.py) and `figures` (profiler/report/) are imported on
 first use: every measuring process imports this package, and must not pay for plotting.
 """
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from profiler.check import MAX_SLOWDOWN_PCT
+from profiler.machines import OtherMachine
 from profiler.spec import SpecError
 from profiler.store import StoreError
 
@@ -66,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, help="HTML file (default: reports/compare-<A>-vs-<B>.html)")
     compare.add_argument("--fail-above", type=float, metavar="PCT",
                          help="exit 1 if some ratio B / A exceeds 1 + PCT/100 with its 95%% interval above 1")
+    compare.add_argument("--cross-machine", action="store_true",
+                         help="with --fail-above, accept A and B from different machines (CPU model, CPU flags, "
+                         "backend, device kind) and gate only sizes, costs and memory")
 
     check = commands.add_parser(
         "check", help="compare a results folder with a baseline; exit 1 on regressions",
@@ -79,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
                        help="timings to check: the stages' CPU times (default; steady on a shared "
                        "machine) or their wall-clock times and the step time")
+    check.add_argument("--cross-machine", action="store_true",
+                       help="accept a baseline from another machine (CPU model, CPU flags, backend, device "
+                       "kind) and check only the deterministic metrics")
 
     commands.add_parser("columns", help="print the documentation of every result column (Markdown)")
     commands.add_parser("keys", help="print the documentation of every spec key (Markdown)")
@@ -173,7 +180,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     if args.fail_above is not None and args.fail_above < 0:
         raise SpecError(f"--fail-above: must be a percentage >= 0 (got {args.fail_above:g})")
-    result = compare(args.a, args.b, args.out, fail_above=args.fail_above)
+    result = compare(args.a, args.b, args.out, fail_above=args.fail_above, cross_machine=args.cross_machine)
     print(f"comparison: {result.path}")
     if result.failed:
         worst = result.ratios[result.ratios["exceeds"]].sort_values("ratio").iloc[-1]
@@ -188,7 +195,7 @@ def _check(args: argparse.Namespace) -> int:
 
     if args.max_slowdown < 0:
         raise SpecError(f"--max-slowdown: must be at least 0 (got {args.max_slowdown:g})")
-    result = check(args.folder, args.baseline, args.max_slowdown, args.clock)
+    result = check(args.folder, args.baseline, args.max_slowdown, args.clock, args.cross_machine)
     print(format_result(result, args.folder, args.baseline))
     return 1 if result.failed else 0
 
@@ -212,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         return {"sweep": _sweep, "report": _report, "compare": _compare, "check": _check,
                 "columns": _columns, "keys": _keys}[args.command](args)
-    except (SpecError, StoreError) as e:
+    except (SpecError, StoreError, OtherMachine) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
