@@ -17,7 +17,7 @@ import jax
 import jax.extend.core
 
 from profiler.cost import loop_corrected
-from profiler.workloads import Program
+from profiler.program import Program
 
 # JAX reports its own stage durations through jax.monitoring. They cross-check our
 # wall-clock timings; nested compilations (e.g. a scan body traced inside the outer

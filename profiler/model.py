@@ -22,9 +22,9 @@ from flax import nnx
 
 from profiler import refs
 from profiler.blocks import BUILTIN, FIELD_ALIASES
+from profiler.program import random_like
 from profiler.spec import Point
 from profiler.stacking import NnxStack, Stack
-from profiler.workloads import random_like
 
 _MODULE_BASE = {"linen": (nn.Module, "flax.linen.Module"), "nnx": (nnx.Module, "flax.nnx.Module")}
 

@@ -34,9 +34,10 @@ from typing import IO, Any, Literal
 import psutil
 
 from profiler import env, executors, store
+from profiler.executors import Outcome
 from profiler.forkserver import Forked, ForkServer, ForkServerError, ServerPool
 from profiler.record import SCHEMA_VERSION, make_row
-from profiler.spec import Point, Spec
+from profiler.spec import Point, Spec, SpecError
 from profiler.worker import PARENT_ENV
 
 Start = Literal["fork", "fresh"]
@@ -46,16 +47,6 @@ DEFAULT_START: Start = "fork" if hasattr(os, "pidfd_open") else "fresh"
 starts a fresh interpreter."""
 
 _REPO = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class Outcome:
-    """What one measuring process left: its rows (without identity) and how it ended."""
-
-    rows: list[dict[str, Any]]
-    wall_s: float | None
-    started_utc: str | None
-    """Both None when nothing is known of the process (its Dask worker was lost)."""
 
 
 @dataclass
@@ -263,6 +254,20 @@ def _crash_context(lines: list[str]) -> str:
     return "".join(f"; {part}" for part in fatal + where)
 
 
+def check_blocks(points: tuple[Point, ...]) -> None:
+    """Run each user block of `points` once on abstract input (profiler/model.py), so that a
+    block which cannot be stacked fails before the sweep starts, as one SpecError naming the
+    key, and not in every measuring process. Starts no JAX backend."""
+    if not any(p.block for p in points):
+        return
+    from profiler.model import check_blocks as check  # imports JAX: only for user blocks
+
+    try:
+        check([p for p in points if p.block])
+    except ValueError as e:
+        raise SpecError(f"key 'block': {e}") from None
+
+
 def run_sweep(
     spec: Spec,
     folder: str | Path,
@@ -280,6 +285,7 @@ def run_sweep(
     cluster: the one at `scheduler` (tcp://HOST:PORT), or else a LocalCluster of `jobs`
     workers on this machine. Each runs in a process of its own, started by `start`.
     """
+    check_blocks(spec.points)
     measure = functools.partial(measure_in_subprocess, timeout_s=spec.sweep.timeout_s, max_rss_gb=spec.sweep.max_rss_gb)
     if executor == "dask":
         pool = executors.Dask(measure, fork=start == "fork", jobs=jobs, scheduler=scheduler)

@@ -308,8 +308,9 @@ def build_spec(table: dict[str, Any], *, yes: bool = False) -> Spec:
 
 
 def _check_user_code(points: tuple[Point, ...]) -> None:
-    """Import every user factory and block, and run each block once on abstract input, so
-    that code which cannot work fails here and not in every measuring process."""
+    """Import every user factory and block, so that a name that cannot work fails here and
+    not in every measuring process. (Trying each block on abstract input needs the model,
+    which builds on this module: the runner does it before a sweep, runner.check_blocks.)"""
     for point in {p.program: p for p in points if p.program}.values():
         try:
             factory = refs.load(point.program)
@@ -319,11 +320,9 @@ def _check_user_code(points: tuple[Point, ...]) -> None:
             refs.keyword_arguments(factory, point.model_dump())
         except ValueError as e:
             raise SpecError(f"key 'program': {point.program!r} {e}") from None
-    if any(p.block for p in points):
-        from profiler.model import check_blocks  # imports JAX: only for user blocks
-
+    for ref in sorted({p.block for p in points if p.block}):
         try:
-            check_blocks([p for p in points if p.block])
+            refs.load(ref)
         except ValueError as e:
             raise SpecError(f"key 'block': {e}") from None
 

@@ -8,9 +8,10 @@ import pytest
 
 from profiler.cost import loop_corrected
 from profiler.measure import measure
+from profiler.program import Program
 from profiler.record import make_row
 from profiler.spec import Point
-from profiler.workloads import Program, build
+from profiler.workloads import build
 
 TINY = dict(hidden=32, heads=2, batch=2, seq=8)
 M, K, N = 8, 16, 16

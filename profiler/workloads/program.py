@@ -12,8 +12,8 @@ from typing import Any
 import jax
 
 from profiler import refs
+from profiler.program import Program, random_like
 from profiler.spec import Point
-from profiler.workloads import Program, random_like
 
 
 def build(point: Point) -> list[Program]:
