@@ -37,7 +37,8 @@ from profiler import env, executors, store
 from profiler.executors import Outcome
 from profiler.forkserver import Forked, ForkServer, ForkServerError, ServerPool
 from profiler.record import SCHEMA_VERSION, make_row
-from profiler.spec import Point, Spec, SpecError
+from profiler.spec import LIMIT_KEYS, Point, Spec, SpecError
+from profiler.store import StoreError
 from profiler.worker import PARENT_ENV
 
 Start = Literal["fork", "fresh"]
@@ -268,6 +269,34 @@ def check_blocks(points: tuple[Point, ...]) -> None:
         raise SpecError(f"key 'block': {e}") from None
 
 
+def check_resumable(folder: Path, existing: dict[str, Any] | None, manifest: dict[str, Any]) -> None:
+    """StoreError unless the sweep of `manifest` continues the one whose manifest in
+    `folder` is `existing` (None: the store says there is nothing to resume): the same
+    spec, but for the keys that only bound how it runs (spec.LIMIT_KEYS), and the same
+    point ids."""
+    if existing is None or existing.get("schema_version") != manifest["schema_version"]:
+        return  # the store refuses these, saying why
+    theirs, ours = existing.get("spec") or {}, _jsonable(manifest["spec"])
+    changed = sorted(k for k in theirs.keys() | ours.keys() if k not in LIMIT_KEYS and theirs.get(k) != ours.get(k))
+    if changed:
+        diffs = "; ".join(f"{k} = {_show(theirs.get(k))} there, {_show(ours.get(k))} here" for k in changed[:3])
+        raise StoreError(f"'{folder}' holds a sweep of a different spec ({diffs}); resume with the same spec or choose another --out")
+    if {p["id"] for p in existing.get("points", [])} != {p["id"] for p in manifest["points"]}:
+        # Same spec, other ids: a newer profiler added a point key. Resuming would measure
+        # every point again under its new id, next to its old rows.
+        raise StoreError(f"'{folder}' was started by a version of the profiler that identifies points "
+                         "differently; start the sweep in another --out")
+
+
+def _jsonable(value: Any) -> Any:
+    """`value` as the manifest stores it, so that a comparison sees what a reader sees."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _show(value: Any) -> str:
+    return "unset" if value is None else json.dumps(value)
+
+
 def run_sweep(
     spec: Spec,
     folder: str | Path,
@@ -298,6 +327,8 @@ def run_sweep(
         "environment": env.host(),
         "started_utc": env.utc_now(),
     }
+    if resume:
+        check_resumable(Path(folder), store.read_manifest(folder), manifest)
     # The executor first: a cluster that cannot be reached is refused before anything is written.
     with pool, store.open_for_sweep(folder, manifest, resume=resume) as folder:
         have = store.done(folder)

@@ -24,7 +24,6 @@ import pyarrow.parquet as pq
 
 from profiler.files import TMP_GLOB, write_atomic
 from profiler.record import ARROW_SCHEMA, COLUMN_NAMES, SCHEMA_VERSION
-from profiler.spec import LIMIT_KEYS
 
 if TYPE_CHECKING:  # pandas is imported by to_pandas() when a folder is loaded, not before
     import pandas
@@ -54,7 +53,9 @@ def read_manifest(folder: str | Path) -> dict[str, Any] | None:
 @contextlib.contextmanager
 def open_for_sweep(folder: str | Path, manifest: dict[str, Any], *, resume: bool) -> Iterator[Path]:
     """Hold `folder` for one sweep. A new sweep needs an empty or absent folder and writes
-    the manifest before anything else; a resumed one needs the manifest of the same spec.
+    the manifest before anything else; a resumed one needs a manifest of this schema
+    version. (Whether its sweep is the same one is the caller's to decide, before: a
+    manifest, once written, never changes.)
 
     Nothing is written before every check passed, and one sweep at a time holds a folder
     (an advisory lock on the folder itself, released however the process ends).
@@ -92,25 +93,6 @@ def _check_for_sweep(folder: Path, manifest: dict[str, Any], resume: bool) -> No
     if existing.get("schema_version") != manifest.get("schema_version"):
         raise StoreError(f"'{folder}' was written with schema version {existing.get('schema_version')} and this "
                          f"version writes {manifest.get('schema_version')}; start the sweep in another --out")
-    theirs, ours = existing.get("spec") or {}, _jsonable(manifest["spec"])
-    changed = sorted(k for k in theirs.keys() | ours.keys() if k not in LIMIT_KEYS and theirs.get(k) != ours.get(k))
-    if changed:
-        diffs = "; ".join(f"{k} = {_show(theirs.get(k))} there, {_show(ours.get(k))} here" for k in changed[:3])
-        raise StoreError(f"'{folder}' holds a sweep of a different spec ({diffs}); resume with the same spec or choose another --out")
-    if "points" in manifest and {p["id"] for p in existing.get("points", [])} != {p["id"] for p in manifest["points"]}:
-        # Same spec, other ids: a newer profiler added a point key. Resuming would measure
-        # every point again under its new id, next to its old rows.
-        raise StoreError(f"'{folder}' was started by a version of the profiler that identifies points "
-                         "differently; start the sweep in another --out")
-
-
-def _jsonable(value: Any) -> Any:
-    """`value` as the manifest stores it, so that a comparison sees what a reader sees."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def _show(value: Any) -> str:
-    return "unset" if value is None else json.dumps(value)
 
 
 def write_rows(folder: Path, name: str, rows: list[dict[str, Any]]) -> Path:
@@ -151,17 +133,26 @@ def load(folder: str | Path) -> pandas.DataFrame:
 Upgrade = Callable[[pa.Table], pa.Table]
 
 
+V2_POINT_DEFAULTS: dict[str, Any] = {
+    "workload": "forward", "program": "", "block": "", "mode": "scan", "layers": 8, "hidden": 256,
+    "heads": 4, "batch": 16, "seq": 32, "dtype": "float32", "unroll": 1, "remat": "none",
+    "api": "linen", "run": False, "steps": 5, "devices": 1, "prompt_len": 16, "max_len": 64,
+    "kv_heads": None, "vocab": 256, "mesh": "1x1", "donate": True, "kv_cache": "scanned",
+    "gen_tokens": 8,
+}
+"""The defaults of the spec keys at schema version 2, written out here: an upgrade must
+read old files the same way forever, whatever later versions make the defaults."""
+
+
 def _from_v1(table: pa.Table) -> pa.Table:
     """Version 1 rows were measured before the spec keys of version 2 existed, that is
-    with what are now those keys' defaults (no remat, no unroll, linen, the built-in
-    block): their cfg_ columns get the defaults. Measured columns new in version 2 stay
-    null: they were not measured."""
-    from profiler.spec import Point
-
-    for name, field in Point.model_fields.items():
+    with what were those keys' defaults at version 2 (no remat, no unroll, linen, the
+    built-in block): their cfg_ columns get those values. Measured columns new in
+    version 2 stay null: they were not measured."""
+    for name, default in V2_POINT_DEFAULTS.items():
         column = ARROW_SCHEMA.field(f"cfg_{name}")
         if column.name not in table.column_names:
-            table = table.append_column(column, pa.array([field.default] * len(table), column.type))
+            table = table.append_column(column, pa.array([default] * len(table), column.type))
     return table
 
 
