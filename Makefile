@@ -43,7 +43,7 @@ bench-baseline: $(STAMP)
 	$(BENCH) --benchmark-save=baseline $(PYTEST_ARGS)
 
 golden: $(STAMP)
-	$(BIN)/python -m profiler.gates
+	$(BIN)/python -m profiler.gates tests/golden/golden.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check profiler tests

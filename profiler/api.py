@@ -7,8 +7,8 @@ command line, with its limits and its handling of crashes.
 
 A measuring process imports what it measures. A function or class defined in the
 notebook itself cannot be imported, so it travels pickled by value (cloudpickle): it
-becomes a generated module in a temporary folder that is put on the measuring processes'
-PYTHONPATH for the duration of the call. An object of an importable module is named by
+becomes a generated module in a temporary folder that the runner puts on the measuring
+processes' PYTHONPATH (run_sweep's `import_paths`) for the duration of the call. An object of an importable module is named by
 reference (`package.module:name`), as a spec file would name it.
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import os
 import sys
 import tempfile
 import warnings
@@ -121,9 +120,9 @@ def _sweep(
     table: dict[str, Any], out: str | Path | None = None, *,
     resume: bool = False, jobs: int = 1, yes: bool = False, progress: bool = False,
 ) -> tuple[pd.DataFrame, SweepResult]:
-    with _importable(table) as table, _results_folder(out) as folder:
+    with _importable(table) as (table, import_paths), _results_folder(out) as folder:
         result = run_sweep(build_spec(table, yes=yes), folder, resume=resume, jobs=jobs,
-                           progress=_progress_bar() if progress else None)
+                           progress=_progress_bar() if progress else None, import_paths=import_paths)
         return store.load(folder), result
 
 
@@ -137,9 +136,10 @@ def _results_folder(out: str | Path | None) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def _importable(table: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """`table` with every object under a user-code key replaced by a reference the
-    measuring processes can import, for the duration of the block."""
+def _importable(table: dict[str, Any]) -> Iterator[tuple[dict[str, Any], list[str]]]:
+    """`table` with every object under a user-code key replaced by a reference, and the
+    folders the measuring processes need on their path to import them, for the duration
+    of the block."""
     with tempfile.TemporaryDirectory(prefix="profiler-code-") as tmp:
         folder = Path(tmp)
 
@@ -150,19 +150,13 @@ def _importable(table: dict[str, Any]) -> Iterator[dict[str, Any]]:
                  if key in USER_CODE_KEYS else value for key, value in table.items()}
         generated = [path.stem for path in folder.glob("*.py")]
         if not generated:
-            yield table
+            yield table, []
             return
-        saved = os.environ.get("PYTHONPATH")
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [tmp, saved]))
-        sys.path.insert(0, tmp)  # for the checks of build_spec, in this process
+        sys.path.insert(0, tmp)  # for the checks of build_spec and the runner, in this process
         try:
-            yield table
+            yield table, [tmp]
         finally:
             sys.path.remove(tmp)
-            if saved is None:
-                os.environ.pop("PYTHONPATH", None)
-            else:
-                os.environ["PYTHONPATH"] = saved
             for module in generated:
                 sys.modules.pop(module, None)
 

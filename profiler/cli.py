@@ -20,9 +20,6 @@ from profiler.store import StoreError
 if TYPE_CHECKING:
     from profiler.runner import SweepResult
 
-_REPO = Path(__file__).resolve().parent.parent
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not argparse's usage block
         raise SpecError(f"{self.prog}: {message}")
@@ -86,8 +83,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _default_out(name: str) -> Path:
+    """results/<name>-<UTC time> under the current directory, where the user works (as
+    pytest-benchmark's .benchmarks/), wherever the package is installed."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    return _REPO / "results" / f"{safe}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    return Path.cwd() / "results" / f"{safe}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
 
 
 def _progress():

@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -47,7 +47,8 @@ DEFAULT_START: Start = "fork" if hasattr(os, "pidfd_open") else "fresh"
 """Fork servers need Linux (pidfds, PR_SET_PDEATHSIG); elsewhere every measurement
 starts a fresh interpreter."""
 
-_REPO = Path(__file__).resolve().parent.parent
+_IMPORT_ROOT = Path(__file__).resolve().parent.parent
+"""Where this `profiler` package is imported from: the measuring processes import the same."""
 
 
 @dataclass
@@ -84,15 +85,15 @@ class SweepResult:
 _DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 
 
-def worker_environment(point: Point | None = None) -> dict[str, str]:
+def worker_environment(point: Point | None = None, import_paths: Sequence[str] = ()) -> dict[str, str]:
     """The measuring process's environment: the persistent compilation cache off, this
-    checkout and the current directory (where user code lives) importable, and as many
-    host-platform (CPU) devices as the point asks for (XLA reads the flag when the
-    backend starts)."""
+    `profiler`, `import_paths` (e.g. the notebook code profiler.api generated) and the
+    current directory (where user code lives) importable, and as many host-platform (CPU)
+    devices as the point asks for (XLA reads the flag when the backend starts)."""
     environ = dict(os.environ)
     environ["JAX_ENABLE_COMPILATION_CACHE"] = "false"
     environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(_REPO), os.getcwd(), environ.get("PYTHONPATH")]))
+        filter(None, [str(_IMPORT_ROOT), *import_paths, os.getcwd(), environ.get("PYTHONPATH")]))
     environ[PARENT_ENV] = str(os.getpid())
     if point is not None and point.devices > 1:
         flags = [f for f in environ.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_COUNT_FLAG)]
@@ -113,6 +114,7 @@ def measure_in_subprocess(
     max_rss_gb: float | None = None,
     stop: threading.Event | None = None,
     servers: ServerPool | None = None,
+    import_paths: Sequence[str] = (),
 ) -> Outcome:
     """Measure `point` in a process of its own and turn any way it ends into rows.
 
@@ -121,9 +123,10 @@ def measure_in_subprocess(
     ('timeout'); over `max_rss_gb` of resident memory, summed over the process and its
     children, it is killed ('oom'); dead by a signal it is a 'crash'. The row of a
     stopped process carries the highest RSS the runner sampled. Setting `stop` kills the
-    process at once (an interrupted sweep).
+    process at once (an interrupted sweep). `import_paths` go first on the process's
+    PYTHONPATH.
     """
-    environ = worker_environment(point)
+    environ = worker_environment(point, import_paths)
     try:
         # A fork server starts (it imports JAX: seconds) outside the measurement's clock and limits.
         server = None if servers is None else servers.server(environ)
@@ -307,15 +310,18 @@ def run_sweep(
     executor: Literal["local", "dask"] = "local",
     scheduler: str | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    import_paths: Sequence[str] = (),
 ) -> SweepResult:
     """Measure every (point, repeat) of `spec` not yet in `folder`, storing rows as they land.
 
     Measurements run `jobs` at a time on this machine (`executor` 'local'), or on a Dask
     cluster: the one at `scheduler` (tcp://HOST:PORT), or else a LocalCluster of `jobs`
-    workers on this machine. Each runs in a process of its own, started by `start`.
+    workers on this machine. Each runs in a process of its own, started by `start`, with
+    `import_paths` first on its PYTHONPATH (folders of user code).
     """
     check_blocks(spec.points)
-    measure = functools.partial(measure_in_subprocess, timeout_s=spec.sweep.timeout_s, max_rss_gb=spec.sweep.max_rss_gb)
+    measure = functools.partial(measure_in_subprocess, timeout_s=spec.sweep.timeout_s,
+                                max_rss_gb=spec.sweep.max_rss_gb, import_paths=tuple(map(str, import_paths)))
     if executor == "dask":
         pool = executors.Dask(measure, fork=start == "fork", jobs=jobs, scheduler=scheduler)
     else:

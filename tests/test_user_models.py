@@ -312,3 +312,12 @@ def test_checking_a_block_starts_no_backend_in_the_driver(api, block):
             "print(bool(xla_bridge._backends))")
     done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True)
     assert done.stdout.split() == ["False"], done.stderr
+
+
+def test_folders_of_notebook_code_reach_the_measuring_process_as_an_argument():
+    """Not through os.environ, which every thread of the process shares."""
+    from profiler.runner import worker_environment
+
+    path = worker_environment(Point(), ["/tmp/notebook-code"])["PYTHONPATH"].split(os.pathsep)
+    assert path.index("/tmp/notebook-code") < path.index(os.getcwd())
+    assert "/tmp/notebook-code" not in os.environ.get("PYTHONPATH", "")
