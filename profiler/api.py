@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from profiler import refs, store
+from profiler.progress import progress as show_progress
 from profiler.runner import SweepResult, run_sweep
 from profiler.spec import build_spec, read_toml
 
@@ -122,7 +123,7 @@ def _sweep(
 ) -> tuple[pd.DataFrame, SweepResult]:
     with _importable(table) as (table, import_paths), _results_folder(out) as folder:
         result = run_sweep(build_spec(table, yes=yes), folder, resume=resume, jobs=jobs,
-                           progress=_progress_bar() if progress else None, import_paths=import_paths)
+                           progress=show_progress(notebook=True) if progress else None, import_paths=import_paths)
         return store.load(folder), result
 
 
@@ -211,20 +212,3 @@ def _plain(value: Any) -> Any:
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return None
     return value.item() if isinstance(value, np.generic) else value
-
-
-def _progress_bar() -> Callable[[int, int, str], None]:
-    """A tqdm bar, drawn as a widget in a notebook."""
-    from tqdm.auto import tqdm
-
-    bar: list[Any] = []
-
-    def show(done: int, total: int, line: str) -> None:
-        if not bar:
-            bar.append(tqdm(total=total, unit="point"))
-        bar[0].set_postfix_str(line, refresh=False)
-        bar[0].update(1)
-        if done == total:
-            bar[0].close()
-
-    return show
