@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import html
 import math
 import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ import pandas as pd
 
 from profiler import refs, store
 from profiler.progress import progress as show_progress
+from profiler.record import COLUMNS
 from profiler.runner import SweepResult, run_sweep
 from profiler.spec import build_spec, read_toml
 
@@ -46,11 +49,69 @@ import cloudpickle
 
 
 class MeasurementError(RuntimeError):
-    """`profile` measured nothing: the row's `run_status` is not 'ok'. `record` is the row."""
+    """`profile` measured nothing: the row's `run_status` is not 'ok'. `record` is the row
+    (its columns that have a value)."""
 
     def __init__(self, record: dict[str, Any]):
-        super().__init__(f"{record['run_status']}: {record['run_error']}")
+        super().__init__(f"{record['run_status']}: {record.get('run_error')}")
         self.record = record
+
+
+_SUMMARY = (
+    "time_trace_s", "time_lower_s", "time_compile_s", "time_first_call_s", "time_step_median_s",
+    "size_jaxpr_eqns", "size_hlo_instructions", "size_hlo_while_loops",
+    "cost_flops", "cost_transcendentals", "cost_bytes_accessed",
+    "mem_footprint_bytes", "mem_argument_bytes", "mem_output_bytes", "mem_temp_bytes",
+)
+"""The columns a Profile shows (those measured), in this order; `row` has every one."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What `profile` measured: `row` holds the result columns that have a value (what
+    describes the function, how and where it was measured; profiler.COLUMNS documents
+    each), `to_frame()` the same as a one-row DataFrame. Shown as a short summary."""
+
+    row: dict[str, Any]
+
+    def __getitem__(self, column: str) -> Any:
+        return self.row[column]
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([self.row])
+
+    @property
+    def name(self) -> str:
+        return str(self.row.get("cfg_program", "")).rpartition(":")[2]
+
+    def summary(self) -> list[tuple[str, str]]:
+        """(column, value with its unit) of the measured columns worth a first look."""
+        units = {c.name: c.unit for c in COLUMNS}
+        shown = [(c, _show(self.row[c], units[c])) for c in _SUMMARY if c in self.row]
+        if self.row.get("cost_exact") is False:
+            shown.append(("cost_exact", "False: a loop without a known trip count was counted once"))
+        return shown
+
+    def __repr__(self) -> str:
+        rows = self.summary()
+        width = max((len(c) for c, _ in rows), default=0)
+        lines = [f"Profile of {self.name} ({len(self.row)} columns; .row, .to_frame())"]
+        return "\n".join(lines + [f"  {c:<{width}}  {v}" for c, v in rows])
+
+    def _repr_html_(self) -> str:
+        cells = "".join(f"<tr><td><code>{html.escape(c)}</code></td><td style='text-align:right'>"
+                        f"{html.escape(v)}</td></tr>" for c, v in self.summary())
+        return (f"<p><b>Profile of {html.escape(self.name)}</b> ({len(self.row)} columns; "
+                f"<code>.row</code>, <code>.to_frame()</code>)</p><table>{cells}</table>")
+
+
+def _show(value: Any, unit: str) -> str:
+    if unit == "bytes" and isinstance(value, int | float):
+        scaled = next(((value / 2**p, u) for p, u in ((30, "GiB"), (20, "MiB"), (10, "KiB")) if value >= 2**p),
+                      (value, "bytes"))
+        return f"{scaled[0]:.4g} {scaled[1]}"
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return f"{text} {unit}".strip()
 
 
 def profile(
@@ -60,11 +121,11 @@ def profile(
     steps: int = 5,
     timeout_s: float | None = None,
     max_rss_gb: float | None = None,
-) -> dict[str, Any]:
+) -> Profile:
     """Measure `jax.jit(fn)(*args)` in a fresh process: trace, lower and compile times,
     program sizes, trip-count-corrected cost, memory, and with `run` the first call and
-    `steps` steady-state calls. Returns the record, a dict of every result column
-    (`profiler.COLUMNS`); raises MeasurementError if the measurement failed.
+    `steps` steady-state calls. Returns a `Profile` (its `row`: the result columns that
+    have a value); raises MeasurementError if the measurement failed.
 
     `args` may be arrays or `jax.ShapeDtypeStruct`s (e.g. from `jax.eval_shape`); compile
     only (`run` off), arrays travel as their shapes and dtypes. Options of an already
@@ -81,10 +142,11 @@ def profile(
     table = {"name": "profile", "program": factory, "repeats": 1, "run": run, "steps": steps,
              "timeout_s": timeout_s, "max_rss_gb": max_rss_gb}
     df, _ = _sweep({k: v for k, v in table.items() if v is not None})
-    record = {column: _plain(value) for column, value in df.iloc[0].items()}
+    cells = {column: _plain(value) for column, value in df.iloc[0].items()}
+    record = {column: value for column, value in cells.items() if value is not None}
     if record["run_status"] != "ok":
         raise MeasurementError(record)
-    return record
+    return Profile(record)
 
 
 def sweep(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from profiler.files import TMP_GLOB, write_atomic
@@ -156,7 +157,37 @@ def _from_v1(table: pa.Table) -> pa.Table:
     return table
 
 
-UPGRADES: dict[int, Upgrade] = {1: _from_v1}
+_V3_STACK_KEYS = ("block", "mode", "layers", "hidden", "heads", "batch", "seq", "dtype", "unroll", "remat", "api")
+V3_WORKLOAD_KEYS: dict[str, tuple[str, ...]] = {
+    "forward": _V3_STACK_KEYS,
+    "train": _V3_STACK_KEYS,
+    "decode": ("mode", "layers", "hidden", "heads", "batch", "dtype", "unroll", "prompt_len", "max_len",
+               "kv_heads", "vocab", "mesh", "donate", "kv_cache", "gen_tokens"),
+}
+"""The model keys each workload read at schema version 3 (spec.WORKLOAD_KEYS then), written
+out here for the same reason as V2_POINT_DEFAULTS."""
+_V3_ALWAYS = ("workload", "run", "steps", "devices")
+
+
+def _from_v2(table: pa.Table) -> pa.Table:
+    """Version 2 rows carry every spec key's value, also where it does not apply (the
+    layers of a decode-free program, the seq of a decode point). In version 3 those are
+    null: each model key not read by the row's workload becomes null. A program's rows
+    keep their values: which keys its factory took was not recorded."""
+    if "cfg_workload" not in table.column_names:
+        return table
+    workloads = table["cfg_workload"].to_pylist()
+    for index, name in enumerate(table.column_names):
+        key = name.removeprefix("cfg_")
+        if not name.startswith("cfg_") or key in _V3_ALWAYS or key not in V2_POINT_DEFAULTS:
+            continue
+        keep = pa.array([w not in V3_WORKLOAD_KEYS or key in V3_WORKLOAD_KEYS[w] for w in workloads])
+        column = pc.if_else(keep, table[name], pa.scalar(None, table[name].type))
+        table = table.set_column(index, name, column)
+    return table
+
+
+UPGRADES: dict[int, Upgrade] = {1: _from_v1, 2: _from_v2}
 
 
 def upgrade(table: pa.Table, version: int) -> pa.Table:

@@ -81,3 +81,33 @@ def test_missing_file(tmp_path):
 def test_bad_override(text):
     with pytest.raises(SpecError, match="override"):
         parse_override(text)
+
+
+def test_every_point_key_is_a_model_key_of_some_workload_or_always_applies():
+    """A new key must say which workloads read it (WORKLOAD_KEYS), or its column would be
+    null everywhere."""
+    from profiler.spec import MODEL_KEYS, POINT_KEYS, RUN_KEYS, WORKLOAD_KEYS
+
+    read = {key for keys in WORKLOAD_KEYS.values() for key in keys}
+    assert set(MODEL_KEYS) - {"program"} == read - {"program"}
+    assert set(POINT_KEYS) == read | set(RUN_KEYS) | {"workload", "program"}
+
+
+def test_a_point_describes_only_the_keys_its_workload_reads():
+    decode = Point(workload="decode", layers=2, hidden=32, heads=4, kv_heads=2, max_len=32).config()
+    assert decode["kv_heads"] == 2 and decode["layers"] == 2 and decode["steps"] == 5
+    assert not {"seq", "remat", "api", "block", "program"} & set(decode)
+    forward = Point(layers=2).config()
+    assert forward["seq"] == 32 and not {"kv_cache", "vocab", "prompt_len"} & set(forward)
+
+
+def test_a_factory_parameter_named_like_a_run_key_is_refused(monkeypatch, tmp_path):
+    (tmp_path / "factories.py").write_text(
+        "def power_iteration(hidden=64, batch=8, steps=10):\n    return (lambda x: x), ()\n"
+        "def timed(hidden, repeats=3):\n    return (lambda x: x), ()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for factory, key in (("power_iteration", "steps"), ("timed", "repeats")):
+        with pytest.raises(SpecError) as info:
+            build_spec({"name": "t", "program": f"factories:{factory}"})
+        assert str(info.value).startswith("key 'program':") and f"'{key}'" in str(info.value)
+        assert "\n" not in str(info.value)

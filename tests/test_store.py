@@ -135,3 +135,28 @@ def test_the_version_1_upgrade_does_not_follow_todays_defaults(tmp_path, monkeyp
     pq.write_table(pa.table({"run_schema_version": [1], "run_point_id": ["p"], "run_repeat": [0],
                              "run_status": ["ok"], "cfg_layers": [4]}), folder / "part-old-r0.parquet")
     assert store.load(folder).loc[0, "cfg_remat"] == "none"
+
+
+def test_a_version_2_folder_reads_with_null_keys_where_they_do_not_apply(tmp_path):
+    """Version 2 wrote every key's value on every row; version 3 nulls the model keys a
+    row's workload does not read. A program's rows keep theirs (its factory's keys were
+    not recorded)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = {"run_schema_version": [2, 2, 2], "run_point_id": ["f", "d", "p"], "run_repeat": [0, 0, 0],
+            "run_status": ["ok"] * 3, "cfg_workload": ["forward", "decode", "program"],
+            "cfg_program": ["", "", "m:f"], "cfg_seq": [32, 32, 32], "cfg_api": ["linen"] * 3,
+            "cfg_vocab": [256, 1024, 256], "cfg_layers": [4, 2, 8], "cfg_steps": [5, 5, 5],
+            "cfg_phase": ["main", "decode", "main"]}
+    folder = tmp_path / "v2"
+    folder.mkdir()
+    pq.write_table(pa.table(rows), folder / "part-old-r0.parquet")
+    df = store.load(folder).set_index("cfg_workload")
+    assert df.loc["forward", "cfg_seq"] == 32 and pd.isna(df.loc["forward", "cfg_vocab"])
+    assert pd.isna(df.loc["forward", "cfg_program"]) and df.loc["program", "cfg_program"] == "m:f"
+    assert df.loc["decode", "cfg_vocab"] == 1024 and pd.isna(df.loc["decode", "cfg_seq"])
+    assert pd.isna(df.loc["decode", "cfg_api"]) and df.loc["decode", "cfg_layers"] == 2
+    assert (df.loc["program", "cfg_seq"], df.loc["program", "cfg_layers"]) == (32, 8)
+    assert list(df["cfg_steps"]) == [5, 5, 5] and list(df["cfg_phase"]) == ["main", "decode", "main"]
+    assert (df["run_schema_version"] == SCHEMA_VERSION).all()

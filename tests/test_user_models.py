@@ -97,6 +97,22 @@ def two_matmul_loop(layers: int, hidden: int, batch: int):
 
     x, w = jax.ShapeDtypeStruct((batch, hidden), jnp.float32), jax.ShapeDtypeStruct((hidden, hidden), jnp.float32)
     return fn, (x, w, w)
+
+
+def power_iteration(hidden=64, batch=8, steps=10):
+    """The issue's factory: its steps are the program's, not the timing's."""
+    return (lambda x: x), ()
+
+
+def chain(hidden=64, batch=8, layers=3):
+    """layers matmuls of a (batch, hidden) by a (hidden, hidden), unrolled."""
+
+    def fn(x, w):
+        for _ in range(layers):
+            x = x @ w
+        return x
+
+    return fn, (jax.ShapeDtypeStruct((batch, hidden), jnp.float32), jax.ShapeDtypeStruct((hidden, hidden), jnp.float32))
 '''
 
 # Matmul FLOPs per layer and token (2 per multiply-add) of the blocks above.
@@ -231,7 +247,14 @@ def test_profile_measures_a_notebook_function_in_a_fresh_process():
 
     record = profiler.profile(scaled_loop, jnp.ones((m, k)), jnp.ones((k, k)), run=True, steps=2)
     assert record["run_status"] == "ok" and record["cfg_program"].endswith(":scaled_loop")
-    assert set(record) == {c.name for c in profiler.COLUMNS}
+    # Only what describes the function: no model keys of other workloads (cfg_mode, cfg_layers...).
+    assert set(record.row) <= {c.name for c in profiler.COLUMNS}
+    assert {c for c in record.row if c.startswith("cfg_")} == {
+        "cfg_workload", "cfg_program", "cfg_run", "cfg_steps", "cfg_devices", "cfg_phase"}
+    assert record.to_frame().shape == (1, len(record.row))
+    shown = repr(record)
+    assert shown.startswith("Profile of scaled_loop") and "cost_flops" in shown and "time_compile_s" in shown
+    assert "cost_flops" in record._repr_html_()
     # Every trip's matmul, and the loop counter's add and compare.
     assert record["cost_flops"] == pytest.approx(trips * 2 * m * k * k, abs=3 * (trips + 1))
     assert record["cost_transcendentals"] == trips * m * k
@@ -321,3 +344,28 @@ def test_folders_of_notebook_code_reach_the_measuring_process_as_an_argument():
     path = worker_environment(Point(), ["/tmp/notebook-code"])["PYTHONPATH"].split(os.pathsep)
     assert path.index("/tmp/notebook-code") < path.index(os.getcwd())
     assert "/tmp/notebook-code" not in os.environ.get("PYTHONPATH", "")
+
+
+def test_a_factory_parameter_named_like_a_measurement_key_is_refused_on_the_command_line(user_dir):
+    done = subprocess.run(
+        [sys.executable, "-m", "profiler", "sweep", str(REPO / "sweeps/smoke.toml"),
+         f'program="{MODULE}:power_iteration"', "mode=scan", "layers=1", "--out", "never"],
+        cwd=user_dir, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("error: key 'program':") and "'steps'" in done.stderr
+    assert not (user_dir / "never").exists()
+
+
+def test_a_factory_gets_its_own_defaults_and_rows_record_the_values_it_was_built_with(tmp_path):
+    """The spec sets batch only: hidden and layers are the factory's defaults (64, 3), not
+    Point's (256, 8), and the keys it does not take (heads, seq, mode...) are null."""
+    spec = build_spec({"name": "chain", "program": f"{MODULE}:chain", "batch": [2, 4], "repeats": 1})
+    assert [(p.hidden, p.layers, p.batch) for p in spec.points] == [(64, 3, 2), (64, 3, 4)]
+    assert profiler.run_sweep(spec, tmp_path / "res").ok
+    rows = profiler.load(tmp_path / "res").sort_values("cfg_batch")
+    assert list(rows["cfg_hidden"]) == [64, 64] and list(rows["cfg_layers"]) == [3, 3]
+    # What was built: 3 matmuls of (batch, 64) by (64, 64).
+    assert list(rows["cost_flops"]) == [3 * 2 * b * 64 * 64 for b in (2, 4)]
+    for key in ("heads", "seq", "mode", "remat", "api", "block", "kv_heads", "vocab", "mesh"):
+        assert rows[f"cfg_{key}"].isna().all(), key
+    assert set(rows["cfg_steps"]) == {5} and set(rows["cfg_run"]) == {False}
