@@ -3,6 +3,7 @@
 import pytest
 
 from profiler.spec import Point, SpecError, build_spec, load_spec, parse_override
+from tests.messages import says
 
 
 def test_lists_are_axes_and_scalars_are_fixed():
@@ -34,30 +35,28 @@ def test_shipped_specs_are_valid():
 
 
 BAD = [
-    ({"lyers": 2}, "unknown key 'lyers'; did you mean 'layers'?"),
+    ({"lyers": 2}, ("'lyers'", "'layers'")),
     ({"layers": "2"}, "key 'layers'"),
     ({"layers": 0}, "key 'layers'"),
-    ({"hidden": 66, "heads": 4}, "key 'hidden': 66 is not divisible by heads=4"),
+    ({"hidden": 66, "heads": 4}, ("key 'hidden'", "66", "heads=4")),
     ({"mode": "unrolled"}, "key 'mode'"),
     ({"workload": "inference"}, "key 'workload'"),
-    ({"layers": []}, "key 'layers': an empty list makes an empty grid"),
+    ({"layers": []}, ("key 'layers'", "empty")),
     ({"repeats": 0}, "key 'repeats'"),
-    ({"repeats": [1, 2]}, "key 'repeats': is a sweep setting"),
+    ({"repeats": [1, 2]}, ("key 'repeats'", "sweep setting")),
     ({"dtype": "float8"}, "key 'dtype'"),
     ({"mode": "loop", "unroll": 2}, "key 'unroll'"),
-    ({"remat": "sometimes"}, "key 'remat': unknown policy 'sometimes'"),
+    ({"remat": "sometimes"}, ("key 'remat'", "'sometimes'")),
     ({"run": "yes"}, "key 'run'"),
-    ({"layers": {"a": 1}}, "key 'layers': tables are not allowed"),
+    ({"layers": {"a": 1}}, ("key 'layers'", "table")),
 ]
 
 
-@pytest.mark.parametrize(("table", "message"), BAD, ids=[m.split(":")[0] for _, m in BAD])
+@pytest.mark.parametrize(("table", "message"), BAD, ids=[str(list(t)[0]) + "-" + str(i) for i, (t, _) in enumerate(BAD)])
 def test_bad_input_is_one_line_naming_the_key(table, message):
     with pytest.raises(SpecError) as info:
         build_spec({"name": "t", **table})
-    text = str(info.value)
-    assert message in text
-    assert "\n" not in text
+    assert says(str(info.value), message)
 
 
 def test_missing_name_is_reported():

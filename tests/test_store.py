@@ -9,6 +9,7 @@ from profiler import store
 from profiler.record import COLUMN_NAMES, SCHEMA_VERSION, make_row
 from profiler.runner import check_resumable
 from profiler.spec import Point
+from tests.messages import says
 
 MANIFEST = {"spec": {"name": "t", "layers": [1, 2]}}
 
@@ -91,13 +92,14 @@ def test_resume_may_change_limits_but_not_what_is_measured(tmp_path):
     longer = {**manifest, "spec": {**manifest["spec"], "timeout_s": 60.0, "max_rss_gb": 4.0}}
     check_resumable(tmp_path, manifest, longer)
     refused = [
-        ({**manifest, "spec": {**manifest["spec"], "layers": [1, 3]}}, r"different spec \(layers = \[1, 2\] there, \[1, 3\] here\)"),
-        ({**manifest, "spec": {**manifest["spec"], "repeats": 5}}, r"different spec \(repeats = unset there, 5 here\)"),
-        ({**manifest, "points": [{"id": "a"}, {"id": "c"}]}, "identifies points differently"),
+        ({**manifest, "spec": {**manifest["spec"], "layers": [1, 3]}}, ("different spec", "layers", "[1, 2]", "[1, 3]")),
+        ({**manifest, "spec": {**manifest["spec"], "repeats": 5}}, ("different spec", "repeats", "5")),
+        ({**manifest, "points": [{"id": "a"}, {"id": "c"}]}, ("identifies points differently",)),
     ]
     for other, message in refused:
-        with pytest.raises(store.StoreError, match=message):
+        with pytest.raises(store.StoreError) as error:
             check_resumable(tmp_path, manifest, other)
+        assert says(str(error.value), message)
 
 
 def test_a_version_1_folder_loads_with_the_defaults_of_later_keys(tmp_path):
