@@ -103,9 +103,11 @@ def test_a_point_describes_only_the_keys_its_workload_reads():
 def test_a_factory_parameter_named_like_a_run_key_is_refused(monkeypatch, tmp_path):
     (tmp_path / "factories.py").write_text(
         "def power_iteration(hidden=64, batch=8, steps=10):\n    return (lambda x: x), ()\n"
-        "def timed(hidden, repeats=3):\n    return (lambda x: x), ()\n")
+        "def timed(hidden, repeats=3):\n    return (lambda x: x), ()\n"
+        "def unsized(hidden=None):\n    return (lambda x: x), ()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    for factory, key in (("power_iteration", "steps"), ("timed", "repeats")):
+    # A default the key cannot hold is named too: the spec must set the key.
+    for factory, key in (("power_iteration", "steps"), ("timed", "repeats"), ("unsized", "hidden")):
         with pytest.raises(SpecError) as info:
             build_spec({"name": "t", "program": f"factories:{factory}"})
         assert str(info.value).startswith("key 'program':") and f"'{key}'" in str(info.value)
