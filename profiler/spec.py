@@ -234,6 +234,8 @@ def remat_names() -> tuple[str, ...]:
 DECODE_KEYS = ("prompt_len", "max_len", "kv_heads", "vocab", "mesh", "donate", "kv_cache", "gen_tokens")
 POINT_KEYS: tuple[str, ...] = tuple(Point.model_fields)
 SWEEP_KEYS: tuple[str, ...] = tuple(Sweep.model_fields)
+LIMIT_KEYS: tuple[str, ...] = ("timeout_s", "max_rss_gb", "max_points")
+"""Sweep keys that bound how a sweep runs, not what it measures: a resumed sweep may change them."""
 RUN_KEYS: tuple[str, ...] = ("run", "steps", "devices")
 """Point keys that set how a point is measured, not what is compiled."""
 MODEL_KEYS: tuple[str, ...] = tuple(k for k in POINT_KEYS if k not in ("workload", "program", *RUN_KEYS))
@@ -271,8 +273,6 @@ def _factory_defaults(factory: Any, table: dict[str, Any]) -> dict[str, Any]:
     params = inspect.signature(factory).parameters
     return {k: params[k].default for k in factory_keys(factory)
             if k in params and k not in table and params[k].default is not inspect.Parameter.empty}
-LIMIT_KEYS: tuple[str, ...] = ("timeout_s", "max_rss_gb", "max_points")
-"""Sweep keys that bound how a sweep runs, not what it measures: a resumed sweep may change them."""
 
 
 class Spec(BaseModel):
