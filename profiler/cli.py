@@ -15,14 +15,12 @@ from typing import TYPE_CHECKING
 
 from profiler.check import MAX_SLOWDOWN_PCT
 from profiler.machines import OtherMachine
+from profiler.progress import progress
 from profiler.spec import SpecError
 from profiler.store import StoreError
 
 if TYPE_CHECKING:
     from profiler.runner import SweepResult
-
-_REPO = Path(__file__).resolve().parent.parent
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not argparse's usage block
@@ -93,27 +91,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _default_out(name: str) -> Path:
+    """results/<name>-<UTC time> under the current directory, where the user works (as
+    pytest-benchmark's .benchmarks/), wherever the package is installed."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    return _REPO / "results" / f"{safe}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
-
-
-def _progress():
-    """A progress bar with ETA on a terminal; plain lines otherwise (logs, CI)."""
-    if sys.stderr.isatty():
-        from tqdm import tqdm
-
-        bar: list[tqdm] = []
-
-        def show(done: int, total: int, line: str) -> None:
-            if not bar:
-                bar.append(tqdm(total=total, unit="point", dynamic_ncols=True))
-            bar[0].set_postfix_str(line, refresh=False)
-            bar[0].update(1)
-            if done == total:
-                bar[0].close()
-
-        return show
-    return lambda done, total, line: print(f"[{done}/{total}] {line}", flush=True)
+    return Path.cwd() / "results" / f"{safe}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
 
 
 def _check_executor(args: argparse.Namespace) -> None:
@@ -141,7 +122,7 @@ def _sweep(args: argparse.Namespace) -> int:
         raise SpecError("--resume needs --out DIR: the folder of the sweep to continue")
     folder = args.out or _default_out(spec.sweep.name)
     result = run_sweep(spec, folder, resume=args.resume, jobs=args.jobs or 1, start=args.start or DEFAULT_START,
-                       executor=args.executor, scheduler=args.scheduler, progress=_progress())
+                       executor=args.executor, scheduler=args.scheduler, progress=progress())
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "nothing to do"
     print(f"results: {result.folder} ({counts}; {result.skipped} already done)")
     _say_failures(result)
