@@ -9,10 +9,14 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psutil
+
+from profiler.breakdown import sweep_breakdown
 from profiler.check import MAX_SLOWDOWN_PCT
 from profiler.machines import OtherMachine
 from profiler.progress import progress
@@ -21,6 +25,12 @@ from profiler.store import StoreError
 
 if TYPE_CHECKING:
     from profiler.runner import SweepResult
+
+
+_STARTED = psutil.Process().create_time()
+"""When this command's process started (epoch seconds): the interpreter's own start and
+imports count in a sweep's wall time."""
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not argparse's usage block
@@ -121,15 +131,20 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.resume and args.out is None:
         raise SpecError("--resume needs --out DIR: the folder of the sweep to continue")
     folder = args.out or _default_out(spec.sweep.name)
+    called = time.time()
     result = run_sweep(spec, folder, resume=args.resume, jobs=args.jobs or 1, start=args.start or DEFAULT_START,
                        executor=args.executor, scheduler=args.scheduler, progress=progress())
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "nothing to do"
     print(f"results: {result.folder} ({counts}; {result.skipped} already done)")
     _say_failures(result)
+    driver = {"command start": called - _STARTED, **result.driver_s}
     if not args.no_report:
         from profiler.report import write_report
 
+        t0 = time.time()
         print(f"report: {write_report(result.folder)}")
+        driver["report"] = time.time() - t0
+    print(f"time: {sweep_breakdown(time.time() - _STARTED, driver, result.rows, result.spans).line()}")
     return 0 if result.ok else 1
 
 

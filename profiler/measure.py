@@ -104,6 +104,7 @@ def _measure(program: Program, run: bool, steps: int) -> dict[str, Any]:
     jax.clear_caches()
     stages = compile_stages(program)
     compiled = stages.compiled
+    t0 = time.perf_counter()
     hlo = compiled.as_text()
     parsed = HloText.parse(hlo)
     metrics: dict[str, Any] = {
@@ -113,10 +114,14 @@ def _measure(program: Program, run: bool, steps: int) -> dict[str, Any]:
         **xla_memory(compiled),
         **program.info,
     }
+    t1 = time.perf_counter()
+    metrics["time_analysis_s"] = t1 - t0
     if run and program.run is not None:
         metrics.update(program.run(compiled))
     elif run:
         metrics.update(run_compiled(compiled, program, steps))
+    if run:
+        metrics["time_run_s"] = time.perf_counter() - t1
     metrics["mem_host_rss_peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return metrics
 

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from profiler.spec import Point
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _ARROW = {
     "str": pa.string(),
@@ -76,10 +76,15 @@ COLUMNS: tuple[Column, ...] = (
     Column("run_wall_s", "float", "s", "Wall time of the whole measuring process, its start (see run_start) included."),
     Column("run_start", "str", "", "How the measuring process started: 'fork' = forked from a server that had imported JAX and Flax but started no backend (profiler/forkserver.py); 'fresh' = a new Python interpreter. Both compile cold (docs/scale.md)."),
     Column("run_jobs", "int", "measurements", "Measurements the sweep ran at once at most on the host that ran this one: --jobs (local executor), or the Dask worker threads on that host. Above 1, measurements may have competed for the host's cores (docs/scale.md)."),
+    Column("run_cpus", "int", "cores", "Cores the measuring process was allowed to run on (its CPU affinity). With --jobs N > 1 the runner pins each of the N processes to its own share of the host's cores, so that XLA's and Eigen's thread pools (sized from the affinity) do not fight; with --jobs 1, every core. Compare timings only between rows with the same run_jobs and run_cpus (docs/scale.md)."),
     # configuration
     *_cfg_columns(),
     Column("cfg_phase", "str", "", "Which program of the workload the row measures ('main' if only one)."),
     # durations
+    # where a measurement's wall time goes, in order (docs/scale.md, "Where a sweep's time goes")
+    Column("time_server_start_s", "float", "s", "Wall time this measurement waited for its fork server to start (the server imports JAX, Flax and the harness once per environment): 0 once it is up; null with run_start 'fresh'. Not part of run_wall_s."),
+    Column("time_process_start_s", "float", "s", "From the runner starting the measuring process (a fork request, or a new interpreter) to the process being ready to measure, its imports done. Part of run_wall_s."),
+    Column("time_backend_start_s", "float", "s", "Starting JAX's backend in the measuring process (and reading the env_ columns), before the build."),
     Column("time_build_s", "float", "s", "Building the point's programs before they are measured, in the same process: the model and its abstract arguments (jax.eval_shape of the initialiser traces the model once). Not part of the measured phases; the same for every program of the point."),
     Column("time_trace_s", "float", "s", "jax.jit(f).trace(*args): Python tracing to a jaxpr."),
     Column("time_lower_s", "float", "s", "traced.lower(): jaxpr to StableHLO."),
@@ -90,6 +95,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("time_event_trace_s", "float", "s", "JAX's own /jax/core/compile/jaxpr_trace_duration event (longest of the stage)."),
     Column("time_event_lower_s", "float", "s", "JAX's own /jax/core/compile/jaxpr_to_mlir_module_duration event."),
     Column("time_event_compile_s", "float", "s", "JAX's own /jax/core/compile/backend_compile_duration event."),
+    Column("time_analysis_s", "float", "s", "After the compile: the optimised HLO text and its parsing, the program sizes, XLA's cost and memory analyses and the trip-count cost correction (profiler/cost.py)."),
+    Column("time_run_s", "float", "s", "Running the compiled program (run on): its arguments made, the first call and the steps; null when compile-only."),
+    Column("time_process_exit_s", "float", "s", "From the measuring process done measuring to the runner holding its result: writing the result file, the process's exit, the runner noticing. Part of run_wall_s; the same for every program of the process."),
     Column("time_first_call_s", "float", "s", "First call of the compiled program (run on), results ready."),
     Column("time_step_median_s", "float", "s", "Median of the steady-state calls after the first (run on)."),
     Column("time_step_samples_s", "floats", "s", "Every steady-state call time (run on): the raw samples."),
@@ -136,6 +144,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("env_git_commit", "str", "", "Commit of the harness checkout."),
     Column("env_git_dirty", "bool", "", "Whether the checkout had uncommitted changes."),
     Column("env_xla_flags", "str", "", "XLA_FLAGS of the measuring process."),
+    Column("env_cpu_affinity", "str", "", "The measuring process's CPU affinity as taskset writes it ('0-1', '0'): the cores run_cpus counts."),
     Column("env_time_utc", "str", "ISO 8601", "When the environment was read."),
     Column("env_jax_version", "str", "", "jax.__version__."),
     Column("env_jaxlib_version", "str", "", "jaxlib.__version__."),

@@ -187,7 +187,13 @@ def _from_v2(table: pa.Table) -> pa.Table:
     return table
 
 
-UPGRADES: dict[int, Upgrade] = {1: _from_v1, 2: _from_v2}
+def _from_v3(table: pa.Table) -> pa.Table:
+    """Version 4 only added measured columns (phase times, cores): absent from version 3
+    files, they read as null, as they were not measured."""
+    return table
+
+
+UPGRADES: dict[int, Upgrade] = {1: _from_v1, 2: _from_v2, 3: _from_v3}
 
 
 def upgrade(table: pa.Table, version: int) -> pa.Table:
