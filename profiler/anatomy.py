@@ -97,6 +97,9 @@ PYTHON_COMPONENTS: tuple[tuple[str, str], ...] = (
     ("python", "The rest of Python: the standard library, other packages (NumPy, ...), the interpreter."),
 )
 STAGES = ("trace", "lower", "compile")
+DETAIL_KEY = "_anatomy_detail"
+"""Key of a measured row's dict (worker → runner) that carries its detail rows; the runner
+takes it out before the row becomes a Record and stores the detail beside the rows."""
 COMPILE_COMPONENTS: tuple[str, ...] = (
     *dict.fromkeys(c for c, _, _ in COMPILE_RULES), HLO_PASSES_OTHER[0], OTHER[0])
 _COMPILE_RULES = [(c, re.compile(p)) for c, p, _ in COMPILE_RULES]
