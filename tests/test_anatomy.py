@@ -1,0 +1,148 @@
+"""Compile-time anatomy: real profiled compiles of tiny programs, and the sweep path."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import jax
+import jax.numpy as jnp
+import pandas as pd
+import pytest
+
+from profiler import anatomy, store
+from profiler.record import COLUMN_NAMES, DETAIL_SCHEMA, make_row
+from profiler.runner import run_sweep
+from profiler.spec import Point, build_spec
+from profiler.workloads import Program
+
+XLA = [c for c in COLUMN_NAMES if c.startswith("time_xla_")]
+NAMED = [c for c in XLA if c != anatomy.column("compile", anatomy.UNATTRIBUTED)]
+
+
+def _program(fn, *shapes) -> Program:
+    args = tuple(jax.ShapeDtypeStruct(s, jnp.float32) for s in shapes)
+    return Program(fn=fn, args=args, make_args=lambda: args)
+
+
+def _small(x):
+    return jnp.tanh(x) + 1
+
+
+def _wide(x):
+    # Eight element-wise chains XLA cannot merge into one another: eight kernels to emit.
+    return tuple(jnp.sin(x * (i + 1)) * jnp.exp(x - i) for i in range(8))
+
+
+def _many_dots(x):
+    # Many small computations codegen has nothing to do for (dots are library calls on
+    # CPU) and that XLA may not merge (the barriers): each a buffer and an op to schedule.
+    for _ in range(600):
+        x = jax.lax.optimization_barrier(x @ x)
+    return x
+
+
+def _slow_python(x):
+    sum(i * i for i in range(1_000_000))  # the user's own Python, run while tracing
+    return x + 1
+
+
+@pytest.fixture(scope="module")
+def profiles():
+    """Anatomies in one process, after a warm-up compile: a process's first compile also
+    pays one-time start-up (LLVM's, XLA's) that belongs to no program."""
+    anatomy.profile(_program(_small, (8, 8)))
+    return {name: anatomy.profile(_program(fn, (8, 8)))
+            for name, fn in (("small", _small), ("wide", _wide), ("dots", _many_dots), ("python", _slow_python))}
+
+
+def test_components_add_up_to_the_profiled_compile(profiles):
+    for name, (columns, _) in profiles.items():
+        wall = columns["time_anatomy_compile_s"]
+        named = sum(columns[c] for c in NAMED)
+        # Disjoint: the named components never exceed the wall time they split.
+        assert named <= wall * 1.001 + 1e-4, name
+        assert columns[anatomy.column("compile", anatomy.UNATTRIBUTED)] == pytest.approx(wall - named, abs=1e-6)
+    # Past the fixed ~10-30 ms of JAX's Python around the backend, events cover nearly all.
+    for name in ("wide", "dots"):
+        columns = profiles[name][0]
+        assert sum(columns[c] for c in NAMED) >= 0.9 * columns["time_anatomy_compile_s"], name
+
+
+def test_detail_adds_up_to_the_columns(profiles):
+    for columns, detail in profiles.values():
+        df = pd.DataFrame(detail)
+        for stage in anatomy.STAGES:
+            per_component = df[df["stage"] == stage].groupby("component")["wall_s"].sum()
+            for component, seconds in per_component.items():
+                assert columns[anatomy.column(stage, component)] == pytest.approx(seconds, rel=1e-9, abs=1e-9)
+        compile_events = df[df["stage"] == "compile"]
+        # A thread's self time is at least the wall share it gets, and total includes self.
+        assert (compile_events["self_s"] >= compile_events["wall_s"] - 1e-9).all()
+        assert (compile_events["total_s"] >= compile_events["self_s"] - 1e-9).all()
+        assert "copy-insertion" in set(compile_events["event"])
+
+
+def _growth(profiles, name):
+    small, big = profiles["small"][0], profiles[name][0]
+    return {c: big[c] - small[c] for c in NAMED}
+
+
+def test_many_kernels_grow_code_generation(profiles):
+    growth = _growth(profiles, "wide")
+    codegen = growth["time_xla_llvm_s"] + growth["time_xla_kernel_emission_s"]
+    assert codegen > 0.5 * sum(max(g, 0) for g in growth.values())
+    assert max(growth, key=growth.get) in ("time_xla_llvm_s", "time_xla_kernel_emission_s")
+
+
+def test_many_small_computations_grow_scheduling_and_buffers(profiles):
+    growth = _growth(profiles, "dots")
+    assert max(growth, key=growth.get) == "time_xla_scheduling_buffers_s"
+    assert growth["time_xla_llvm_s"] < growth["time_xla_scheduling_buffers_s"] / 5
+
+
+def test_the_users_python_is_the_users(profiles):
+    columns, detail = profiles["python"]
+    trace = {c: columns[anatomy.column("trace", c)] for c, _ in anatomy.PYTHON_COMPONENTS}
+    assert max(trace, key=trace.get) == "user"
+    modules = {d["event"] for d in detail if d["stage"] == "trace" and d["component"] == "user"}
+    assert any(m.endswith("test_anatomy.py") for m in modules)
+    assert any(d["component"] == "jax" and d["event"].startswith("jax/") for d in detail if d["stage"] == "trace")
+
+
+def test_detail_round_trips_and_leaves_the_rows_readable(tmp_path, profiles):
+    point = Point(layers=1, anatomy=True)
+    columns, detail = profiles["small"]
+    rows = [{"run_id": "r", "run_point_id": point.id, "run_repeat": 0, "cfg_phase": "main", **d} for d in detail]
+    store.write_detail(tmp_path, f"{point.id}-r0", rows)
+    store.write_rows(tmp_path, f"{point.id}-r0", [make_row(point, run_status="ok", cfg_phase="main", **columns)])
+    back = store.load_detail(tmp_path)
+    assert list(back.columns) == DETAIL_SCHEMA.names
+    assert len(back) == len(detail)
+    original = pd.DataFrame(rows).sort_values(["stage", "component", "event"]).reset_index(drop=True)
+    back = back.sort_values(["stage", "component", "event"]).reset_index(drop=True)
+    for column in ("event", "component", "calls", "self_s", "wall_s"):
+        assert back[column].tolist() == original[column].tolist()
+    rows_back = pd.read_parquet(tmp_path)  # the detail folder is not mistaken for rows
+    assert len(rows_back) == 1 and rows_back["time_xla_llvm_s"].iloc[0] == columns["time_xla_llvm_s"]
+
+
+def test_anatomy_off_leaves_rows_and_ids_as_they_were(tmp_path):
+    plain = Point(layers=1, hidden=32, heads=2, batch=2, seq=8)
+    # The id of a point without anatomy is the hash it had before the key existed.
+    before = json.dumps({k: v for k, v in plain.model_dump().items() if k != "anatomy"}, sort_keys=True)
+    assert plain.id == hashlib.sha256(before.encode()).hexdigest()[:16]
+    assert plain.id != Point(**{**plain.model_dump(), "anatomy": True}).id
+    spec = build_spec({"name": "a", "mode": "loop", "layers": 1, "hidden": 32, "heads": 2, "batch": 2,
+                       "seq": 8, "repeats": 1, "anatomy": [False, True]})
+    result = run_sweep(spec, tmp_path / "r", jobs=1)
+    assert result.ok, result.failures
+    df = store.load(tmp_path / "r").set_index("cfg_anatomy")
+    off, on = df.loc[False], df.loc[True]
+    assert pd.isna(off[[*XLA, "time_anatomy_compile_s", "run_anatomy_error"]]).all()
+    assert pd.isna(on["run_anatomy_error"])
+    assert on["time_anatomy_compile_s"] > 0
+    assert sum(on[c] for c in XLA) == pytest.approx(on["time_anatomy_compile_s"])
+    detail = store.load_detail(tmp_path / "r")
+    assert set(detail["run_point_id"]) == {on["run_point_id"]}
+    assert set(detail["stage"]) == set(anatomy.STAGES)
