@@ -37,7 +37,7 @@ def _wide(x):
 def _many_dots(x):
     # Many small computations codegen has nothing to do for (dots are library calls on
     # CPU) and that XLA may not merge (the barriers): each a buffer and an op to schedule.
-    for _ in range(600):
+    for _ in range(1000):
         x = jax.lax.optimization_barrier(x @ x)
     return x
 
