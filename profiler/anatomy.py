@@ -39,13 +39,16 @@ from typing import Any
 
 # The compile-stage taxonomy: (component, pattern on the event name, doc). First match
 # wins; an event that matches nothing inherits the component of its enclosing event.
-# CPU names were read from jaxlib 0.10.2's own traces on this machine; the GPU names
-# come from XLA's sources (xla/service/gpu/gpu_compiler.cc, nvptx_compiler.cc,
-# autotuning/) and were not checked on a GPU here.
+# CPU names were read from jaxlib 0.10.2's own traces on this machine. The GPU names
+# come from XLA's sources (TraceMe in xla/service/gpu/gpu_compiler.cc:
+# GpuCompiler::OptimizeHloModule, GpuCompiler::CompileToBackendResult; llvm_gpu_backend:
+# CompileSingleModule; nvptx_compiler.cc: PTX->CUBIN; autotuning/autotuner_compile_util.cc:
+# AutotunerCompile; the autotuners run as passes named *autotuner*/*algorithm-picker*) and
+# were not checked on a GPU here (docs/anatomy.md).
 COMPILE_RULES: tuple[tuple[str, str, str], ...] = (
     ("autotuning", r"(?i)autotun|algorithm.?picker|conv-algorithm|gemm-algorithm",
      "GPU: choosing kernels and their configurations by timing them (gemm, fusion, convolution autotuners)."),
-    ("ptx_compilation", r"(?i)ptxas|CompileGpuAsm|nvlink|LinkGpuAsm|LinkModules|cuda.?Link|PtxCompile",
+    ("ptx_compilation", r"^PTX->CUBIN$|[Pp][Tt][Xx][Aa][Ss]|CompileGpuAsm|nvlink|LinkGpuAsm|PtxCompile",
      "GPU: PTX to device code (ptxas or the in-process PTX compiler) and linking."),
     ("hlo_verifier", r"^(RunInvariantCheckers|hlo-verifier|cpu-verifier|gpu-verifier)$",
      "The HLO verifier XLA runs after passes (invariant checkers)."),
@@ -67,10 +70,11 @@ COMPILE_RULES: tuple[tuple[str, str, str], ...] = (
     ("thunk_emission", r"^ThunkEmitter::|^ThunkSequence|EmitThunk|^Thunk",
      "Emitting the thunks, the runtime's sequence of operations (and, on CPU, collecting the kernels they call)."),
     ("llvm", r"^(JitCompiler::|Codegen$|TaskDispatcher::|SplitModule$|CpuCompiler::CloneAsThreadSafeModule$)"
-     r"|^(NVPTX|AMDGPU)Compiler::CompileTargetBinary|^GpuCompiler::CompileAndLink|^OptimizeLlvmIr|^LLVM",
+     r"|^CompileSingleModule$|^(NVPTX|AMDGPU)Compiler::CompileTargetBinary|^GpuCompiler::CompileAndLink",
      "LLVM: optimising the emitted modules and generating machine code (CPU: the JIT's per-module tasks; GPU: LLVM to PTX)."),
     ("scheduling_buffers",
-     r"^CpuCompiler::(RunBackend|CompileCpuExecutable)$|^GpuCompiler::RunBackend$|[Bb]uffer.?[Aa]ssign|AssignBuffers|[Ss]chedul",
+     r"^CpuCompiler::(RunBackend|CompileCpuExecutable)$|^GpuCompiler::(RunBackend|CompileToBackendResult)$"
+     r"|[Bb]uffer.?[Aa]ssign|AssignBuffers|[Ss]chedul",
      "Self time of the backend compile outside the events above: HLO scheduling, buffer assignment and assembling the "
      "executable (jaxlib 0.10.2 emits no finer events for them on CPU)."),
     ("client", r"^backend_compile_and_load$|Client::Compile|^PjRt|^CompileAndLoad|^Compile$",
