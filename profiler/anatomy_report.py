@@ -108,9 +108,18 @@ class Finding:
     share: float
     layers: int
 
+    @property
+    def grows(self) -> bool:
+        """Whether the slope is known to be above zero (its interval excludes 0)."""
+        return self.k_low > 0 if not math.isnan(self.k_low) else self.k > 0.2
+
     def sentence(self) -> str:
         where = self.mode if self.phase == "main" else f"{self.mode} ({self.phase})"
         interval = "" if math.isnan(self.k_low) else f" (95% interval {self.k_low:.2f} to {self.k_high:.2f})"
+        if not self.grows:
+            return (f"In {where} mode, no component of the compile grows measurably with depth: the steepest, "
+                    f"{label(self.component)}, has L^{self.k:.2f}{interval}, {self.share:.0%} of the profiled "
+                    f"compile at {self.layers} layers.")
         return (f"In {where} mode, {label(self.component)} grows fastest, as L^{self.k:.2f}{interval}, "
                 f"and is {self.share:.0%} of the profiled compile at {self.layers} layers.")
 

@@ -146,3 +146,40 @@ def test_anatomy_off_leaves_rows_and_ids_as_they_were(tmp_path):
     detail = store.load_detail(tmp_path / "r")
     assert set(detail["run_point_id"]) == {on["run_point_id"]}
     assert set(detail["stage"]) == set(anatomy.STAGES)
+
+
+def _synthetic_rows() -> pd.DataFrame:
+    """Rows whose components follow known laws: copy insertion a·L^1.5, llvm flat."""
+    rows = []
+    for layers in (2, 8, 32, 128):
+        for repeat in range(2):
+            point = Point(layers=layers, mode="loop", anatomy=True)
+            parts = {"time_xla_copy_insertion_s": 0.001 * layers**1.5, "time_xla_llvm_s": 0.5,
+                     "time_xla_client_s": 0.01 * layers, "time_xla_unattributed_s": 0.01}
+            rows.append(make_row(point, run_status="ok", cfg_phase="main", run_repeat=repeat,
+                                 time_compile_s=sum(parts.values()), time_anatomy_compile_s=sum(parts.values()), **parts))
+    return pd.DataFrame(rows)
+
+
+def test_report_finds_the_fastest_growing_component():
+    from profiler import anatomy_report
+
+    rows = _synthetic_rows()
+    fits = anatomy_report.fits(rows).set_index("metric")
+    assert fits.loc["time_xla_copy_insertion_s", "k"] == pytest.approx(1.5)
+    assert fits.loc["time_xla_llvm_s", "k"] == pytest.approx(0.0, abs=1e-9)
+    [finding] = anatomy_report.fastest(anatomy_report.fits(rows))
+    assert finding.component == "time_xla_copy_insertion_s" and finding.layers == 128
+    total = 0.001 * 128**1.5 + 0.5 + 1.28 + 0.01
+    assert finding.share == pytest.approx(0.001 * 128**1.5 / total)
+    assert "copy insertion grows fastest, as L^1.50" in finding.sentence()
+    figures = anatomy_report.stacked_areas(rows)
+    assert list(figures) == ["loop"] and len(figures["loop"].data) == 4
+
+
+def test_the_report_side_does_not_import_jax():
+    import subprocess
+    import sys
+
+    code = "import sys, profiler.anatomy_report, profiler.store; assert 'jax' not in sys.modules, 'jax imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
