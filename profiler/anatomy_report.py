@@ -77,6 +77,19 @@ def stacked_areas(rows: pd.DataFrame, stage: str = "compile") -> dict[str, go.Fi
     return figures
 
 
+def rescaled(rows: pd.DataFrame, basis: str, stage: str = "compile") -> pd.DataFrame:
+    """Rows whose components are their share of the profiled stage times the row's own
+    `basis` column (e.g. the unprofiled time_compile_cpu_s). On a machine that other jobs
+    load, wall times swing with the load while a component's share does not, so shares of a
+    CPU time give steadier slopes than the profiled wall seconds."""
+    rows = anatomy_rows(rows).copy()
+    total = rows[f"time_anatomy_{stage}_s"]
+    for c in component_columns(rows, stage):
+        rows[c] = rows[c] / total * rows[basis]
+    rows[f"time_anatomy_{stage}_s"] = rows[basis]
+    return rows
+
+
 def fits(rows: pd.DataFrame, stage: str = "compile", min_layers: int = 1) -> pd.DataFrame:
     """Each component's a·L^k per (mode, phase) from the raw repeats at `min_layers` and
     above, with its share of the stage at the largest layer count: columns cfg_mode,
