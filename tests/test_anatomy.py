@@ -183,3 +183,17 @@ def test_the_report_side_does_not_import_jax():
 
     code = "import sys, profiler.anatomy_report, profiler.store; assert 'jax' not in sys.modules, 'jax imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_compare_names_the_component_that_moved():
+    from profiler import anatomy_report
+
+    a = _synthetic_rows()
+    b = a.copy()
+    b["time_xla_copy_insertion_s"] *= 2  # "a new JAX whose copy insertion is twice as slow"
+    table = anatomy_report.moved(a, b)
+    top = table.iloc[0]
+    assert top["metric"] == "time_xla_copy_insertion_s" and top["cfg_layers"] == 128
+    assert top["ratio"] == pytest.approx(2.0)
+    unchanged = table[table["metric"] == "time_xla_llvm_s"]
+    assert (unchanged["ratio"] == 1.0).all() and (unchanged["delta_s"] == 0).all()
