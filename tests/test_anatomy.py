@@ -199,7 +199,7 @@ def test_compare_names_the_component_that_moved():
     assert (unchanged["ratio"] == 1.0).all() and (unchanged["delta_s"] == 0).all()
 
 
-def test_version_2_rows_read_as_anatomy_off(tmp_path):
+def test_version_3_rows_read_as_anatomy_off(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -208,10 +208,10 @@ def test_version_2_rows_read_as_anatomy_off(tmp_path):
     point = Point(layers=3)
     table = pa.Table.from_pylist([make_row(point, run_status="ok", cfg_phase="main", time_compile_s=1.5)],
                                  schema=ARROW_SCHEMA)
-    new_in_3 = [c for c in table.column_names if c == "cfg_anatomy" or c.startswith(("time_xla_", "time_anatomy_"))
+    new_in_4 = [c for c in table.column_names if c == "cfg_anatomy" or c.startswith(("time_xla_", "time_anatomy_"))
                 or c in anatomy_columns() or c == "run_anatomy_error"]
-    table = table.drop_columns(new_in_3)
-    table = table.set_column(table.column_names.index("run_schema_version"), "run_schema_version", pa.array([2]))
+    table = table.drop_columns(new_in_4)
+    table = table.set_column(table.column_names.index("run_schema_version"), "run_schema_version", pa.array([3]))
     pq.write_table(table, tmp_path / "part-old.parquet")
     df = store.load(tmp_path)
     assert df["cfg_anatomy"].tolist() == [False] and df["time_compile_s"].tolist() == [1.5]
