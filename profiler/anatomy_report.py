@@ -20,6 +20,10 @@ from plotly.colors import qualitative
 
 from profiler import anatomy, stats
 
+DETAIL_ATTR = "anatomy_detail"
+"""Key of a results DataFrame's `attrs` under which the report hands a folder's anatomy
+detail (store.load_detail) to its anatomy view."""
+
 SHARE_FLOOR = 0.05
 """A component below this share of the compile at the largest point is not named as the
 fastest-growing one: a few milliseconds fit any slope."""
@@ -110,6 +114,20 @@ def fits(rows: pd.DataFrame, stage: str = "compile", min_layers: int = 1) -> pd.
     return pd.concat([table.reset_index(drop=True), pd.DataFrame(extra)], axis=1)
 
 
+TAIL = 3
+"""Layer counts at the deep end that `tail_fits` fits: where a superlinear part shows."""
+
+
+def tail_fits(rows: pd.DataFrame, stage: str = "compile") -> tuple[pd.DataFrame, int] | None:
+    """`fits` over the TAIL largest layer counts only, and the smallest of them; None when
+    the rows have fewer than TAIL + 1 layer counts (the tail would be the whole range)."""
+    counts = sorted(anatomy_rows(rows)["cfg_layers"].unique())
+    if len(counts) <= TAIL:
+        return None
+    start = int(counts[-TAIL])
+    return fits(rows, stage, min_layers=start), start
+
+
 @dataclass(frozen=True)
 class Finding:
     mode: str
@@ -126,8 +144,15 @@ class Finding:
         """Whether the slope is known to be above zero (its interval excludes 0)."""
         return self.k_low > 0 if not math.isnan(self.k_low) else self.k > 0.2
 
-    def sentence(self) -> str:
+    def sentence(self, since: int | None = None) -> str:
+        """The finding in words; `since`: the fit covered only layer counts from there on."""
         where = self.mode if self.phase == "main" else f"{self.mode} ({self.phase})"
+        if since is not None:
+            where = f"{where} mode from {since} layers on"
+            return self._sentence(where).replace(f"In {where} mode,", f"In {where},")
+        return self._sentence(where)
+
+    def _sentence(self, where: str) -> str:
         interval = "" if math.isnan(self.k_low) else f" (95% interval {self.k_low:.2f} to {self.k_high:.2f})"
         if not self.grows:
             return (f"In {where} mode, no component of the compile grows measurably with depth: the steepest, "

@@ -220,3 +220,21 @@ def test_version_3_rows_read_as_anatomy_off(tmp_path):
 
 def anatomy_columns() -> set[str]:
     return {name for name, _, _ in anatomy.component_docs()}
+
+
+def test_the_report_page_has_the_anatomy_section():
+    from profiler import anatomy_report
+    from profiler.report.render import report_html
+
+    rows = _synthetic_rows()
+    detail = pd.DataFrame([{"run_schema_version": 4, "run_id": "r", "run_point_id": r["run_point_id"],
+                            "run_repeat": r["run_repeat"], "cfg_phase": "main", "stage": "compile",
+                            "component": "copy_insertion", "event": "copy-insertion", "calls": 1,
+                            "self_s": r["time_xla_copy_insertion_s"], "total_s": r["time_xla_copy_insertion_s"],
+                            "wall_s": r["time_xla_copy_insertion_s"], "threads": 1} for _, r in rows.iterrows()])
+    rows.attrs[anatomy_report.DETAIL_ATTR] = detail
+    page = report_html(rows)
+    assert "Compile-time anatomy" in page and "fig-anatomy-loop" in page
+    assert "copy insertion grows fastest, as L^1.50" in page  # the summary's sentence
+    assert "copy-insertion" in page  # the top events table, from the detail
+    assert "fig-time_compile_s" in page and "fig-time_xla_llvm_s" not in page  # components not drawn one by one
