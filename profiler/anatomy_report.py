@@ -221,12 +221,10 @@ def fits_markdown(table: pd.DataFrame) -> str:
 
 def moved(a: pd.DataFrame, b: pd.DataFrame, stage: str = "compile") -> pd.DataFrame:
     """Which components moved between two results folders' rows (a JAX upgrade that made
-    compiles slower: which part): compare's ratio table B / A of each component, per
+    compiles slower: which part): compare's ratio table (stats.ratio_table) B / A of each component, per
     point present in both, with `delta_s` = median B - median A, largest moves first."""
-    from profiler.compare import ratio_table  # here, not at the top: compare imports the report
-
     a, b = anatomy_rows(a), anatomy_rows(b)
     components = [c for c in component_columns(a, stage) if c in component_columns(b, stage)]
-    table = ratio_table(a, b, metrics=components)
+    table = stats.ratio_table(a, b, metrics=components)
     table["delta_s"] = table["median_b"] - table["median_a"]
     return table.sort_values("delta_s", key=abs, ascending=False).reset_index(drop=True)
