@@ -97,7 +97,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("time_event_lower_s", "float", "s", "JAX's own /jax/core/compile/jaxpr_to_mlir_module_duration event."),
     Column("time_event_compile_s", "float", "s", "JAX's own /jax/core/compile/backend_compile_duration event."),
     # compile-time anatomy (anatomy on): a profiled twin's stages broken into components
-    *(Column(f"time_anatomy_{stage}_s", "float", "s", f"Anatomy: wall time of the {stage} in the profiled twin compile (anatomy on); the time_{'xla' if stage == 'compile' else stage}_* components of the stage add up to it. Slower than time_{stage}_s by the profiler's overhead.") for stage in anatomy.STAGES),
+    *(Column(f"time_anatomy_{stage}_s", "float", "s", f"Anatomy: wall time of the {stage} in the profiled twin compile (anatomy on); the time_{'xla' if stage == 'compile' else stage}_* components of the stage add up to it. Profiled, so not a timing to compare with time_{stage}_s: the profilers' overhead is in it (docs/anatomy.md).") for stage in anatomy.STAGES),
     *(Column(name, "float", "s", f"Anatomy ({stage}): {doc}") for name, stage, doc in anatomy.component_docs()),
     Column("time_first_call_s", "float", "s", "First call of the compiled program (run on), results ready."),
     Column("time_step_median_s", "float", "s", "Median of the steady-state calls after the first (run on)."),
