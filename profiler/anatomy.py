@@ -266,6 +266,8 @@ def _capture_compile() -> Any:
     options = _profiler.ProfileOptions()
     options.python_tracer_level = 0
     options.host_tracer_level = 2
+    options.enable_hlo_proto = False  # the HLO is the row's business, not the profile's
+    options.raise_error_on_start_failure = True  # no events must not read as "all unattributed"
     return _profiler.ProfilerSession(options)
 
 
