@@ -43,7 +43,7 @@ def _many_dots(x):
 
 
 def _slow_python(x):
-    sum(i * i for i in range(1_000_000))  # the user's own Python, run while tracing
+    sum(i * i for i in range(200_000))  # the user's own Python, run while tracing
     return x + 1
 
 
