@@ -61,8 +61,10 @@ def medians(rows: pd.DataFrame, stage: str = "compile") -> pd.DataFrame:
 
 def stacked_areas(rows: pd.DataFrame, stage: str = "compile") -> dict[str, go.Figure]:
     """Per (mode, phase): the components stacked against the layer count."""
-    table = medians(rows, stage)
     components = component_columns(anatomy_rows(rows), stage)
+    if not components:
+        return {}
+    table = medians(rows, stage)
     colours = {c: qualitative.Dark24[i % len(qualitative.Dark24)] for i, c in enumerate(components)}
     figures = {}
     for (mode, phase), g in table.groupby(["cfg_mode", "cfg_phase"], sort=True):

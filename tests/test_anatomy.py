@@ -234,7 +234,7 @@ def test_the_report_page_has_the_anatomy_section():
                             "wall_s": r["time_xla_copy_insertion_s"], "threads": 1} for _, r in rows.iterrows()])
     rows.attrs[anatomy_report.DETAIL_ATTR] = detail
     page = report_html(rows)
-    assert "Compile-time anatomy" in page and "fig-anatomy-loop" in page
+    assert "Compile-time anatomy" in page and "fig-anatomy-loop" in page and "fig-anatomy-trace-loop" not in page
     assert "copy insertion grows fastest, as L^1.50" in page  # the summary's sentence
     assert "copy-insertion" in page  # the top events table, from the detail
     assert "fig-time_compile_s" in page and "fig-time_xla_llvm_s" not in page  # components not drawn one by one

@@ -65,6 +65,10 @@ def anatomy_section(an: Analysis) -> Section | None:
                       "XLA's compile of the profiled twin split into disjoint components (docs/anatomy.md); "
                       "the top band, unattributed, is time no event covers.", fig)
                for key, fig in anatomy_report.stacked_areas(rows).items()]
+    figures += [Figure(f"anatomy-trace-{key.replace(' ', '-')}", f"Where the trace goes: {key}",
+                       "The profiled twin's trace (Python) by the module that ran: Flax, JAX, the MLIR "
+                       "bindings, the user's code, the rest of Python (cProfile self time; docs/anatomy.md).", fig)
+                for key, fig in anatomy_report.stacked_areas(rows, stage="trace").items()]
     tables = [_fits_table(_fits(an))]
     events = _events_table(an)
     if events is not None:
