@@ -339,8 +339,8 @@ def python_anatomy(stage: str, stats: dict[Any, Any], wall_s: float) -> tuple[di
 
     for (filename, _, _), (_, ncalls, tottime, _, callers) in stats.items():
         if filename == "~" and callers:  # a built-in: billed to whoever called it
-            for (caller_file, _, _), caller_stats in callers.items():
-                add(caller_file, caller_stats[1], caller_stats[2])
+            for (caller_file, _, _), (calls, _, own, _) in callers.items():  # cProfile: nc, cc, tt, ct
+                add(caller_file, calls, own)
         else:
             add(filename, ncalls, tottime)
     columns[column(stage, UNATTRIBUTED)] = max(0.0, wall_s - sum(columns.values()))
