@@ -63,7 +63,7 @@ VALIDATION_FOLDS = 2
 VALIDATION_TIE = 0.01
 """A model with more parameters must beat a simpler one's validation error by this much
 (absolute, 1 percentage point) to be chosen: below it the difference is noise."""
-BOOTSTRAP = 200
+BOOTSTRAP = 100
 
 
 class ForecastError(StoreError):
@@ -134,31 +134,43 @@ def fit_power(x: np.ndarray, y: np.ndarray, var: str = "L") -> Fit | None:
 _K_GRID = np.round(np.arange(0.2, 3.001, 0.05), 2)
 
 
+def _grid_lstsq(x: np.ndarray, y: np.ndarray, extra: Sequence[np.ndarray], ks: np.ndarray) -> tuple[int, np.ndarray]:
+    """Least squares (relative, as _lstsq) of y on [extra columns..., x^k] for every k of
+    `ks` at once: the index of the best k and its coefficients."""
+    w = 1 / y if np.all(y > 0) else np.ones_like(y)
+    a = np.stack([np.broadcast_to(c, (len(ks), len(x))) for c in extra] + [np.power(x[None, :], ks[:, None])], axis=2)
+    a = a * w[None, :, None]
+    b = y * w
+    normal = np.einsum("kni,knj->kij", a, a)
+    rhs = np.einsum("kni,n->ki", a, b)
+    try:
+        coef = np.linalg.solve(normal, rhs[..., None])[..., 0]
+    except np.linalg.LinAlgError:  # a singular k (x^k equal to a column): fall back per k
+        coef = np.stack([np.linalg.lstsq(a[i], b, rcond=None)[0] for i in range(len(ks))])
+    err = np.sum((np.einsum("kni,ki->kn", a, coef) - b) ** 2, axis=1)
+    err = np.where(np.isfinite(err), err, np.inf)
+    best = int(np.argmin(err))
+    return best, coef[best]
+
+
 def fit_offset_power(x: np.ndarray, y: np.ndarray, var: str = "L") -> Fit | None:
     """a + b·x^k: a fixed cost plus a power law, k from a grid (0.2 to 3)."""
     if len(np.unique(x)) < 3 or np.any(x <= 0):
         return None
-    best = None
-    for k in _K_GRID:
-        a, b = _lstsq([np.ones_like(x), np.power(x, k)], y)
-        err = _rel_sse(a + b * np.power(x, k), y)
-        if best is None or err < best[0]:
-            best = (err, a, b, k)
-    _, a, b, k = best
+    i, (a, b) = _grid_lstsq(x, y, [np.ones_like(x)], _K_GRID)
+    k = float(_K_GRID[i])
     return Fit("offset_power", (a, b, k), f"{_g(a)} + {_g(b)}·{var}^{k:.2f}", lambda t: a + b * np.power(t, k))
+
+
+_K_SUPER = _K_GRID[_K_GRID > 1.05]
 
 
 def fit_linear_power(x: np.ndarray, y: np.ndarray, var: str = "L") -> Fit | None:
     """a + b·x + c·x^k, k > 1 from a grid: linear growth plus a superlinear term."""
     if len(np.unique(x)) < 4 or np.any(x <= 0):
         return None
-    best = None
-    for k in _K_GRID[_K_GRID > 1.05]:
-        a, b, c = _lstsq([np.ones_like(x), x, np.power(x, k)], y)
-        err = _rel_sse(a + b * x + c * np.power(x, k), y)
-        if best is None or err < best[0]:
-            best = (err, a, b, c, k)
-    _, a, b, c, k = best
+    i, (a, b, c) = _grid_lstsq(x, y, [np.ones_like(x), x], _K_SUPER)
+    k = float(_K_SUPER[i])
     return Fit("linear_power", (a, b, c, k), f"{_g(a)} + {_g(b)}·{var} + {_g(c)}·{var}^{k:.2f}",
                lambda t: a + b * t + c * np.power(t, k))
 
@@ -331,22 +343,53 @@ def _plain(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class _Curve:
-    """Stage-1 result of one series in layers."""
+class Curve:
+    """The chosen model of one series in layers, its validation and what its interval
+    is made of; `at(L)` evaluates prediction and interval at any depth."""
 
-    predicted: float
-    low: float
-    high: float
     fit: Fit
     chosen: Candidate
     candidates: list[Candidate]
-    parts: dict[str, float]
-    growth: float
+    depths: np.ndarray
+    """The measured depths, ascending."""
+    medians: np.ndarray
+    rate: float
+    """Worst validation error per unit of log-extrapolation (m = rate · log(L / largest depth))."""
+    residual: float
+    repeats: float
+    boots: list[Fit] = field(repr=False)
+    """The chosen model refitted on bootstrap resamples of the repeats."""
+
+    @property
+    def growth(self) -> float:
+        """Local exponent of the model at the largest measured depth."""
+        return self.fit.local_exponent(float(self.depths[-1]))
+
+    def parts(self, layers: float) -> dict[str, float]:
+        predicted = float(self.fit(layers))
+        boot = 0.0
+        if self.boots and predicted:
+            values = [float(b(layers)) for b in self.boots]
+            boot = float(np.percentile(values, 97.5) - np.percentile(values, 2.5)) / 2 / abs(predicted)
+        parts = {"model": self.rate * max(0.0, math.log(layers / self.depths[-1])), "residual": self.residual,
+                 "repeats": self.repeats, "bootstrap": boot}
+        parts["total"] = parts["model"] + math.sqrt(self.residual**2 + self.repeats**2 + boot**2)
+        return parts
+
+    def at(self, layers: float) -> tuple[float, float, float]:
+        """(predicted, low, high) at `layers`."""
+        predicted = float(self.fit(layers))
+        w = self.parts(layers)["total"]
+        low, high = predicted - w * abs(predicted), predicted + w * abs(predicted)
+        if np.all(self.medians >= 0):
+            low = max(low, 0.0)
+        return predicted, low, high
 
 
-def forecast_curve(layers: Sequence[float], values: Sequence[float], target: float,
-                   *, bootstrap: int = BOOTSTRAP, seed: int = 0) -> _Curve:
-    """Forecast y at `target` layers from raw repeats (layers[i], values[i])."""
+def fit_curve(layers: Sequence[float], values: Sequence[float], target: float | None = None,
+              *, bootstrap: int = BOOTSTRAP, seed: int = 0) -> Curve:
+    """Choose and fit the model of y against layers from raw repeats (layers[i], values[i]);
+    `target` rules out models that would forecast a positive metric at or below zero there."""
     frame = pd.DataFrame({"x": np.asarray(layers, float), "y": np.asarray(values, float)}).dropna()
     groups = {x: g["y"].to_numpy() for x, g in frame.groupby("x", sort=True)}
     x = np.array(sorted(groups))
@@ -356,30 +399,16 @@ def forecast_curve(layers: Sequence[float], values: Sequence[float], target: flo
     name, candidates = choose(x, y, target=target)
     chosen = next(c for c in candidates if c.model == name)
     fit = MODELS[name](x, y)
-    predicted = float(fit(target))
-
-    beyond = max(0.0, math.log(target / x[-1]))
     rate = max(abs(f.error) / math.log(f.test / f.train_max) for f in chosen.folds)
     used = x >= fit.fitted_from
     residual = float(np.max(np.abs((fit(x[used]) - y[used]) / np.where(y[used] != 0, y[used], 1))))
     top = [groups[v] for v in x[-2:]]
     repeats = max((float(np.ptp(g)) / 2 / abs(float(np.median(g))) if np.median(g) else 0.0) for g in top)
     rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(bootstrap if any(len(g) > 1 for g in groups.values()) else 0):
-        yb = np.array([np.median(rng.choice(groups[v], len(groups[v]))) for v in x])
-        fb = MODELS[name](x, yb)
-        if fb is not None:
-            boots.append(float(fb(target)))
-    boot = (float(np.percentile(boots, 97.5) - np.percentile(boots, 2.5)) / 2 / abs(predicted)
-            if boots and predicted else 0.0)
-    parts = {"model": rate * beyond, "residual": residual, "repeats": repeats, "bootstrap": boot}
-    w = parts["model"] + math.sqrt(residual**2 + repeats**2 + boot**2)
-    parts["total"] = w
-    low, high = predicted - w * abs(predicted), predicted + w * abs(predicted)
-    if np.all(y >= 0):
-        low = max(low, 0.0)
-    return _Curve(predicted, low, high, fit, chosen, candidates, parts, fit.local_exponent(float(x[-1])))
+    n = bootstrap if any(np.ptp(g) > 0 for g in groups.values()) else 0
+    resampled = np.column_stack([np.median(rng.choice(groups[v], (n, len(groups[v]))), axis=1) for v in x]) if n else []
+    boots = [b for yb in resampled if (b := MODELS[name](x, yb)) is not None]
+    return Curve(fit, chosen, candidates, x, y, rate, residual, repeats, boots)
 
 
 def _across(xs: np.ndarray, preds: np.ndarray, lows: np.ndarray, highs: np.ndarray, target: float,
@@ -551,15 +580,15 @@ def _one(group: pd.DataFrame, metric: str, series: dict[str, Any], goal: dict[st
             based_on.append({**{c.removeprefix("cfg_"): stats.key_value(v) for c, v in zip(["cfg_layers", *others], keys, strict=True)},
                              "median": float(vals.median()), "repeats": len(vals)})
 
-    def stage1(g: pd.DataFrame) -> _Curve:
+    def stage1(g: pd.DataFrame) -> Curve:
         vals = g[["cfg_layers", metric]].dropna()
-        return forecast_curve(vals["cfg_layers"], vals[metric], layers, bootstrap=bootstrap)
+        return fit_curve(vals["cfg_layers"], vals[metric], layers, bootstrap=bootstrap)
 
     if not others:
         curve = stage1(group)
-        predicted, low, high = curve.predicted, curve.low, curve.high
+        predicted, low, high = curve.at(layers)
         model = f"{MODEL_TEXT[curve.fit.model]}: y = {curve.fit.formula}"
-        folds, parts, growth = curve.chosen.folds, curve.parts, curve.growth
+        folds, parts, growth = curve.chosen.folds, curve.parts(layers), curve.growth
         candidates = {c.model: c.score for c in curve.candidates}
     else:
         # One further key (the first the target extrapolates; more are refused below).
@@ -578,9 +607,8 @@ def _one(group: pd.DataFrame, metric: str, series: dict[str, Any], goal: dict[st
             raise ForecastError(f"too few points to fit in {column.removeprefix('cfg_')}: {len(xs)} value(s) with "
                                 f"{MIN_DEPTHS} layer counts each, 2 needed")
         var = column.removeprefix("cfg_")
-        predicted, low, high, note, folds = _across(
-            np.array(xs), np.array([c.predicted for c in curves]), np.array([c.low for c in curves]),
-            np.array([c.high for c in curves]), float(goal[column]), var)
+        at = np.array([c.at(layers) for c in curves])
+        predicted, low, high, note, folds = _across(np.array(xs), at[:, 0], at[:, 1], at[:, 2], float(goal[column]), var)
         model = "; ".join(f"{var}={x:g}: {MODEL_TEXT[c.fit.model]}: y = {c.fit.formula}" for x, c in zip(xs, curves, strict=True))
         model += f"; {note}"
         parts = {"total": (high - low) / 2 / abs(predicted) if predicted else math.nan}
