@@ -8,10 +8,12 @@ to a value the results did not measure is extrapolated.
 How, per series and metric (docs/forecast.md):
 
 1. In layers: the medians over repeats at each depth are fitted by every candidate model
-   (MODELS: a + b·L, a·L^k, a + b·L^k, a + b·L + c·L^k, a power law with a knee). Each is
-   validated leave-largest-out: fitted on the depths below the largest and scored on the
-   largest, then likewise one depth down. The model with the smallest validation error
-   wins (the simpler one when within VALIDATION_TIE).
+   (MODELS: a + b·L and a·L^k on all depths or on the deeper half, a + b·L^k,
+   a + b·L + c·L^k, a power law with a knee). Each is validated leave-largest-out:
+   fitted on the depths below the largest and scored on the largest, then likewise one
+   depth down; a model that cannot be fitted on every fold's depths is left out. The
+   model with the smallest validation error wins (the simpler one when within
+   VALIDATION_TIE).
 2. In another numeric key (hidden, devices, ...), when the target lies outside its
    measured values: step 1 at each measured value, then a + b·x or a·x^k through those
    forecasts (validated the same way with 3 values or more; with 2 it is not validated
@@ -64,6 +66,8 @@ VALIDATION_TIE = 0.01
 """A model with more parameters must beat a simpler one's validation error by this much
 (absolute, 1 percentage point) to be chosen: below it the difference is noise."""
 BOOTSTRAP = 100
+PRECISION = 1e-9
+"""Narrowest relative interval: an exact fit still carries floating-point rounding."""
 
 
 class ForecastError(StoreError):
@@ -198,22 +202,22 @@ def fit_knee_power(x: np.ndarray, y: np.ndarray, var: str = "L") -> Fit | None:
                f"{var}^{c1:.2f} below {var}={math.exp(knee):.3g}, {var}^{c1 + c2:.2f} above", f)
 
 
-TAIL = 3
-"""Depths the tail models fit: the largest ones, where fixed costs no longer dominate."""
-
-
 def _tail(fitter: Callable[..., Fit | None], name: str) -> Callable[..., Fit | None]:
+    """`fitter` on the largest half of the depths (at least 2): where fixed costs no
+    longer dominate, so the fit follows the growth at depth."""
+
     def fit(x: np.ndarray, y: np.ndarray, var: str = "L") -> Fit | None:
-        if len(np.unique(x)) <= TAIL:  # then it is the plain model, already a candidate
+        xs = np.unique(x)
+        if len(xs) < 3:  # the tail would be every depth: the plain model
             return None
-        order = np.argsort(x)[-TAIL:]
-        inner = fitter(x[order], y[order], var)
+        keep = x >= xs[len(xs) - max(2, math.ceil(len(xs) / 2))]
+        inner = fitter(x[keep], y[keep], var)
         if inner is None:
             return None
-        return Fit(name, inner.params, f"{inner.formula} (fitted on {var} >= {x[order][0]:g})", inner.f,
-                   float(x[order][0]))
+        start = float(x[keep].min())
+        return Fit(name, inner.params, f"{inner.formula} (fitted on {var} >= {start:g})", inner.f, start)
 
-    fit.__doc__ = f"{fitter.__name__} on the {TAIL} largest depths only."
+    fit.__doc__ = f"{fitter.__name__} on the largest half of the depths."
     return fit
 
 
@@ -227,12 +231,13 @@ MODELS: dict[str, Callable[..., Fit | None]] = {
     "linear_power": fit_linear_power,
     "knee_power": fit_knee_power,
 }
-PARAMETERS = {"linear": 2, "power": 2, "linear_tail": TAIL, "power_tail": TAIL, "offset_power": 3, "linear_power": 4, "knee_power": 4}
-"""Fitted numbers of each model (k and the knee included): a fold fits a model only on
-more depths than that, so that it is not merely threaded through every point."""
+PARAMETERS = {"linear": 2, "power": 2, "linear_tail": 3, "power_tail": 3, "offset_power": 3,
+              "linear_power": 4, "knee_power": 4}
+"""Depths a model needs: its fitted numbers (k and the knee included); a tail model needs
+one more depth than its 2-depth tail, or it would be the plain model."""
 MODEL_TEXT = {
-    "linear": "a + b·L", "power": "a·L^k", "linear_tail": f"a + b·L on the {TAIL} largest depths",
-    "power_tail": f"a·L^k on the {TAIL} largest depths", "offset_power": "a + b·L^k",
+    "linear": "a + b·L", "power": "a·L^k", "linear_tail": "a + b·L on the deeper half",
+    "power_tail": "a·L^k on the deeper half", "offset_power": "a + b·L^k",
     "linear_power": "a + b·L + c·L^k", "knee_power": "power law with a knee",
 }
 
@@ -269,7 +274,7 @@ def validate(x: np.ndarray, y: np.ndarray, model: str, folds: int = VALIDATION_F
     """Leave-largest-out folds of one model on medians y at depths x (sorted, unique)."""
     out = []
     for j in range(1, folds + 1):
-        if len(x) - j <= PARAMETERS[model]:
+        if len(x) - j < PARAMETERS[model]:
             break
         fit = MODELS[model](x[: len(x) - j], y[: len(x) - j])
         if fit is None:
@@ -281,11 +286,13 @@ def validate(x: np.ndarray, y: np.ndarray, model: str, folds: int = VALIDATION_F
 def choose(x: np.ndarray, y: np.ndarray, models: Sequence[str] = tuple(MODELS),
            target: float | None = None) -> tuple[str, list[Candidate]]:
     """The model with the smallest validation error (the simplest within VALIDATION_TIE),
-    and every candidate's validation. A model that cannot be fitted on the points below
-    the largest depth is not a candidate, nor one that forecasts a positive metric to be
-    zero or less at `target`."""
+    and every candidate's validation. A model that cannot be fitted on the depths of
+    every fold is not a candidate, nor one that forecasts a positive metric to be zero
+    or less at `target`."""
     candidates = [validate(x, y, m) for m in models]
-    scored = [c for c in candidates if c.folds and math.isfinite(c.score)]
+    # Every candidate is judged on the same folds: as many as the simplest model can have.
+    folds = min(VALIDATION_FOLDS, len(x) - 2)
+    scored = [c for c in candidates if folds > 0 and len(c.folds) == folds and math.isfinite(c.score)]
     if target is not None and np.all(y > 0):
         scored = [c for c in scored if (fit := MODELS[c.model](x, y)) is not None and float(fit(target)) > 0]
     if not scored:
@@ -373,7 +380,7 @@ class Curve:
             boot = float(np.percentile(values, 97.5) - np.percentile(values, 2.5)) / 2 / abs(predicted)
         parts = {"model": self.rate * max(0.0, math.log(layers / self.depths[-1])), "residual": self.residual,
                  "repeats": self.repeats, "bootstrap": boot}
-        parts["total"] = parts["model"] + math.sqrt(self.residual**2 + self.repeats**2 + boot**2)
+        parts["total"] = max(PRECISION, parts["model"] + math.sqrt(self.residual**2 + self.repeats**2 + boot**2))
         return parts
 
     def at(self, layers: float) -> tuple[float, float, float]:
@@ -625,6 +632,116 @@ def _one(group: pd.DataFrame, metric: str, series: dict[str, Any], goal: dict[st
     return Forecast(metric, {c.removeprefix("cfg_"): v for c, v in series.items()}, target, predicted, low, high,
                     model, validation, error, candidates, parts, growth, based_on, exact,
                     _measure_command(manifest, series, goal, folder) if exact else None, unit)
+
+
+def backtest(results: str | Path | pd.DataFrame, upto: int, targets: Sequence[int],
+             metrics: Sequence[str] | None = None, *, repeat: int | None = None) -> pd.DataFrame:
+    """Forecasts from the points of at most `upto` layers against the measured medians at
+    each of `targets` (depths the results hold beyond `upto`); `repeat` restricts both to
+    one repeat (measured in one pass of the sweep, so under similar load).
+
+    Columns: the series keys, layers, metric, predicted, low, high, measured, error
+    (relative, + = over-predicted), covered, model, validation_error.
+    """
+    df = prepare(results if isinstance(results, pd.DataFrame) else load(results))
+    if repeat is not None:
+        df = df[df["run_repeat"] == repeat]
+    train = df[df["cfg_layers"] <= upto]
+    records = []
+    for target in targets:
+        for f in forecast(train, {"layers": target}, metrics):
+            rows = df[df["cfg_layers"] == target]
+            for key, value in f.series.items():
+                rows = rows[rows[f"cfg_{key}"] == value]
+            measured = float(rows[f.metric].median()) if len(rows) else math.nan
+            records.append({**f.series, "layers": target, "metric": f.metric, "predicted": f.predicted,
+                            "low": f.low, "high": f.high, "measured": measured,
+                            "error": (f.predicted - measured) / measured if measured else math.nan,
+                            "covered": bool(f.low <= measured <= f.high), "model": f.model,
+                            "validation_error": f.validation_error})
+    return pd.DataFrame.from_records(records)
+
+
+# --------------------------------------------------------------------------- for the report
+# Pure builders for the report's forecast section (profiler/forecast_figures.py draws
+# the curves): they take a results DataFrame and return tables and lines.
+
+REPORT_METRICS = ("time_to_compiled_s", "time_compile_s", "time_step_median_s", "size_hlo_instructions",
+                  "mem_footprint_bytes")
+REACH = 3.0
+"""How far past the largest measured depth the report draws a forecast (3x: 128 -> 384)."""
+
+
+def series_curves(df: pd.DataFrame, metrics: Sequence[str] = REPORT_METRICS,
+                  *, bootstrap: int = BOOTSTRAP) -> list[tuple[dict[str, Any], str, Curve]]:
+    """(series keys, metric, fitted Curve) for every series of the results (all varying
+    cfg_ columns but layers) and metric that has enough depths; the others are left out."""
+    df = prepare(df)
+    keys = [c for c in stats.varying(df, stats.config_columns(df)) if c not in ("cfg_layers", "cfg_run", "cfg_steps")]
+    out = []
+    groups = df.groupby(keys, dropna=False, sort=True) if keys else [((), df)]
+    for values, group in groups:
+        values = values if isinstance(values, tuple) else (values,)
+        series = {c: stats.key_value(v) for c, v in zip(keys, values, strict=True)}
+        for metric in metrics:
+            if not stats.has_data(group, metric):
+                continue
+            rows = group[["cfg_layers", metric]].dropna()
+            if rows["cfg_layers"].nunique() < MIN_DEPTHS:
+                continue
+            top = float(rows["cfg_layers"].max()) * REACH
+            out.append((series, metric, fit_curve(rows["cfg_layers"], rows[metric], top, bootstrap=bootstrap)))
+    return out
+
+
+def band(curve: Curve, reach: float = REACH, points: int = 24) -> pd.DataFrame:
+    """The curve from its largest measured depth to `reach` times it: layers, predicted, low, high."""
+    top = float(curve.depths[-1])
+    layers = np.geomspace(top, top * reach, points)
+    values = np.array([curve.at(x) for x in layers])
+    return pd.DataFrame({"layers": layers, "predicted": values[:, 0], "low": values[:, 1], "high": values[:, 2]})
+
+
+def validation_table(curves: Sequence[tuple[dict[str, Any], str, Curve]]) -> pd.DataFrame:
+    """One row per series and metric: the chosen model and its fit, its leave-largest-out
+    errors, every candidate's validation error, and the growth at depth (local exponent
+    d log y / d log L at the largest measured depth)."""
+    records = []
+    for series, metric, curve in curves:
+        folds = "; ".join(f"{f.train_max:g} -> {f.test:g}: {f.error:+.1%}" for f in curve.chosen.folds)
+        records.append({**series, "metric": metric, "model": MODEL_TEXT[curve.fit.model], "fit": curve.fit.formula,
+                        "validation_error": curve.chosen.score, "folds": folds,
+                        "growth": curve.growth, "at_layers": float(curve.depths[-1]),
+                        **{f"error_{c.model}": c.score for c in curve.candidates}})
+    return pd.DataFrame.from_records(records)
+
+
+def growth_lines(curves: Sequence[tuple[dict[str, Any], str, Curve]],
+                 metrics: Sequence[str] = ("time_to_compiled_s", "size_hlo_instructions")) -> list[str]:
+    """Summary sentences: how each metric grows at the largest measured depth, per series,
+    by the chosen model's local exponent (not one power law over all depths, which at
+    small depths measures fixed costs)."""
+    lines = []
+    for metric in metrics:
+        chosen = [(s, c) for s, m, c in curves if m == metric]
+        if not chosen:
+            continue
+        depth = max(float(c.depths[-1]) for _, c in chosen)
+        parts = ", ".join(f"{_label(s)} L^{c.growth:.2f} ({MODEL_TEXT[c.fit.model]})" for s, c in chosen)
+        lines.append(f"{metric} at {depth:g} layers grows as {parts}: local exponent d log y / d log L "
+                     "of the model chosen by leave-largest-out validation")
+    return lines
+
+
+def _label(series: Mapping[str, Any]) -> str:
+    return " ".join(f"{k.removeprefix('cfg_')}={v}" for k, v in series.items()) or "all"
+
+
+def plan_lines(df: pd.DataFrame, memory: str = "80GiB", steps: int = 1000) -> list[str]:
+    """The planner's answer at the largest measured depth for a default budget."""
+    from profiler.plan import format_plan, plan
+
+    return format_plan(plan(df, memory=memory, steps=steps)).splitlines()
 
 
 # --------------------------------------------------------------------------- text
