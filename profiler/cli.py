@@ -220,17 +220,17 @@ def _forecast_parsers(commands: argparse._SubParsersAction) -> None:
 def _forecast(args: argparse.Namespace) -> int:
     import json
 
-    from profiler.forecast import forecast, format_text
+    from profiler.forecast import forecast_target, format_text
 
-    forecasts = forecast(args.folder, args.target)
+    forecasts = forecast_target(args.folder, args.target)
     print(json.dumps([f.as_dict() for f in forecasts], indent=1) if args.json else format_text(forecasts))
     return 0
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from profiler.plan import format_plan, plan
+    from profiler.plan import format_plan, plan_target
 
-    result = plan(args.folder, args.target, memory=args.memory_per_device, devices=args.devices, steps=args.steps)
+    result = plan_target(args.folder, args.target, memory=args.memory_per_device, devices=args.devices, steps=args.steps)
     print(result.to_json() if args.json else format_plan(result))
     return 0
 

@@ -538,7 +538,7 @@ def _series_keys(df: pd.DataFrame, target: Mapping[str, Any], extrapolate: Seque
             if c not in target and c not in extrapolate and c != "cfg_layers"]
 
 
-def forecast(results: str | Path | pd.DataFrame, target: Mapping[str, Any] | Sequence[str],
+def forecast_target(results: str | Path | pd.DataFrame, target: Mapping[str, Any] | Sequence[str],
              metrics: Sequence[str] | None = None, *, bootstrap: int = BOOTSTRAP) -> list[Forecast]:
     """Forecast every metric of every series of `results` (a folder or its rows) at
     `target` ({'layers': 256, 'mode': 'loop'} or ['layers=256', 'mode=loop']).
@@ -649,7 +649,7 @@ def backtest(results: str | Path | pd.DataFrame, upto: int, targets: Sequence[in
     train = df[df["cfg_layers"] <= upto]
     records = []
     for target in targets:
-        for f in forecast(train, {"layers": target}, metrics):
+        for f in forecast_target(train, {"layers": target}, metrics):
             rows = df[df["cfg_layers"] == target]
             for key, value in f.series.items():
                 rows = rows[rows[f"cfg_{key}"] == value]
@@ -739,9 +739,9 @@ def _label(series: Mapping[str, Any]) -> str:
 
 def plan_lines(df: pd.DataFrame, memory: str = "80GiB", steps: int = 1000) -> list[str]:
     """The planner's answer at the largest measured depth for a default budget."""
-    from profiler.plan import format_plan, plan
+    from profiler.plan import format_plan, plan_target
 
-    return format_plan(plan(df, memory=memory, steps=steps)).splitlines()
+    return format_plan(plan_target(df, memory=memory, steps=steps)).splitlines()
 
 
 # --------------------------------------------------------------------------- text

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from profiler import stats
-from profiler.forecast import ForecastError, fmt, forecast, parse_target, prepare
+from profiler.forecast import ForecastError, fmt, forecast_target, parse_target, prepare
 from profiler.store import load
 
 MEMORY = "mem_footprint_bytes"
@@ -113,7 +113,7 @@ def _measured(rows: pd.DataFrame, metric: str) -> Estimate | None:
     return Estimate(s.median, s.min, s.max, True)
 
 
-def plan(results: str | Path | pd.DataFrame, target: Mapping[str, Any] | Sequence[str] = (), *,
+def plan_target(results: str | Path | pd.DataFrame, target: Mapping[str, Any] | Sequence[str] = (), *,
          memory: str | int, devices: int | None = None, steps: int = 0) -> Plan:
     """Rank the configurations of `results` at `target` (default: the largest measured
     depth) for a device memory of `memory` bytes (or '80GiB') and `steps` steps."""
@@ -144,7 +144,7 @@ def plan(results: str | Path | pd.DataFrame, target: Mapping[str, Any] | Sequenc
     options = []
     if extrapolate:
         found: dict[tuple, dict[str, Estimate]] = {}
-        for f in forecast(df, goal, metrics, bootstrap=50):
+        for f in forecast_target(df, goal, metrics, bootstrap=50):
             key = tuple((k, v) for k, v in f.series.items() if k not in ("run", "steps"))
             found.setdefault(key, {})[f.metric] = Estimate(f.predicted, f.low, f.high, False)
         for key, estimates in found.items():

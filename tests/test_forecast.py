@@ -15,7 +15,7 @@ import pytest
 
 from profiler import forecast as F
 from profiler.cli import main
-from profiler.plan import parse_size, plan
+from profiler.plan import parse_size, plan_target
 from profiler.runner import run_sweep
 from profiler.spec import build_spec
 from profiler.store import load, part_files
@@ -92,7 +92,7 @@ def test_too_few_depths_is_an_error():
 
 def test_forecast_of_a_real_sweep_matches_a_real_deeper_measurement(deep: Path):
     df = load(deep)
-    forecasts = F.forecast(df[df["cfg_layers"] <= 16], {"layers": 32})
+    forecasts = F.forecast_target(df[df["cfg_layers"] <= 16], {"layers": 32})
     assert {f.series["mode"] for f in forecasts} == {"loop", "scan"}
     for mode in ("loop", "scan"):
         size = _one(forecasts, "size_hlo_instructions", mode=mode)
@@ -132,8 +132,8 @@ def test_forecast_text_names_models_and_the_measure_command(deep: Path, capsys: 
 def test_forecast_in_hidden_goes_through_each_measured_width(synthetic):
     """Synthetic metrics grow linearly with hidden (conftest LAWS times hidden / 256)."""
     folder = synthetic(modes=("loop",), layers=(2, 8, 32, 64), hidden=(256, 512), noise=0.0)
-    at_512 = _one(F.forecast(folder, ["layers=128", "hidden=512"]), "size_hlo_instructions")
-    at_1024 = _one(F.forecast(folder, ["layers=128", "hidden=1024"]), "size_hlo_instructions")
+    at_512 = _one(F.forecast_target(folder, ["layers=128", "hidden=512"]), "size_hlo_instructions")
+    at_1024 = _one(F.forecast_target(folder, ["layers=128", "hidden=1024"]), "size_hlo_instructions")
     assert at_1024.predicted == pytest.approx(2 * at_512.predicted, rel=1e-3)
     assert "then in hidden" in at_1024.model and "not validated" in at_1024.model
 
@@ -167,8 +167,8 @@ def test_forecast_too_few_depths_exits_2(deep: Path, tmp_path: Path, capsys: pyt
 
 
 def test_forecast_reads_rows_without_importing_jax(deep: Path):
-    code = ("import sys; from profiler.forecast import forecast; from profiler.plan import plan; "
-            f"forecast({str(deep)!r}, ['layers=64'], ['size_hlo_bytes']); plan({str(deep)!r}, ['layers=64'], memory='1GiB', steps=10); "
+    code = ("import sys; from profiler import forecast_target, plan_target; "
+            f"forecast_target({str(deep)!r}, ['layers=64'], ['size_hlo_bytes']); plan_target({str(deep)!r}, ['layers=64'], memory='1GiB', steps=10); "
             "assert 'jax' not in sys.modules, 'jax imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -180,7 +180,7 @@ def test_parse_size(text, size):
 
 
 def test_plan_ranks_measured_options_and_explains(deep: Path):
-    p = plan(deep, memory="80GiB", steps=1000)
+    p = plan_target(deep, memory="80GiB", steps=1000)
     assert p.target == {"layers": 32}
     assert {o.name for o in p.options} == {"mode=loop", "mode=scan"}
     assert all(o.fits == "yes" and o.setup.measured for o in p.options)
@@ -207,3 +207,23 @@ def test_plan_bad_input_exits_2_with_one_line(deep: Path, capsys: pytest.Capture
     assert main(["plan", str(deep), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_report_builders_on_a_real_sweep(deep: Path):
+    from profiler.forecast_figures import forecast_figure
+
+    curves = F.series_curves(load(deep), ["size_hlo_instructions", "time_to_compiled_s"], bootstrap=20)
+    table = F.validation_table(curves)
+    assert len(table) == 4 and set(table["cfg_mode"]) == {"loop", "scan"}
+    growth = dict(zip(table["cfg_mode"] + " " + table["metric"], table["growth"], strict=True))
+    # program size at depth: the loop's grows linearly, the scan's not at all
+    assert growth["loop size_hlo_instructions"] == pytest.approx(1.0, abs=0.01)
+    assert growth["scan size_hlo_instructions"] == pytest.approx(0.0, abs=0.01)
+    lines = F.growth_lines(curves)
+    assert any("size_hlo_instructions at 32 layers" in line and "mode=loop L^1.00" in line for line in lines)
+    fig = forecast_figure(curves, "time_to_compiled_s", "s")
+    assert len(fig.data) == 8  # band, model, forecast, medians per mode
+    ahead = F.band(curves[0][2])
+    assert ahead["layers"].iloc[0] == 32 and ahead["layers"].iloc[-1] == pytest.approx(96)
+    assert (ahead["low"] <= ahead["predicted"]).all() and (ahead["predicted"] <= ahead["high"]).all()
+    assert forecast_figure(curves, "mem_temp_bytes") is None
