@@ -17,7 +17,8 @@ How, per series and metric (docs/forecast.md):
 2. In another numeric key (hidden, devices, ...), when the target lies outside its
    measured values: step 1 at each measured value, then a + b·x or a·x^k through those
    forecasts (validated the same way with 3 values or more; with 2 it is not validated
-   and says so), its interval the same fit through the step-1 bounds.
+   and says so), its interval step 1's widest relative one (plus step 2's validation
+   error when there is one).
 
 The interval is relative to the prediction, ±w with w = m + sqrt(r² + q² + b²):
 m = the worst validation error per unit of log-extrapolation times the target's log
@@ -431,15 +432,15 @@ def _across(xs: np.ndarray, preds: np.ndarray, lows: np.ndarray, highs: np.ndarr
         name, folds = ("power" if np.all(preds > 0) else "linear"), []
     fit = MODELS[name](xs, preds, var)
     predicted = float(fit(target))
-    # The bounds' own curves: the envelope of what the step-1 intervals allow.
-    lo_fit = MODELS[name](xs, np.maximum(lows, 1e-300) if name == "power" else lows, var)
-    hi_fit = MODELS[name](xs, highs, var)
-    low, high = float(lo_fit(target)), float(hi_fit(target))
+    # The widest relative interval of step 1, plus the model error of step 2 when it
+    # could be validated (as in Curve.parts); unvalidated, the interval is step 1's only.
+    w = float(np.max(np.maximum(preds - lows, highs - preds) / np.abs(np.where(preds != 0, preds, 1))))
     if folds:
         beyond = max(0.0, math.log(target / xs[-1]))
-        m = max(abs(f.error) / math.log(f.test / f.train_max) for f in folds) * beyond * abs(predicted)
-        low, high = low - m, high + m
-    low, high = min(low, predicted), max(high, predicted)
+        w += max(abs(f.error) / math.log(f.test / f.train_max) for f in folds) * beyond
+    low, high = predicted - w * abs(predicted), predicted + w * abs(predicted)
+    if np.all(lows >= 0):
+        low = max(low, 0.0)
     note = f"then in {var}: {fit.formula}" + ("" if folds else f" through {len(xs)} values (not validated)")
     return predicted, low, high, note, folds
 
@@ -490,6 +491,10 @@ def parse_target(df: pd.DataFrame, target: Mapping[str, Any] | Sequence[str]) ->
         if column not in df.columns or not stats.has_data(df, column):
             raise ForecastError(f"key '{key}': the results hold no values of it")
         measured = [stats.key_value(v) for v in df[column].dropna().unique()]
+        if key == "layers" and len(measured) > 1 and isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            out[column] = value  # always fitted, measured depth or not: the other keys' fits need every depth
+            extrapolate.append(column)
+            continue
         if any(_same(value, m) for m in measured):
             out[column] = next(m for m in measured if _same(value, m))
             continue
