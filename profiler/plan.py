@@ -60,7 +60,7 @@ class Option:
     step: Estimate | None
     fits: str
     """'yes' (even the interval's top fits), 'maybe' (the prediction fits, its top does not),
-    'no', or 'unknown' (no memory column)."""
+    'no', or 'unknown' (no memory column, or a forecast without an interval: measure it)."""
 
     @property
     def name(self) -> str:
@@ -141,8 +141,9 @@ def plan_target(results: str | Path | pd.DataFrame, target: Mapping[str, Any] | 
     metrics = [m for m in (MEMORY, SETUP, STEP) if stats.has_data(ok, m)]
     if SETUP not in metrics:
         raise ForecastError("the results hold no compile times (time_to_compiled_s)")
+    measured_depth = parsed.get("cfg_layers") in set(ok["cfg_layers"])
     options = []
-    if extrapolate:
+    if any(c != "cfg_layers" for c in extrapolate) or not measured_depth:
         found: dict[tuple, dict[str, Estimate]] = {}
         for f in forecast_target(df, goal, metrics, bootstrap=50):
             key = tuple((k, v) for k, v in f.series.items() if k not in ("run", "steps"))
@@ -165,7 +166,10 @@ def plan_target(results: str | Path | pd.DataFrame, target: Mapping[str, Any] | 
 
 def _option(series: dict[str, Any], estimates: Mapping[str, Estimate | None], budget: int) -> Option:
     mem = estimates.get(MEMORY)
-    fits = "unknown" if mem is None else "yes" if mem.high <= budget else "maybe" if mem.value <= budget else "no"
+    if mem is None or not math.isfinite(mem.high):  # no memory column, or a forecast without interval
+        fits = "unknown"
+    else:
+        fits = "yes" if mem.high <= budget else "maybe" if mem.value <= budget else "no"
     return Option(series, mem, estimates.get(SETUP), estimates.get(STEP), fits)
 
 
@@ -179,6 +183,11 @@ def _rank(options: list[Option], target: dict[str, Any], budget: int, steps: int
     stepped = [o for o in options if o.step is not None]
     if steps and not stepped:
         notes.append("the results hold no step times (compile-only sweep, run=false): total = time to a compiled program")
+    unsure = [o.name for o in options if o.fits == "unknown" and o.memory is not None]
+    if unsure:
+        notes.append(f"whether {', '.join(unsure)} fit is unknown: their memory is forecast without an interval "
+                     "(a width extrapolated from 2 values); measure the target with the command "
+                     "`python -m profiler forecast` prints")
     if any(o.setup is not None and not o.setup.measured for o in options):
         notes.append("forecast values come from `python -m profiler forecast` (see its intervals and models)")
     usable = [o for o in options if o.fits in ("yes", "maybe", "unknown") and o.setup is not None]
@@ -204,6 +213,8 @@ def _why(o: Option, best: Option | None, budget: int, steps: int) -> str:
     if best is None:
         return "nothing fits"
     parts = []
+    if o.fits == "unknown" and o.memory is not None:
+        parts.append(f"may not fit: needs ~{fmt(o.memory.value, 'bytes')}, a forecast without interval")
     if o.fits == "maybe":
         parts.append(f"may not fit: needs {fmt(o.memory.value, 'bytes')}, its interval reaches {fmt(o.memory.high, 'bytes')}")
     later = o.setup.value - best.setup.value
