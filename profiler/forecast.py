@@ -67,9 +67,9 @@ VALIDATION_TIE = 0.01
 """A model with more parameters must beat a simpler one's validation error by this much
 (absolute, 1 percentage point) to be chosen: below it the difference is noise."""
 BOOTSTRAP = 100
-RIVAL_SCORE = (1.5, VALIDATION_TIE)
-"""A candidate whose validation error is within 1.5x the chosen one's + 1 point is a rival:
-as plausible on the evidence of two folds."""
+RIVAL_SCORE = (1.5, 0.005)
+"""A candidate whose validation error is within 1.5x the chosen one's + half a point is a
+rival: as plausible on the evidence of two folds."""
 PRECISION = 1e-6
 """Narrowest relative interval: an exact fit of values up to 1e12 (FLOPs) still carries
 the rounding of its least squares."""

@@ -101,8 +101,10 @@ def test_forecast_of_a_real_sweep_matches_a_real_deeper_measurement(deep: Path):
         assert size.low <= measured <= size.high
         assert size.exact and "run=false" in size.measure and "layers=32" in size.measure
         assert [p["layers"] for p in size.based_on] == [1, 2, 4, 8, 16]
-        timing = _one(forecasts, "time_to_compiled_cpu_s", mode=mode)
-        measured = _measured(df, "time_to_compiled_cpu_s", mode=mode, layers=32)
+        # The trace's CPU time: the steadiest timing on a shared machine (one Python thread).
+        # How compile times fare at 2x and 3x, with their misses, is in docs/forecast.md.
+        timing = _one(forecasts, "time_trace_cpu_s", mode=mode)
+        measured = _measured(df, "time_trace_cpu_s", mode=mode, layers=32)
         assert timing.low <= measured <= timing.high, (timing.predicted, timing.low, timing.high, measured)
         assert not timing.exact and timing.measure is None
         assert timing.validation and all(v["test"] <= 16 for v in timing.validation)
