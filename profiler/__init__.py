@@ -1,10 +1,11 @@
 """Compile-time, program-size and memory profiling sweeps for stacked JAX/Flax layers.
 
 Public API (everything else is private to the package). `profile`, `sweep`,
-`MeasurementError` (profiler/api.py), `figures` (profiler/report.py), `forecast_target`
-(profiler/forecast.py) and `plan_target` (profiler/plan.py) are imported on first use:
-every measuring process imports this package, and must not pay for plotting. (Not
-`forecast` and `plan`: importing a submodule binds its name on the package.)
+`Profile`, `MeasurementError` (profiler/api.py), `figures` (profiler/report/),
+`forecast_target` (profiler/forecast.py) and `plan_target` (profiler/plan.py) are
+imported on first use: every measuring process imports this package, and must not pay
+for plotting. (Not `forecast` and `plan`: importing a submodule binds its name on the
+package.)
 """
 
 from typing import Any
@@ -15,13 +16,15 @@ from profiler.spec import Point, Spec, SpecError, Sweep, build_spec, load_spec
 from profiler.store import StoreError, load
 
 _LAZY = {"profile": "profiler.api", "sweep": "profiler.api", "MeasurementError": "profiler.api",
-         "figures": "profiler.report", "forecast_target": "profiler.forecast", "plan_target": "profiler.plan"}
+         "Profile": "profiler.api", "figures": "profiler.report", "forecast_target": "profiler.forecast",
+         "plan_target": "profiler.plan"}
 
 __all__ = [
     "COLUMNS",
     "SCHEMA_VERSION",
     "MeasurementError",
     "Point",
+    "Profile",
     "Record",
     "Spec",
     "SpecError",
