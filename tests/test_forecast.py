@@ -229,3 +229,16 @@ def test_report_builders_on_a_real_sweep(deep: Path):
     assert ahead["layers"].iloc[0] == 32 and ahead["layers"].iloc[-1] == pytest.approx(96)
     assert (ahead["low"] <= ahead["predicted"]).all() and (ahead["predicted"] <= ahead["high"]).all()
     assert forecast_figure(curves, "mem_temp_bytes") is None
+
+
+def test_report_has_the_forecast_section_and_growth_at_depth(deep: Path, tmp_path: Path):
+    import html
+    import re
+
+    from profiler.report import write_report
+
+    page = html.unescape(re.sub("<[^>]+>", " ", write_report(deep, tmp_path / "r.html").read_text()))
+    assert "Forecast beyond the measured depths" in page and "validation error" in page
+    assert "The planner at layers=32 for 80GiB" in page
+    # the summary's growth comes from the chosen model at the deepest point, not one power law
+    assert "HLO instructions: loop ∝ L^1.00 at 32 layers, scan ∝ L^0.00 at 32 layers" in page
