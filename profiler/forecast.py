@@ -763,13 +763,6 @@ def _label(series: Mapping[str, Any]) -> str:
     return " ".join(f"{k.removeprefix('cfg_')}={v}" for k, v in series.items()) or "all"
 
 
-def plan_lines(df: pd.DataFrame, memory: str = "80GiB", steps: int = 1000) -> list[str]:
-    """The planner's answer at the largest measured depth for a default budget."""
-    from profiler.plan import format_plan, plan_target
-
-    return format_plan(plan_target(df, memory=memory, steps=steps)).splitlines()
-
-
 # --------------------------------------------------------------------------- text
 
 
