@@ -14,6 +14,14 @@ Schema history (bump SCHEMA_VERSION on any change to names, types or meanings):
   3  a row's cfg_ columns describe its point only: those of keys that do not apply to its
      workload are null (spec.WORKLOAD_KEYS; a program: the model keys its factory does not
      take). Upgrade from 2: profiler/store.py UPGRADES[2].
+  4  compile-time anatomy (spec key anatomy, docs/anatomy.md): cfg_anatomy, the profiled
+     twin's stage times time_anatomy_{trace,lower,compile}_s and the component columns
+     time_trace_<c>_s, time_lower_<c>_s, time_xla_<c>_s; the per-event detail table
+     (DETAIL_COLUMNS) in a results folder's _anatomy/. Upgrade from 3: UPGRADES[3].
+  5  where a measurement's wall time goes: time_server_start_s, time_process_start_s,
+     time_backend_start_s, time_analysis_s, time_run_s, time_process_exit_s; the cores a
+     measuring process had: run_cpus, env_cpu_affinity. Added columns only (null in
+     older rows). Upgrade from 4: UPGRADES[4].
 """
 
 from __future__ import annotations
@@ -26,9 +34,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from profiler import anatomy
 from profiler.spec import Point
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _ARROW = {
     "str": pa.string(),
@@ -72,6 +81,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("run_repeat", "int", "", "Repeat index, 0-based; each repeat is a fresh process."),
     Column("run_status", "str", "", "ok | error | timeout | oom | crash."),
     Column("run_error", "str", "", "Error message when run_status is not ok."),
+    Column("run_anatomy_error", "str", "", "Anatomy on: why the row has no anatomy (the profiled twin's error); the row's own measurement is unaffected."),
     Column("run_started_utc", "str", "ISO 8601", "When the measuring process was started."),
     Column("run_wall_s", "float", "s", "Wall time of the whole measuring process, its start (see run_start) included."),
     Column("run_start", "str", "", "How the measuring process started: 'fork' = forked from a server that had imported JAX and Flax but started no backend (profiler/forkserver.py); 'fresh' = a new Python interpreter. Both compile cold (docs/scale.md)."),
@@ -98,6 +108,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("time_analysis_s", "float", "s", "After the compile: the optimised HLO text and its parsing, the program sizes, XLA's cost and memory analyses and the trip-count cost correction (profiler/cost.py)."),
     Column("time_run_s", "float", "s", "Running the compiled program (run on): its arguments made, the first call and the steps; null when compile-only."),
     Column("time_process_exit_s", "float", "s", "From the measuring process done measuring to the runner holding its result: writing the result file, the process's exit, the runner noticing. Part of run_wall_s; the same for every program of the process."),
+    # compile-time anatomy (anatomy on): a profiled twin's stages broken into components
+    *(Column(f"time_anatomy_{stage}_s", "float", "s", f"Anatomy: wall time of the {stage} in the profiled twin compile (anatomy on); the time_{'xla' if stage == 'compile' else stage}_* components of the stage add up to it. Profiled, so not a timing to compare with time_{stage}_s: the profilers' overhead is in it (docs/anatomy.md).") for stage in anatomy.STAGES),
+    *(Column(name, "float", "s", f"Anatomy ({stage}): {doc}") for name, stage, doc in anatomy.component_docs()),
     Column("time_first_call_s", "float", "s", "First call of the compiled program (run on), results ready."),
     Column("time_step_median_s", "float", "s", "Median of the steady-state calls after the first (run on)."),
     Column("time_step_samples_s", "floats", "s", "Every steady-state call time (run on): the raw samples."),
@@ -161,6 +174,29 @@ ARROW_SCHEMA = pa.schema(
     metadata={"profiler.schema_version": str(SCHEMA_VERSION)},
 )
 
+# The anatomy's per-event detail: a long table beside the rows (one file per point and
+# repeat in a results folder's _anatomy/, see profiler/store.py), joined to them on
+# (run_point_id, run_repeat, cfg_phase). Versioned with the rows.
+DETAIL_COLUMNS: tuple[Column, ...] = (
+    Column("run_schema_version", "int", "", "Version of this schema (see profiler/record.py)."),
+    Column("run_id", "str", "", "Id of the sweep invocation that wrote the row."),
+    Column("run_point_id", "str", "", "The point, as in the rows."),
+    Column("run_repeat", "int", "", "The repeat, as in the rows."),
+    Column("cfg_phase", "str", "", "The program of the point, as in the rows."),
+    Column("stage", "str", "", "trace | lower | compile."),
+    Column("component", "str", "", "Component the event's time is attributed to (docs/anatomy.md)."),
+    Column("event", "str", "", "Compile: XLA's event (pass, pipeline or phase) without its module suffix. Trace, lower: the module (file) the functions are defined in."),
+    Column("calls", "int", "calls", "Occurrences of the event (compile) or calls of the module's functions (trace, lower)."),
+    Column("self_s", "float", "s", "Self time summed over threads: the event's duration less its nested events (compile); cProfile's own time of the module's functions, built-ins billed to their caller (trace, lower)."),
+    Column("total_s", "float", "s", "Compile: the event's duration summed over threads, occurrences nested in one of the same name counted once. Null for trace and lower."),
+    Column("wall_s", "float", "s", "Wall time attributed to the event: its share of each instant split between the busy threads; the wall_s of a component's events add up to its time_*_s column."),
+    Column("threads", "int", "threads", "Kinds of threads (XLA thread pools) the event ran on."),
+)
+DETAIL_SCHEMA = pa.schema(
+    [pa.field(c.name, _ARROW[c.type]) for c in DETAIL_COLUMNS],
+    metadata={"profiler.schema_version": str(SCHEMA_VERSION)},
+)
+
 Record = dataclasses.make_dataclass(
     "Record",
     [(c.name, Any, dataclasses.field(default=None, metadata={"unit": c.unit, "doc": c.doc})) for c in COLUMNS],
@@ -194,4 +230,15 @@ def columns_markdown() -> str:
         "| --- | --- | --- | --- |",
     ]
     lines += [f"| `{c.name}` | {c.type} | {c.unit} | {c.doc} |" for c in COLUMNS]
+    lines += [
+        "",
+        "## Anatomy detail (`_anatomy/` of a results folder)",
+        "",
+        "One row per (point, repeat, phase, stage, component, event) of a point with `anatomy = true`; "
+        "`profiler.store.load_anatomy(DIR)` or `pandas.read_parquet(DIR / '_anatomy')` reads it (docs/anatomy.md).",
+        "",
+        "| column | type | unit | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [f"| `{c.name}` | {c.type} | {c.unit} | {c.doc} |" for c in DETAIL_COLUMNS]
     return "\n".join(lines) + "\n"
