@@ -108,16 +108,22 @@ def compile_stages(
     return Stages(traced, lowered, compiled, times)
 
 
-def measure(program: Program, *, run: bool = False, steps: int = 5) -> dict[str, Any]:
-    """Trace, lower and compile `program` once, cold for this process, and analyse it."""
+def measure(program: Program, *, run: bool = False, steps: int = 5, clear: bool = True) -> dict[str, Any]:
+    """Trace, lower and compile `program` once, cold for this process, and analyse it.
+
+    `clear` empties JAX's caches first: a workload's second program would otherwise reuse
+    traces of helpers the first one jitted (and their source info). A process's first
+    program needs no clearing, and is better without: clearing also drops what building
+    the model warmed, as it does in any script that builds a model and then compiles it,
+    and made the trace + lower + compile 1.1-1.2x (CPU time) slower than such a script's
+    (docs/scale.md)."""
     with program.context():
-        return _measure(program, run, steps)
+        return _measure(program, run, steps, clear)
 
 
-def _measure(program: Program, run: bool, steps: int) -> dict[str, Any]:
-    # Cold for every program, not only the process's first: a workload's second program
-    # would otherwise reuse traces of helpers the first one jitted (and their source info).
-    jax.clear_caches()
+def _measure(program: Program, run: bool, steps: int, clear: bool) -> dict[str, Any]:
+    if clear:
+        jax.clear_caches()
     stages = compile_stages(program)
     compiled = stages.compiled
     t0 = time.perf_counter()

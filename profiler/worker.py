@@ -58,10 +58,10 @@ def measure_point(point: Point, clock: dict[str, float] | None = None) -> list[d
         return [{**env, "run_status": "error", "run_error": _error(e)}]
     built = {"time_backend_start_s": t1 - t0, "time_build_s": time.perf_counter() - t1}
     rows = []
-    for program in programs:
+    for index, program in enumerate(programs):
         row: dict[str, Any] = {**env, **built, "cfg_phase": program.phase}
         try:
-            row.update(measure(program, run=point.run, steps=point.steps), run_status="ok")
+            row.update(measure(program, run=point.run, steps=point.steps, clear=index > 0), run_status="ok")
         except Exception as e:
             row.update(run_status="error", run_error=_error(e))
         if point.anatomy:
