@@ -28,6 +28,10 @@ PHASES: dict[str, str] = {
 }
 """Each phase column of a row and the part of the breakdown it counts in."""
 
+OVERHEAD_COLUMNS = frozenset(c for c, part in PHASES.items() if part != MEASURED)
+"""The phase columns that are not the measurement itself: drawn by the report's Overhead
+view, not as curves of their own."""
+
 PER_PROCESS = frozenset({"time_server_start_s", "time_process_start_s", "time_backend_start_s",
                          "time_build_s", "time_process_exit_s"})
 """Phases of the whole measuring process, repeated on each of its programs' rows."""
