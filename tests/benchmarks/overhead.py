@@ -83,7 +83,7 @@ def sweep(out: Path, overrides: list[str], *flags: str, spec: str = "sweeps/seed
     """One sweep command: its wall time, the CPU time of all its processes, its rows'
     timings, and its own breakdown of its wall time (the `time:` line it prints)."""
     t0, c0 = time.perf_counter(), _children_cpu()
-    done = subprocess.run([sys.executable, "-m", "profiler", "sweep", spec, "run=false", *overrides,
+    done = subprocess.run([sys.executable, "-m", "profiler", "sweep", spec, *overrides,
                            "--out", str(out), *([] if report else ["--no-report"]), *flags],
                           cwd=REPO, check=True, capture_output=True, text=True)
     wall, cpu = time.perf_counter() - t0, _children_cpu() - c0  # the sweep waited for all of its processes
@@ -91,7 +91,7 @@ def sweep(out: Path, overrides: list[str], *flags: str, spec: str = "sweeps/seed
     assert (rows["run_status"] == "ok").all(), rows["run_error"].dropna().tolist()
     line = next(line for line in done.stdout.splitlines() if line.startswith("time: "))
     return {"wall": wall, "cpu": cpu, "line": line, "rows": [
-        {"mode": r.cfg_mode, "wall": r.run_wall_s, "build": r.time_build_s, "cpus": r.run_cpus,
+        {"point": r.run_point_id, "mode": r.cfg_mode, "wall": r.run_wall_s, "build": r.time_build_s, "cpus": r.run_cpus,
          **{t: getattr(r, f"time_{t}_s") for t in TIMES}}
         for r in rows.itertuples()]}
 
@@ -125,15 +125,15 @@ def main() -> None:
         finally:
             servers.close()
     if "b" in args.parts:  # the issue's command: the seed's point (SEED), 5 repeats, its report included
-        seed = ['mode="loop"', "repeats=5"]
+        seed = ['mode="loop"', "repeats=5", "run=false"]
         raw["sweeps"] = interleave({start: lambda i, s=start: sweep(args.out / f"{s}-{i}", seed, "--start", s, report=True)
                                     for start in ("fork", "fresh")}, args.rounds)
     if "c" in args.parts:
-        raw["jobs"] = interleave({f"jobs{j}": lambda i, j=j: sweep(args.out / f"jobs{j}-{i}", ["repeats=4"], "--jobs", str(j))
+        raw["jobs"] = interleave({f"jobs{j}": lambda i, j=j: sweep(args.out / f"jobs{j}-{i}", ["repeats=4", "run=false"], "--jobs", str(j))
                                   for j in (1, 2)}, args.rounds)
-    if "d" in args.parts:  # the default sweep, --jobs 1 and 2 (minutes each)
+    if "d" in args.parts:  # `make sweep` (the default sweep, its report included), --jobs 1 and 2: minutes each
         raw["default"] = interleave({f"jobs{j}": lambda i, j=j: sweep(args.out / f"default-jobs{j}-{i}", [], "--jobs", str(j),
-                                                                      spec="sweeps/default.toml")
+                                                                      spec="sweeps/default.toml", report=True)
                                      for j in (1, 2)}, args.rounds)
     (args.out / "overhead.json").write_text(json.dumps(raw, indent=1))
     print(summary(raw))
@@ -221,6 +221,15 @@ def summary_c(jobs: dict[str, list[Any]]) -> list[str]:
               f"{med(per_point['jobs2']) / med(per_point['jobs1']):.2f} |"]
     lines.append(f"| cores per measuring process (run_cpus) | {sorted({r['cpus'] for sw in jobs['jobs1'] for r in sw['rows']})} | "
                  f"{sorted({r['cpus'] for sw in jobs['jobs2'] for r in sw['rows']})} | |")
+    for cpu in (False, True):  # point by point: the median over points of the ratio of their medians
+        per = {j: {} for j in jobs}
+        for j in jobs:
+            for sw in jobs[j]:
+                for r in sw["rows"]:
+                    per[j].setdefault(r["point"], []).append(total(r, cpu))
+        ratios = [med(per["jobs2"][k]) / med(v) for k, v in per["jobs1"].items() if k in per["jobs2"]]
+        lines.append(f"| trace + lower + compile, {'CPU' if cpu else 'wall'}: median over {len(ratios)} points of "
+                     f"jobs 2 ÷ jobs 1 (range) | | | **{med(ratios):.2f}** ({min(ratios):.2f}-{max(ratios):.2f}) |")
     for mode in sorted({r["mode"] for sw in jobs["jobs1"] for r in sw["rows"]}):
         m = {(j, cpu): med([total(r, cpu) for sw in jobs[j] for r in sw["rows"] if r["mode"] == mode])
              for j in jobs for cpu in (False, True)}
