@@ -43,8 +43,8 @@ def test_a_sweeps_breakdown_adds_up_to_its_wall_time(jobs2):
     stdout, outside, rows = jobs2
     said, parts = LINE.search(stdout).groups()
     # The command's own wall, from its process's start to the line: the interpreter's exit
-    # after it is the only part of `outside` it leaves out.
-    assert outside - 1.5 < float(said) <= outside + 0.05
+    # after it (a fraction of a second; more on a loaded machine) is what it leaves out.
+    assert outside - max(2.0, 0.2 * outside) < float(said) <= outside + 0.05
     shares = {name: int(pct) / 100 for pct, name in re.findall(r"(\d+)% ([^,]+)", parts)}
     assert {MEASURED, "command start", "server start"} <= set(shares)
     assert shares.get("other", 0.0) <= TOLERANCE, parts
