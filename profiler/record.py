@@ -20,7 +20,7 @@ Schema history (bump SCHEMA_VERSION on any change to names, types or meanings):
      (DETAIL_COLUMNS) in a results folder's _anatomy/. Upgrade from 3: UPGRADES[3].
   5  where a measurement's wall time goes: time_server_start_s, time_process_start_s,
      time_backend_start_s, time_analysis_s, time_run_s, time_process_exit_s; the cores a
-     measuring process had: run_cpus, env_cpu_affinity. Added columns only (null in
+     measuring process had: run_cpus, run_cpu_affinity. Added columns only (null in
      older rows). Upgrade from 4: UPGRADES[4].
 """
 
@@ -87,6 +87,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("run_start", "str", "", "How the measuring process started: 'fork' = forked from a server that had imported JAX and Flax but started no backend (profiler/forkserver.py); 'fresh' = a new Python interpreter. Both compile cold (docs/scale.md)."),
     Column("run_jobs", "int", "measurements", "Measurements the sweep ran at once at most on the host that ran this one: --jobs (local executor), or the Dask worker threads on that host. Above 1, measurements may have competed for the host's cores (docs/scale.md)."),
     Column("run_cpus", "int", "cores", "Cores the measuring process was allowed to run on (its CPU affinity). With --jobs N > 1 the runner pins each of the N processes to its own share of the host's cores, so that XLA's and Eigen's thread pools (sized from the affinity) do not fight; with --jobs 1, every core. Compare timings only between rows with the same run_jobs and run_cpus (docs/scale.md)."),
+    Column("run_cpu_affinity", "str", "", "The measuring process's CPU affinity as taskset writes it ('0-1', '0'): the cores run_cpus counts. A run_ column, not an env_ one: under --jobs N the processes of one sweep differ in it by design."),
     # configuration
     *_cfg_columns(),
     Column("cfg_phase", "str", "", "Which program of the workload the row measures ('main' if only one)."),
@@ -157,7 +158,6 @@ COLUMNS: tuple[Column, ...] = (
     Column("env_git_commit", "str", "", "Commit of the harness checkout."),
     Column("env_git_dirty", "bool", "", "Whether the checkout had uncommitted changes."),
     Column("env_xla_flags", "str", "", "XLA_FLAGS of the measuring process."),
-    Column("env_cpu_affinity", "str", "", "The measuring process's CPU affinity as taskset writes it ('0-1', '0'): the cores run_cpus counts."),
     Column("env_time_utc", "str", "ISO 8601", "When the environment was read."),
     Column("env_jax_version", "str", "", "jax.__version__."),
     Column("env_jaxlib_version", "str", "", "jaxlib.__version__."),

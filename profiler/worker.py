@@ -72,12 +72,12 @@ def measure_point(point: Point, clock: dict[str, float] | None = None) -> list[d
 
 
 def cpus() -> dict[str, Any]:
-    """The cores this process may run on (`run_cpus`, `env_cpu_affinity`): under --jobs N
+    """The cores this process may run on (`run_cpus`, `run_cpu_affinity`): under --jobs N
     the runner gives each measuring process its share of the host's cores."""
     if not hasattr(os, "sched_getaffinity"):
         return {"run_cpus": os.cpu_count()}
     allowed = sorted(os.sched_getaffinity(0))
-    return {"run_cpus": len(allowed), "env_cpu_affinity": _ranges(allowed)}
+    return {"run_cpus": len(allowed), "run_cpu_affinity": _ranges(allowed)}
 
 
 def _ranges(cores: list[int]) -> str:

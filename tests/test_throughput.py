@@ -65,7 +65,7 @@ def test_jobs_2_gives_each_measuring_process_its_share_of_the_cores(jobs2, tmp_p
     cores = sorted(os.sched_getaffinity(0))
     assert set(rows["run_jobs"]) == {2}
     assert set(rows["run_cpus"]) == {len(cores) // 2}
-    assert set(rows["env_cpu_affinity"]) == {_ranges(share) for share in core_shares(2, cores)}
+    assert set(rows["run_cpu_affinity"]) == {_ranges(share) for share in core_shares(2, cores)}
     # With one job, a process keeps every core; a fresh interpreter is pinned as a forked child is.
     spec = load_spec(REPO / "sweeps/seed.toml", [*TINY, "repeats=1", 'mode="scan"'])
     one = run_sweep(spec, tmp_path / "one", start="fresh")

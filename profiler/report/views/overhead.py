@@ -18,7 +18,7 @@ def _share(df) -> str:
     jobs = df["run_jobs"].dropna().unique()
     cpus = df["run_cpus"].dropna().unique() if "run_cpus" in df else []
     host = df["env_cpu_count"].dropna().unique()
-    affinity = sorted(df["env_cpu_affinity"].dropna().unique()) if "env_cpu_affinity" in df else []
+    affinity = sorted(df["run_cpu_affinity"].dropna().unique()) if "run_cpu_affinity" in df else []
     parts = [f"{int(jobs[0])} measurement(s) at once" if len(jobs) == 1 else "a varying number of measurements at once"]
     if len(cpus) == 1 and len(host) == 1:
         parts.append(f"each measuring process on {int(cpus[0])} of the host's {int(host[0])} cores"
