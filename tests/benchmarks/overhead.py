@@ -17,7 +17,9 @@ variants and rotates their order.
   (c) Sweeps of the seed's point in its three modes, 4 repeats each, with --jobs 1 and 2,
       `--rounds` times each: points per minute of --jobs 2 over --jobs 1 (target >= 1.8),
       and the shift of the compile medians (CPU time: target within 10 %).
-  (d) The same for the default sweep (sweeps/default.toml; minutes per sweep).
+  (d) The same for the default sweep (sweeps/default.toml, report included: `make sweep`;
+      minutes per sweep).
+  (e) CPU time of each analysis after the compile, at 42 and 128 layers.
 
 Every phase is also reported in CPU time (process time, all threads): unlike wall time it
 hardly moves with the load of other users, so it shows whether two variants do the same
@@ -135,8 +137,51 @@ def main() -> None:
         raw["default"] = interleave({f"jobs{j}": lambda i, j=j: sweep(args.out / f"default-jobs{j}-{i}", [], "--jobs", str(j),
                                                                       spec="sweeps/default.toml", report=True)
                                      for j in (1, 2)}, args.rounds)
+    if "e" in args.parts:
+        print("\n".join(analyses()))
     (args.out / "overhead.json").write_text(json.dumps(raw, indent=1))
     print(summary(raw))
+
+
+def analyses() -> list[str]:
+    """(e) CPU seconds of each analysis measure() runs after the compile, at 42 and 128
+    layers, in this process (jax imported here only)."""
+    from profiler import measure as m
+    from profiler.workloads import build
+
+    lines = []
+    for mode, layers in (("loop", 42), ("loop", 128), ("scan", 128)):
+        program = build(Point(**{**SEED, "mode": mode, "layers": layers}))[0]
+        with program.context():
+            m.jax.clear_caches()
+            stages = m.compile_stages(program)
+            parts = _analysis_cpu(stages)
+        spent = sum(stages.times[f"time_{p}_cpu_s"] for p in PHASES)
+        lines.append(f"(e) {mode} {layers}: analyses {sum(parts.values()):.3f} s CPU = {sum(parts.values()) / spent:.1%} "
+                     f"of the stages' {spent:.2f} s: " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
+    return lines
+
+
+def _analysis_cpu(stages: Any) -> dict[str, float]:
+    from profiler import measure as m
+    from profiler.cost import loop_corrected
+    from profiler.hlo import HloText
+
+    parts: dict[str, float] = {}
+
+    def cpu(name: str, f: Callable[[], Any]) -> Any:
+        c0 = time.process_time()
+        out = f()
+        parts[name] = time.process_time() - c0
+        return out
+
+    hlo = cpu("HLO text", stages.compiled.as_text)
+    parsed = cpu("parsing it", lambda: HloText.parse(hlo))
+    stablehlo = cpu("StableHLO text", stages.lowered.as_text)
+    cpu("sizes", lambda: m.program_sizes(stages.traced.jaxpr, stablehlo, hlo, parsed))
+    cpu("cost + trip-count correction", lambda: loop_corrected(stages.compiled, parsed))
+    cpu("memory_analysis", stages.compiled.memory_analysis)
+    return parts
 
 
 def total(m: dict[str, float], cpu: bool = False) -> float:
