@@ -113,10 +113,9 @@ def measure(program: Program, *, run: bool = False, steps: int = 5, clear: bool 
 
     `clear` empties JAX's caches first: a workload's second program would otherwise reuse
     traces of helpers the first one jitted (and their source info). A process's first
-    program needs no clearing, and is better without: clearing also drops what building
-    the model warmed, as it does in any script that builds a model and then compiles it,
-    and made the trace + lower + compile 1.1-1.2x (CPU time) slower than such a script's
-    (docs/scale.md)."""
+    program needs no clearing, and is compiled without it: clearing would also drop what
+    building the model warmed, which a script that builds a model and then compiles it
+    keeps (docs/scale.md, overhead (a))."""
     with program.context():
         return _measure(program, run, steps, clear)
 

@@ -45,7 +45,6 @@ def measure_point(point: Point, clock: dict[str, float] | None = None) -> list[d
 
     clock = {} if clock is None else clock
     clock["ready"] = time.time()
-    _hide_harness_frames()
     # The twin forks before anything here starts the backend: a fork must not inherit
     # XLA's threads, and both compiles must be equally cold.
     twin = profiled_twin(point) if point.anatomy else {}
@@ -70,21 +69,6 @@ def measure_point(point: Point, clock: dict[str, float] | None = None) -> list[d
         rows.append(row)
     clock["done"] = time.time()
     return rows
-
-
-_HARNESS_FILES = ("forkserver.py", "worker.py", "measure.py")
-"""The harness's own modules on the Python stack while a program is traced."""
-
-
-def _hide_harness_frames() -> None:
-    """JAX records the Python stack of every traced operation (its source info, and the
-    MLIR locations it lowers to): the harness's frames would be in each, where a script
-    that compiles the model has one or two. Excluded as JAX excludes its own files, so
-    that the measured lowering does the work it does for such a script (docs/scale.md)."""
-    from jax._src import source_info_util
-
-    for name in _HARNESS_FILES:
-        source_info_util.register_exclusion(str(Path(__file__).with_name(name)))
 
 
 def cpus() -> dict[str, Any]:
