@@ -45,14 +45,15 @@ def fresh_program(point: Any, phase: str, build: Callable[[Any], list[Any]] | No
 
 
 def cold_compile(program: Any) -> dict[str, Any]:
-    """Trace, lower and compile `program` once: CPU and wall seconds, and whether it was
-    cold (JAX's own lowering and backend-compile events fired)."""
+    """Trace, lower and compile `program` once: CPU and wall seconds, whether it was cold
+    (JAX's own lowering and backend-compile events fired) and each stage's times."""
     from profiler.measure import compile_stages
 
     t0, c0 = time.perf_counter(), time.process_time()
     with program.context():
         stages = compile_stages(program)
-    return {"cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - t0, "cold": stages.cold}
+    return {"cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - t0, "cold": stages.cold,
+            **stages.times}
 
 
 def measure(points: dict[str, dict[str, Any]], order: list[str], repeats: int) -> dict[str, list[dict[str, Any]]]:
