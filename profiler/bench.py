@@ -32,7 +32,7 @@ _PROBE = Path(__file__).resolve().parent / "bench_probe.py"
 
 # Chosen from A/A runs (HEAD against HEAD) on this project's shared 2-core machine:
 # docs/gates.md has the measurement.
-MAX_SLOWDOWN_PCT = 15.0
+MAX_SLOWDOWN_PCT = 10.0
 ROUNDS = 5
 CONFIDENCE = 0.95
 CACHE = ".bench"
