@@ -4,7 +4,7 @@ above (docs/gates.md).
 Same-run A/B runs of a revision against itself (`make bench`'s threshold):
 
     for i in 1 2 3 4 5; do python -m profiler bench --base HEAD --seed $i --json /tmp/aa-$i.json; done
-    python tests/benchmarks/noise.py --aa /tmp/aa-*.json
+    python tests/benchmarks/noise.py --aa [--rounds N] /tmp/aa-*.json
 
 prints each run's ratio and interval per benchmark, then how often the gate would fail
 at several thresholds when each run's rounds are drawn at random from all the runs'
@@ -56,7 +56,8 @@ def _spread(name: str, sessions: list[list[float]], cvs: bool) -> str:
     return line
 
 
-def aa(paths: list[str], thresholds: tuple[float, ...] = (5, 10, 15, 20), draws: int = 2000) -> int:
+def aa(paths: list[str], thresholds: tuple[float, ...] = (5, 10, 15, 20), draws: int = 1000,
+       rounds: int | None = None) -> int:
     from profiler.stats import bootstrap_ratio
 
     runs = [json.loads(Path(path).read_text()) for path in paths]
@@ -68,7 +69,7 @@ def aa(paths: list[str], thresholds: tuple[float, ...] = (5, 10, 15, 20), draws:
     for clock in ("cpu_s", "wall_s"):
         for name in runs[0]["points"]:
             pool = [r[clock] for run in runs for side in run["samples"].values() for r in side[name]]
-            n = len(runs[0]["samples"]["base"][name])
+            n = rounds or len(runs[0]["samples"]["base"][name])
             draws_ = [(rng.choice(pool, n), rng.choice(pool, n)) for _ in range(draws)]
             for slower in (1.0, 1.05, 1.5):  # no change, and the head slowed by 5% and 50%
                 lows = np.array([bootstrap_ratio(a, b * slower, resamples=1000, seed=i)[1]
@@ -81,6 +82,8 @@ def aa(paths: list[str], thresholds: tuple[float, ...] = (5, 10, 15, 20), draws:
 
 def main(paths: list[str]) -> int:
     if paths[:1] == ["--aa"]:
+        if paths[1:2] == ["--rounds"]:  # draw this many rounds per side instead of the runs' own
+            return aa(paths[3:], rounds=int(paths[2]))
         return aa(paths[1:])
     sessions: dict[str, list[dict]] = {}
     for path in paths:
