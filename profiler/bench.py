@@ -66,8 +66,8 @@ def default_base(repo: Path) -> str:
     return "HEAD"
 
 
-def _dirty(checkout: Path) -> bool:
-    return bool(_git(checkout, "status", "--porcelain"))
+def _dirty(checkout: Path, untracked: bool = True) -> bool:
+    return bool(_git(checkout, "status", "--porcelain", f"--untracked-files={'normal' if untracked else 'no'}"))
 
 
 def base_checkout(repo: Path, sha: str) -> Path:
@@ -76,7 +76,9 @@ def base_checkout(repo: Path, sha: str) -> Path:
     if path.exists():
         if _commit(path, "HEAD") != sha:
             raise BenchError(f"{path}: not a checkout of {sha[:12]}; remove it (git worktree remove --force {path})")
-        if _dirty(path):
+        # Untracked files do not count: a revision whose .gitignore misses __pycache__/
+        # would otherwise look changed after its first run.
+        if _dirty(path, untracked=False):
             raise BenchError(f"{path}: the base checkout has local changes; remove it "
                              f"(git worktree remove --force {path}) and run again")
         return path
