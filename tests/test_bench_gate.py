@@ -48,7 +48,7 @@ def _planted(program, c0):
     while _t.process_time() < end:
         pass
 '''
-COMPILE_LINE = "        compiled = lowered.compile()\n"
+COMPILE_LINE = re.compile(r"^( +)compiled = lowered\.compile\(\)\n", re.M)
 
 
 def _git(cwd: Path, *args: str) -> str:
@@ -69,9 +69,9 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _git(path, "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "--quiet",
          "--allow-empty", "-m", "the working tree under test")
     measure = path / "profiler" / "measure.py"
-    source = measure.read_text()
-    assert source.count(COMPILE_LINE) == 1
-    measure.write_text(source.replace(COMPILE_LINE, COMPILE_LINE + "        _planted(program, c0)\n") + PLANTED)
+    source, planted = COMPILE_LINE.subn(r"\g<0>\1_planted(program, c0)\n", measure.read_text())
+    assert planted == 1
+    measure.write_text(source + PLANTED)
     (path / "points.json").write_text(json.dumps(POINTS))
     return path
 
