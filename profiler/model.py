@@ -26,13 +26,13 @@ from profiler import language_model, llama, moe, refs
 from profiler.blocks import BUILTIN, FIELD_ALIASES
 from profiler.spec import Point
 from profiler.stacking import NnxStack, Stack
+from profiler.workloads import random_like
 
 FAMILIES: dict[str, dict[str, type]] = {
     "llama": {"linen": llama.LlamaBlock, "nnx": llama.NnxLlamaBlock},
     "moe": {"linen": moe.MoeBlock, "nnx": moe.NnxMoeBlock},
 }
 """The built-in block families, by spec name and API."""
-from profiler.workloads import random_like
 
 _MODULE_BASE = {"linen": (nn.Module, "flax.linen.Module"), "nnx": (nnx.Module, "flax.nnx.Module")}
 

@@ -165,7 +165,8 @@ def _from_v1(table: pa.Table) -> pa.Table:
     return table
 
 
-UPGRADES: dict[int, Upgrade] = {1: _from_v1}
+# Version 2 -> 3 added spec keys (preset, mlp, experts, ...) with defaults, like 1 -> 2.
+UPGRADES: dict[int, Upgrade] = {1: _from_v1, 2: _from_v1}
 
 
 def upgrade(table: pa.Table, version: int) -> pa.Table:
