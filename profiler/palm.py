@@ -52,3 +52,16 @@ def forward_flops(point: Point) -> float:
     """One forward pass: 2·N·T + 4·L·h·s·T."""
     n, tokens = matmul_params(point), point.batch * point.seq
     return float(2 * n * tokens + 4 * point.layers * point.hidden * point.seq * tokens)
+
+
+def not_recomputed_flops(point: Point) -> float:
+    """What remat 'full' does not repeat of the forward that 8·N·T counts twice: matmuls
+    whose outputs the backward pass never reads, so that JAX drops them from the
+    rematerialised forward (the attention output and MLP down projections of every
+    layer: a matmul's gradients need its inputs, not its output), and the LM head, which
+    lies outside the rematerialised blocks. The formula minus this is what a full remat
+    should cost; docs/models.md compares both with XLA's count."""
+    tokens = point.batch * point.seq
+    mlp = point.mlp or 4 * point.hidden
+    per_layer = point.hidden * point.hidden + mlp * point.hidden
+    return float(2 * tokens * (point.layers * per_layer + point.hidden * point.vocab))
