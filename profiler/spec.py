@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +29,7 @@ class SpecError(ValueError):
     """A spec, an override or a flag is malformed. The message is one line."""
 
 
+_MESH = r"^[1-9][0-9]*x[1-9][0-9]*$"
 _STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
@@ -98,10 +100,10 @@ class Point(BaseModel):
         "heads. None = heads (multi-head attention).")
     vocab: int = Field(256, ge=2, description="Decode: vocabulary size (embedding rows, logits).")
     mesh: str = Field(
-        "1x1", pattern=r"^[1-9][0-9]*x[1-9][0-9]*$", description="Decode, and train with blocks 'llama' "
+        "1x1", pattern=_MESH, description="Decode, and train with blocks 'llama' "
         "and 'moe': device mesh 'DxM', D devices on the data axis (batch, cache) times M on the model "
         "axis (heads, MLP, vocab). Train: the data axis also shards the parameters' hidden dimension "
-        "(FSDP) and D·M must equal devices (docs/models.md).")
+        "(FSDP) and D·M must equal devices, which it sets when devices is not given (docs/models.md).")
     donate: bool = Field(True, description="Decode: donate the KV cache to the prefill and decode programs.")
     kv_cache: Literal["scanned", "carried"] = Field(
         "scanned", description="Decode: how the stacked cache (layers, batch, max_len, kv_heads, "
@@ -137,7 +139,17 @@ class Point(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _expand_preset(cls, values: Any) -> Any:
-        return presets.expand(values) if isinstance(values, dict) else values
+        if not isinstance(values, dict):
+            return values
+        values = presets.expand(values)
+        # A family's training step on a mesh needs exactly the mesh's devices: unless the
+        # spec says otherwise, it gets them (so that a grid can sweep the mesh).
+        mesh = values.get("mesh")
+        if (values.get("block") in BLOCK_FAMILIES and values.get("workload") == "train"
+                and "devices" not in values and isinstance(mesh, str) and re.fullmatch(_MESH, mesh)):
+            data, model = mesh.split("x")
+            values = {**values, "devices": int(data) * int(model)}
+        return values
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Point:
