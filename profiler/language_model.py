@@ -3,9 +3,10 @@
 an untied LM head, as Llama 3 and Mixtral have them.
 
 The families' workloads run whole models because the models users size are whole: the
-embedding table and the LM head are 1 of Llama 3 8B's 8 billion parameters and the
-(batch, seq, vocab) logits its largest activation, and the PaLM FLOPs formula the train
-workload is checked against (docs/models.md) counts the head among the matmul parameters.
+embedding table and the LM head hold 1.05 of Llama 3 8B's 8.03 billion parameters, the
+(batch, seq, vocab) logits are its widest activation, and the PaLM FLOPs formula the
+train workload is checked against (docs/models.md) counts the head among the matmul
+parameters.
 `(params, tokens) -> (logits, aux)`, logits in the compute dtype.
 """
 
