@@ -2,7 +2,14 @@
 # Each installs the project into .venv on first use (and again when pyproject.toml changes).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
-VENV := .venv
+# The default interpreter installs into .venv; one given explicitly (make test
+# PYTHON=python3.13) gets a venv of its own per version (.venv-3.13), so the supported
+# versions (3.11 to 3.13) are tested side by side without reinstalling.
+ifeq ($(origin PYTHON),file)
+VENV ?= .venv
+else
+VENV ?= .venv-$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+endif
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SPEC ?= sweeps/default.toml
@@ -43,7 +50,7 @@ bench-baseline: $(STAMP)
 	$(BENCH) --benchmark-save=baseline $(PYTEST_ARGS)
 
 golden: $(STAMP)
-	$(BIN)/python -m profiler.gates
+	$(BIN)/python -m profiler.gates tests/golden/golden.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check profiler tests

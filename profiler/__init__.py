@@ -1,7 +1,7 @@
 """Compile-time, program-size and memory profiling sweeps for stacked JAX/Flax layers.
 
 Public API (everything else is private to the package). `profile`, `sweep`,
-`MeasurementError` (profiler/api.py) and `figures` (profiler/report.py) are imported on
+`Profile`, `MeasurementError` (profiler/api.py) and `figures` (profiler/report/) are imported on
 first use: every measuring process imports this package, and must not pay for plotting.
 """
 
@@ -13,13 +13,14 @@ from profiler.spec import Point, Spec, SpecError, Sweep, build_spec, load_spec
 from profiler.store import StoreError, load
 
 _LAZY = {"profile": "profiler.api", "sweep": "profiler.api", "MeasurementError": "profiler.api",
-         "figures": "profiler.report"}
+         "Profile": "profiler.api", "figures": "profiler.report"}
 
 __all__ = [
     "COLUMNS",
     "SCHEMA_VERSION",
     "MeasurementError",
     "Point",
+    "Profile",
     "Record",
     "Spec",
     "SpecError",

@@ -2,13 +2,13 @@
 
 `profile(fn, *args)` measures `jax.jit(fn)` on `args` in a fresh process, as one point of
 a sweep of the `program` workload; `sweep(spec)` runs a sweep and returns its rows;
-`figures(df)` (profiler/report.py) draws them. Both go through the same runner as the
+`figures(df)` (profiler/report/) draws them. Both go through the same runner as the
 command line, with its limits and its handling of crashes.
 
 A measuring process imports what it measures. A function or class defined in the
 notebook itself cannot be imported, so it travels pickled by value (cloudpickle): it
-becomes a generated module in a temporary folder that is put on the measuring processes'
-PYTHONPATH for the duration of the call. An object of an importable module is named by
+becomes a generated module in a temporary folder that the runner puts on the measuring
+processes' PYTHONPATH (run_sweep's `import_paths`) for the duration of the call. An object of an importable module is named by
 reference (`package.module:name`), as a spec file would name it.
 """
 
@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import html
 import math
-import os
 import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ import numpy as np
 import pandas as pd
 
 from profiler import refs, store
+from profiler.progress import progress as show_progress
+from profiler.record import COLUMNS
 from profiler.runner import SweepResult, run_sweep
 from profiler.spec import build_spec, read_toml
 
@@ -46,11 +49,69 @@ import cloudpickle
 
 
 class MeasurementError(RuntimeError):
-    """`profile` measured nothing: the row's `run_status` is not 'ok'. `record` is the row."""
+    """`profile` measured nothing: the row's `run_status` is not 'ok'. `record` is the row
+    (its columns that have a value)."""
 
     def __init__(self, record: dict[str, Any]):
-        super().__init__(f"{record['run_status']}: {record['run_error']}")
+        super().__init__(f"{record['run_status']}: {record.get('run_error')}")
         self.record = record
+
+
+_SUMMARY = (
+    "time_trace_s", "time_lower_s", "time_compile_s", "time_first_call_s", "time_step_median_s",
+    "size_jaxpr_eqns", "size_hlo_instructions", "size_hlo_while_loops",
+    "cost_flops", "cost_transcendentals", "cost_bytes_accessed",
+    "mem_footprint_bytes", "mem_argument_bytes", "mem_output_bytes", "mem_temp_bytes",
+)
+"""The columns a Profile shows (those measured), in this order; `row` has every one."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What `profile` measured: `row` holds the result columns that have a value (what
+    describes the function, how and where it was measured; profiler.COLUMNS documents
+    each), `to_frame()` the same as a one-row DataFrame. Shown as a short summary."""
+
+    row: dict[str, Any]
+
+    def __getitem__(self, column: str) -> Any:
+        return self.row[column]
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([self.row])
+
+    @property
+    def name(self) -> str:
+        return str(self.row.get("cfg_program", "")).rpartition(":")[2]
+
+    def summary(self) -> list[tuple[str, str]]:
+        """(column, value with its unit) of the measured columns worth a first look."""
+        units = {c.name: c.unit for c in COLUMNS}
+        shown = [(c, _show(self.row[c], units[c])) for c in _SUMMARY if c in self.row]
+        if self.row.get("cost_exact") is False:
+            shown.append(("cost_exact", "False: a loop without a known trip count was counted once"))
+        return shown
+
+    def __repr__(self) -> str:
+        rows = self.summary()
+        width = max((len(c) for c, _ in rows), default=0)
+        lines = [f"Profile of {self.name} ({len(self.row)} columns; .row, .to_frame())"]
+        return "\n".join(lines + [f"  {c:<{width}}  {v}" for c, v in rows])
+
+    def _repr_html_(self) -> str:
+        cells = "".join(f"<tr><td><code>{html.escape(c)}</code></td><td style='text-align:right'>"
+                        f"{html.escape(v)}</td></tr>" for c, v in self.summary())
+        return (f"<p><b>Profile of {html.escape(self.name)}</b> ({len(self.row)} columns; "
+                f"<code>.row</code>, <code>.to_frame()</code>)</p><table>{cells}</table>")
+
+
+def _show(value: Any, unit: str) -> str:
+    if unit == "bytes" and isinstance(value, int | float):
+        scaled = next(((value / 2**p, u) for p, u in ((30, "GiB"), (20, "MiB"), (10, "KiB")) if value >= 2**p),
+                      (value, "bytes"))
+        return f"{scaled[0]:.4g} {scaled[1]}"
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return f"{text} {unit}".strip()
 
 
 def profile(
@@ -60,11 +121,11 @@ def profile(
     steps: int = 5,
     timeout_s: float | None = None,
     max_rss_gb: float | None = None,
-) -> dict[str, Any]:
+) -> Profile:
     """Measure `jax.jit(fn)(*args)` in a fresh process: trace, lower and compile times,
     program sizes, trip-count-corrected cost, memory, and with `run` the first call and
-    `steps` steady-state calls. Returns the record, a dict of every result column
-    (`profiler.COLUMNS`); raises MeasurementError if the measurement failed.
+    `steps` steady-state calls. Returns a `Profile` (its `row`: the result columns that
+    have a value); raises MeasurementError if the measurement failed.
 
     `args` may be arrays or `jax.ShapeDtypeStruct`s (e.g. from `jax.eval_shape`); compile
     only (`run` off), arrays travel as their shapes and dtypes. Options of an already
@@ -81,10 +142,11 @@ def profile(
     table = {"name": "profile", "program": factory, "repeats": 1, "run": run, "steps": steps,
              "timeout_s": timeout_s, "max_rss_gb": max_rss_gb}
     df, _ = _sweep({k: v for k, v in table.items() if v is not None})
-    record = {column: _plain(value) for column, value in df.iloc[0].items()}
+    cells = {column: _plain(value) for column, value in df.iloc[0].items()}
+    record = {column: value for column, value in cells.items() if value is not None}
     if record["run_status"] != "ok":
         raise MeasurementError(record)
-    return record
+    return Profile(record)
 
 
 def sweep(
@@ -121,9 +183,9 @@ def _sweep(
     table: dict[str, Any], out: str | Path | None = None, *,
     resume: bool = False, jobs: int = 1, yes: bool = False, progress: bool = False,
 ) -> tuple[pd.DataFrame, SweepResult]:
-    with _importable(table) as table, _results_folder(out) as folder:
+    with _importable(table) as (table, import_paths), _results_folder(out) as folder:
         result = run_sweep(build_spec(table, yes=yes), folder, resume=resume, jobs=jobs,
-                           progress=_progress_bar() if progress else None)
+                           progress=show_progress(notebook=True) if progress else None, import_paths=import_paths)
         return store.load(folder), result
 
 
@@ -137,9 +199,10 @@ def _results_folder(out: str | Path | None) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def _importable(table: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """`table` with every object under a user-code key replaced by a reference the
-    measuring processes can import, for the duration of the block."""
+def _importable(table: dict[str, Any]) -> Iterator[tuple[dict[str, Any], list[str]]]:
+    """`table` with every object under a user-code key replaced by a reference, and the
+    folders the measuring processes need on their path to import them, for the duration
+    of the block."""
     with tempfile.TemporaryDirectory(prefix="profiler-code-") as tmp:
         folder = Path(tmp)
 
@@ -150,19 +213,13 @@ def _importable(table: dict[str, Any]) -> Iterator[dict[str, Any]]:
                  if key in USER_CODE_KEYS else value for key, value in table.items()}
         generated = [path.stem for path in folder.glob("*.py")]
         if not generated:
-            yield table
+            yield table, []
             return
-        saved = os.environ.get("PYTHONPATH")
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [tmp, saved]))
-        sys.path.insert(0, tmp)  # for the checks of build_spec, in this process
+        sys.path.insert(0, tmp)  # for the checks of build_spec and the runner, in this process
         try:
-            yield table
+            yield table, [tmp]
         finally:
             sys.path.remove(tmp)
-            if saved is None:
-                os.environ.pop("PYTHONPATH", None)
-            else:
-                os.environ["PYTHONPATH"] = saved
             for module in generated:
                 sys.modules.pop(module, None)
 
@@ -217,20 +274,3 @@ def _plain(value: Any) -> Any:
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return None
     return value.item() if isinstance(value, np.generic) else value
-
-
-def _progress_bar() -> Callable[[int, int, str], None]:
-    """A tqdm bar, drawn as a widget in a notebook."""
-    from tqdm.auto import tqdm
-
-    bar: list[Any] = []
-
-    def show(done: int, total: int, line: str) -> None:
-        if not bar:
-            bar.append(tqdm(total=total, unit="point"))
-        bar[0].set_postfix_str(line, refresh=False)
-        bar[0].update(1)
-        if done == total:
-            bar[0].close()
-
-    return show

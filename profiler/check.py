@@ -10,11 +10,16 @@ XLA produced: for one JAX version they are equal to the last bit, so any change 
 reported, growth or shrinkage, however small. A point measured in the baseline that has
 no successful repeat in the new folder is a regression too.
 
-Medians, ratios and the matching of points are `compare.ratio_table`'s, so that `check`
+Medians, ratios and the matching of points are `stats.ratio_table`'s, so that `check`
 and `compare` see the same numbers: points are matched on the cfg_ columns both folders
 have (not on the point id, which changes whenever a spec key is added), and a timing
 regresses like a ratio that fails `compare --fail-above`: median past the limit, and the
 bootstrap interval of the ratio above 1.
+
+Timings belong to a machine (profiler/machines.py): when the two folders ran on different
+machines (CPU model, CPU flags, backend or device kind), the check refuses
+(machines.OtherMachine) unless `cross_machine`, which checks the deterministic metrics
+only. Nothing here draws: a check loads neither plotly nor jinja2.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from profiler import store
+from profiler import machines, store
 from profiler.store import StoreError
 
 if TYPE_CHECKING:  # pandas is imported when a check runs, not when the command line starts
@@ -43,10 +48,6 @@ RTOL = 1e-9
 
 # Default --max-slowdown (percent); docs/gates.md has the noise it is chosen from.
 MAX_SLOWDOWN_PCT = 30.0
-
-# Environment columns that make deterministic metrics change when they differ (those
-# that make timings incomparable are stats.ENV_CRITICAL).
-_ENV_VERSIONS = ("env_jax_version", "env_jaxlib_version")
 
 
 def changed(expected: float | None, got: float | None) -> bool:
@@ -85,22 +86,28 @@ class CheckResult:
 
 
 def check(new: str | Path, baseline: str | Path, max_slowdown_pct: float = MAX_SLOWDOWN_PCT,
-          clock: str = "cpu") -> CheckResult:
+          clock: str = "cpu", cross_machine: bool = False) -> CheckResult:
     """Check results folder `new` against `baseline`, timings on `clock` ('cpu' or
-    'wall', a key of TIMINGS). Bad folders raise StoreError."""
+    'wall', a key of TIMINGS). Bad folders raise StoreError; folders from different
+    machines raise machines.OtherMachine unless `cross_machine` (then timings are not
+    checked)."""
     import pandas as pd
 
-    from profiler import compare, stats
+    from profiler import stats
 
     base_rows, new_rows = store.load(baseline), store.load(new)
+    env_base, env_new = stats.environment(stats.ok_rows(base_rows)), stats.environment(stats.ok_rows(new_rows))
+    other = machines.other_machine(env_base, env_new)
+    if other and not cross_machine:
+        raise machines.OtherMachine(other, "the baseline and the new folder")
     keys = stats.common_config_columns(base_rows, new_rows)
     base_points, new_points = _points(stats.ok_rows(base_rows), keys), _points(new_rows, keys)
     if not base_points:
         raise StoreError(f"'{baseline}' holds no successful measurement to check against")
     if not base_points & new_points:
         raise StoreError(f"'{new}' measured none of the points of '{baseline}'")
-    timings = TIMINGS[clock]
-    ratios = compare.ratio_table(base_rows, new_rows, [*timings, *DETERMINISTIC], fail_above=max_slowdown_pct)
+    timings = () if other else TIMINGS[clock]
+    ratios = stats.ratio_table(base_rows, new_rows, [*timings, *DETERMINISTIC], fail_above=max_slowdown_pct)
     labels = _labels(pd.concat([base_rows[keys], new_rows[keys]]), keys)
 
     regressions = []
@@ -118,8 +125,11 @@ def check(new: str | Path, baseline: str | Path, max_slowdown_pct: float = MAX_S
             regressions.append(Regression(label, phase, metric, x, y, f"{y / x - 1:+.1%}", f"+{max_slowdown_pct:g}%"))
         elif metric in DETERMINISTIC and changed(x, y):
             regressions.append(Regression(label, phase, metric, x, y, difference(x, y), "any change"))
-    notes = _notes(base_rows, new_rows, len(_points(stats.ok_rows(new_rows), keys) - base_points))
-    if not set(timings) & set(ratios["metric"]):
+    notes = _notes(env_base, env_new, len(_points(stats.ok_rows(new_rows), keys) - base_points))
+    if other:
+        notes.insert(0, f"timings not checked: the baseline and the new folder ran on different machines "
+                        f"({machines.describe(other)}); deterministic metrics only (--cross-machine)")
+    elif not set(timings) & set(ratios["metric"]):
         notes.append(f"no {clock} timings in both folders: timings were not checked"
                      + ("; try --clock wall" if clock == "cpu" else ""))
     return CheckResult(regressions, len(base_points), notes)
@@ -152,17 +162,12 @@ def _labels(points: pd.DataFrame, keys: list[str]) -> dict[tuple[Any, ...], str]
     return labels
 
 
-def _notes(a: pd.DataFrame, b: pd.DataFrame, only_new: int) -> list[str]:
-    from profiler import stats
-
+def _notes(env_a: machines.Environment, env_b: machines.Environment, only_new: int) -> list[str]:
     notes = []
-    env_a, env_b = stats.environment(stats.ok_rows(a)), stats.environment(stats.ok_rows(b))
-    explained = [(c, "timings are not comparable") for c in stats.ENV_CRITICAL]
-    explained += [(c, "deterministic metrics are expected to change") for c in _ENV_VERSIONS]
-    for column, consequence in explained:
-        va, vb = set(map(str, env_a.get(column, []))), set(map(str, env_b.get(column, [])))
-        if va and vb and va != vb:
-            notes.append(f"{column[4:]} differs ({', '.join(sorted(va))} vs {', '.join(sorted(vb))}): {consequence}")
+    for d in machines.between(env_a, env_b):
+        if d.known and d.column in machines.VERSIONS:
+            notes.append(f"{d.name} differs ({', '.join(sorted(d.a))} vs {', '.join(sorted(d.b))}): "
+                         "deterministic metrics are expected to change")
     if only_new:
         notes.append(f"{only_new} point(s) of the new folder are not in the baseline and were not checked")
     return notes

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from profiler.check import MAX_SLOWDOWN_PCT
+from profiler.machines import OtherMachine
+from profiler.progress import progress
 from profiler.spec import SpecError
 from profiler.store import StoreError
 
 if TYPE_CHECKING:
     from profiler.runner import SweepResult
-
-_REPO = Path(__file__).resolve().parent.parent
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not argparse's usage block
@@ -66,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, help="HTML file (default: reports/compare-<A>-vs-<B>.html)")
     compare.add_argument("--fail-above", type=float, metavar="PCT",
                          help="exit 1 if some ratio B / A exceeds 1 + PCT/100 with its 95%% interval above 1")
+    compare.add_argument("--cross-machine", action="store_true",
+                         help="with --fail-above, accept A and B from different machines (CPU model, CPU flags, "
+                         "backend, device kind) and gate only sizes, costs and memory")
 
     check = commands.add_parser(
         "check", help="compare a results folder with a baseline; exit 1 on regressions",
@@ -79,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
                        help="timings to check: the stages' CPU times (default; steady on a shared "
                        "machine) or their wall-clock times and the step time")
+    check.add_argument("--cross-machine", action="store_true",
+                       help="accept a baseline from another machine (CPU model, CPU flags, backend, device "
+                       "kind) and check only the deterministic metrics")
 
     commands.add_parser("columns", help="print the documentation of every result column (Markdown)")
     commands.add_parser("keys", help="print the documentation of every spec key (Markdown)")
@@ -86,27 +91,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _default_out(name: str) -> Path:
+    """results/<name>-<UTC time> under the current directory, where the user works (as
+    pytest-benchmark's .benchmarks/), wherever the package is installed."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    return _REPO / "results" / f"{safe}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
-
-
-def _progress():
-    """A progress bar with ETA on a terminal; plain lines otherwise (logs, CI)."""
-    if sys.stderr.isatty():
-        from tqdm import tqdm
-
-        bar: list[tqdm] = []
-
-        def show(done: int, total: int, line: str) -> None:
-            if not bar:
-                bar.append(tqdm(total=total, unit="point", dynamic_ncols=True))
-            bar[0].set_postfix_str(line, refresh=False)
-            bar[0].update(1)
-            if done == total:
-                bar[0].close()
-
-        return show
-    return lambda done, total, line: print(f"[{done}/{total}] {line}", flush=True)
+    return Path.cwd() / "results" / f"{safe}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
 
 
 def _check_executor(args: argparse.Namespace) -> None:
@@ -134,7 +122,7 @@ def _sweep(args: argparse.Namespace) -> int:
         raise SpecError("--resume needs --out DIR: the folder of the sweep to continue")
     folder = args.out or _default_out(spec.sweep.name)
     result = run_sweep(spec, folder, resume=args.resume, jobs=args.jobs or 1, start=args.start or DEFAULT_START,
-                       executor=args.executor, scheduler=args.scheduler, progress=_progress())
+                       executor=args.executor, scheduler=args.scheduler, progress=progress())
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "nothing to do"
     print(f"results: {result.folder} ({counts}; {result.skipped} already done)")
     _say_failures(result)
@@ -173,7 +161,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     if args.fail_above is not None and args.fail_above < 0:
         raise SpecError(f"--fail-above: must be a percentage >= 0 (got {args.fail_above:g})")
-    result = compare(args.a, args.b, args.out, fail_above=args.fail_above)
+    result = compare(args.a, args.b, args.out, fail_above=args.fail_above, cross_machine=args.cross_machine)
     print(f"comparison: {result.path}")
     if result.failed:
         worst = result.ratios[result.ratios["exceeds"]].sort_values("ratio").iloc[-1]
@@ -188,7 +176,7 @@ def _check(args: argparse.Namespace) -> int:
 
     if args.max_slowdown < 0:
         raise SpecError(f"--max-slowdown: must be at least 0 (got {args.max_slowdown:g})")
-    result = check(args.folder, args.baseline, args.max_slowdown, args.clock)
+    result = check(args.folder, args.baseline, args.max_slowdown, args.clock, args.cross_machine)
     print(format_result(result, args.folder, args.baseline))
     return 1 if result.failed else 0
 
@@ -212,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         return {"sweep": _sweep, "report": _report, "compare": _compare, "check": _check,
                 "columns": _columns, "keys": _keys}[args.command](args)
-    except (SpecError, StoreError) as e:
+    except (SpecError, StoreError, OtherMachine) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

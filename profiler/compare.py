@@ -8,36 +8,20 @@ then not comparable). `fail_above` turns the comparison into a CI gate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from plotly.subplots import make_subplots
 
-from profiler import env, stats, store
-from profiler.report import (
-    _CELL_UNITS,
-    REPORTS,
-    SHORT,
-    Cell,
-    EnvWarning,
-    Figure,
-    Layout,
-    Section,
-    Table,
-    _sort_key,
-    describe_environment,
-    fmt,
-    render,
-    series_trace,
-    style_axes,
-    title_of,
-    unit_of,
-    write_page,
-)
+from profiler import env, machines, stats, store
+from profiler.report.columns import cell_unit, short_of, title_of
+from profiler.report.environment import EnvWarning, describe_environment, differences_table
+from profiler.report.format import fmt, sort_key
+from profiler.report.page import Cell, Figure, Section, Table
+from profiler.report.render import render, reports_folder, write_page
+from profiler.report.style import Layout, panels, series_trace, style_axes
 from profiler.stats import key_value
 
 # What is compared, in order; a metric missing from either side is left out. The first
@@ -46,6 +30,9 @@ COMPARED = ["time_to_compiled_s", "time_trace_s", "time_lower_s", "time_compile_
             "time_step_median_s", "size_jaxpr_eqns", "size_hlo_instructions", "cost_flops",
             "cost_xla_flops", "mem_temp_bytes", "mem_footprint_bytes"]
 FIGURED = ["time_to_compiled_s", "time_compile_s", "time_step_median_s"]
+# Metrics that belong to a machine: not gated across machines.
+TIMING_PREFIX = "time_"
+_INTERVAL = f"{stats.CONFIDENCE:.0%} interval"
 
 
 @dataclass
@@ -55,6 +42,8 @@ class Comparison:
     """One row per (point, metric): the point's cfg_ columns, metric, median_a, median_b,
     ratio (b / a), low, high (bootstrap interval), exceeds (past fail_above)."""
     fail_above: float | None
+    other_machine: list[machines.Difference] = field(default_factory=list)
+    """Machine facts that differ between A and B: timings were not gated."""
 
     @property
     def failed(self) -> bool:
@@ -62,63 +51,26 @@ class Comparison:
         return bool(self.ratios["exceeds"].any()) if len(self.ratios) else False
 
 
-def ratio_table(a: pd.DataFrame, b: pd.DataFrame, metrics: Sequence[str] | None = None,
-                fail_above: float | None = None) -> pd.DataFrame:
-    a, b = stats.ok_rows(stats.with_derived(a)), stats.ok_rows(stats.with_derived(b))
-    keys = stats.common_config_columns(a, b)
-    metrics = [m for m in (metrics or COMPARED) if stats.has_data(a, m) and stats.has_data(b, m)]
-    if "cost_flops" in metrics and "cost_xla_flops" in metrics:
-        metrics.remove("cost_xla_flops")
-    groups_b = {tuple(map(key_value, k)): g for k, g in b.groupby(keys, dropna=False, sort=False)}
-    records = []
-    for k, ga in a.groupby(keys, dropna=False, sort=False):
-        gb = groups_b.get(tuple(map(key_value, k)))
-        if gb is None:
-            continue
-        for metric in metrics:
-            xa, xb = ga[metric].dropna().to_numpy(float), gb[metric].dropna().to_numpy(float)
-            if not len(xa) or not len(xb) or np.median(xa) <= 0:
-                continue
-            ratio, low, high = stats.bootstrap_ratio(xa, xb)
-            exceeds = fail_above is not None and ratio > 1 + fail_above / 100 and low > 1
-            records.append({**dict(zip(keys, map(key_value, k), strict=True)), "metric": metric,
-                            "median_a": float(np.median(xa)), "median_b": float(np.median(xb)),
-                            "n_a": len(xa), "n_b": len(xb), "ratio": ratio, "low": low, "high": high,
-                            "exceeds": exceeds})
-    return pd.DataFrame.from_records(records, columns=[
-        *keys, "metric", "median_a", "median_b", "n_a", "n_b", "ratio", "low", "high", "exceeds"])
-
-
-def environment_differences(a: pd.DataFrame, b: pd.DataFrame) -> tuple[Table, list[EnvWarning]]:
-    ea, eb = stats.environment(stats.ok_rows(a)), stats.environment(stats.ok_rows(b))
-    rows, critical, other = [], [], []
-    for column in sorted(set(ea) | set(eb), key=lambda c: (c not in stats.ENV_CRITICAL, c)):
-        va, vb = ea.get(column, []), eb.get(column, [])
-        same = set(map(str, va)) == set(map(str, vb))
-        if not same:
-            (critical if column in stats.ENV_CRITICAL else other).append(column[4:])
-        css = "" if same else "bad"
-        rows.append([Cell(column[4:]), Cell(", ".join(map(str, va)) or "–", css=css),
-                     Cell(", ".join(map(str, vb)) or "–", css=css)])
-    warnings = []
-    if critical:
-        warnings.append(EnvWarning(f"A and B ran on different machines or backends ({', '.join(critical)} "
-                                   "differ): their timings are not comparable; sizes, costs and memory still are.",
-                                   critical=True))
-    if other:
-        warnings.append(EnvWarning(f"Environments differ in: {', '.join(other)}."))
-    return Table(["", "A", "B"], rows, "Differences are highlighted."), warnings
-
-
 def compare(folder_a: str | Path, folder_b: str | Path, out: str | Path | None = None,
-            fail_above: float | None = None) -> Comparison:
+            fail_above: float | None = None, cross_machine: bool = False) -> Comparison:
     """Compare two results folders and write the HTML page (default:
-    reports/compare-<A>-vs-<B>.html). Bad folders raise StoreError."""
+    reports/compare-<A>-vs-<B>.html under the current working directory). Bad folders
+    raise StoreError; gating (`fail_above`) folders from different machines raises
+    machines.OtherMachine unless `cross_machine`, which gates the deterministic metrics only."""
     folder_a, folder_b = Path(folder_a), Path(folder_b)
     a, b = store.load(folder_a), store.load(folder_b)
-    ratios = ratio_table(a, b, fail_above=fail_above)
-    out = Path(out) if out else REPORTS / f"compare-{folder_a.resolve().name}-vs-{folder_b.resolve().name}.html"
-    env_table, warnings = environment_differences(a, b)
+    env_a, env_b = stats.environment(stats.ok_rows(a)), stats.environment(stats.ok_rows(b))
+    other = machines.other_machine(env_a, env_b)
+    if other and fail_above is not None and not cross_machine:
+        raise machines.OtherMachine(other, "A and B")
+    ratios = stats.ratio_table(a, b, COMPARED, fail_above=fail_above)
+    env_table, warnings = differences_table(env_a, env_b)
+    if other and fail_above is not None:
+        ratios.loc[ratios["metric"].str.startswith(TIMING_PREFIX), "exceeds"] = False
+        warnings.append(EnvWarning(f"Timings were not gated (--cross-machine): A and B ran on different machines "
+                                   f"({machines.describe(other)}). --fail-above applied to sizes, costs and memory only.",
+                                   critical=True))
+    out = Path(out) if out else reports_folder() / f"compare-{folder_a.resolve().name}-vs-{folder_b.resolve().name}.html"
     keys = stats.common_config_columns(a, b)
     layout = Layout.of(pd.concat([stats.ok_rows(a)[keys], stats.ok_rows(b)[keys]]))
     sections = [Section("ratios", "Ratios B / A", figures=_figures(ratios, layout),
@@ -138,7 +90,7 @@ def compare(folder_a: str | Path, folder_b: str | Path, out: str | Path | None =
     page = render("compare.html.j2", title=title, meta=meta, a=str(folder_a), b=str(folder_b),
                   warnings=warnings, environment=env_table, headline=_headline(ratios, fail_above),
                   sections=sections, figures_list=[f for s in sections for f in s.figures])
-    return Comparison(write_page(out, page), ratios, fail_above)
+    return Comparison(write_page(out, page), ratios, fail_above, other)
 
 
 def _headline(ratios: pd.DataFrame, fail_above: float | None) -> list[str]:
@@ -156,8 +108,8 @@ def _headline(ratios: pd.DataFrame, fail_above: float | None) -> list[str]:
                      f"{abs(geo - 1):.1%} {direction}); largest {worst['ratio']:.3g}.")
     if fail_above is not None:
         n = int(ratios["exceeds"].sum())
-        lines.append(f"{n} ratio(s) exceed +{fail_above:g}% with their 95% interval above 1." if n else
-                     f"No ratio exceeds +{fail_above:g}% with its 95% interval above 1.")
+        lines.append(f"{n} ratio(s) exceed +{fail_above:g}% with their {_INTERVAL} above 1." if n else
+                     f"No ratio exceeds +{fail_above:g}% with its {_INTERVAL} above 1.")
     return lines
 
 
@@ -166,27 +118,27 @@ def _figures(ratios: pd.DataFrame, layout: Layout) -> list[Figure]:
     for metric in [m for m in FIGURED if m in set(ratios["metric"])]:
         sub = ratios[ratios["metric"] == metric].rename(columns={"ratio": "median", "low": "q1", "high": "q3"})
         sub = sub.assign(n=sub["n_b"], cv=np.nan, unstable=False, min=sub["q1"], max=sub["q3"])
-        fig = make_subplots(rows=1, cols=len(layout.facets), shared_yaxes=True, horizontal_spacing=0.08,
-                            subplot_titles=[layout.facet_label(f) for f in layout.facets] if layout.facet else None)
+        fig = panels(layout)
         ys: list[float] = [1.0]
         for col, facet in enumerate(layout.facets, 1):
             part = sub[sub[layout.facet].map(key_value) == facet] if layout.facet else sub
             keys = [k for k in layout.series if k in part.columns]
             groups = part.groupby(keys, dropna=False, sort=False) if keys else [((), part)]
-            for values, g in sorted(groups, key=lambda item: [_sort_key(key_value(v)) for v in
+            for values, g in sorted(groups, key=lambda item: [sort_key(key_value(v)) for v in
                                                                (item[0] if isinstance(item[0], tuple) else (item[0],))]):
                 values = dict(zip(keys, values if isinstance(values, tuple) else (values,), strict=True))
                 colour, dash, symbol = layout.style({**values, **({layout.facet: facet} if layout.facet else {})})
                 label = layout.label(values, keys)
                 fig.add_trace(series_trace(g.sort_values("cfg_layers"), label, colour, dash, symbol, "",
-                                           None, None, col == 1, bars="95% interval"), row=1, col=col)
+                                           None, None, col == 1, bars=_INTERVAL), row=1, col=col)
                 ys += [*g["q1"], *g["q3"]]
             fig.add_hline(y=1, line=dict(color="#999", width=1, dash="dot"), row=1, col=col)
         style_axes(fig, "", ys, sub["cfg_layers"])
         fig.update_yaxes(rangemode=None)
         fig.update_yaxes(title_text="B / A", col=1)
         figs.append(Figure(f"ratio-{metric}", f"{title_of(metric)}: B / A",
-                           "Ratio of medians with a 95% bootstrap interval from the repeats; above 1: B is slower or larger.",
+                           f"Ratio of medians with a {stats.CONFIDENCE:.0%} bootstrap interval from the repeats; above 1: B is "
+                           "slower or larger.",
                            fig))
     return figs
 
@@ -196,7 +148,7 @@ def _ratio_html_table(ratios: pd.DataFrame, layout: Layout, fail_above: float | 
     keys = [k for k in [*layout.keys, "cfg_layers"] if k in ratios.columns]
     metrics = [m for m in COMPARED if m in set(ratios["metric"])]
     cells = {(tuple(r[k] for k in keys), r["metric"]): r for r in ratios.to_dict("records")}
-    points = sorted({p for p, _ in cells}, key=lambda t: [_sort_key(v) for v in t])
+    points = sorted({p for p, _ in cells}, key=lambda t: [sort_key(v) for v in t])
     rows = []
     for point in points:
         row = [Cell(str(v)) for v in point]
@@ -205,8 +157,8 @@ def _ratio_html_table(ratios: pd.DataFrame, layout: Layout, fail_above: float | 
             if r is None:
                 row.append(Cell("–"))
                 continue
-            unit = unit_of(metric) if unit_of(metric) in _CELL_UNITS else ""
-            note = (f"A {fmt(r['median_a'], unit)}, B {fmt(r['median_b'], unit)}; 95% interval "
+            unit = cell_unit(metric)
+            note = (f"A {fmt(r['median_a'], unit)}, B {fmt(r['median_b'], unit)}; {_INTERVAL} "
                     f"[{r['low']:.3g}, {r['high']:.3g}]; repeats {r['n_a']} / {r['n_b']}")
             css = "num worse" if r["exceeds"] else "num better" if r["high"] < 1 else "num"
             text = f"{r['ratio']:.3f}×" if r["low"] == r["high"] else f"{r['ratio']:.2f}× [{r['low']:.2f}, {r['high']:.2f}]"
@@ -214,8 +166,8 @@ def _ratio_html_table(ratios: pd.DataFrame, layout: Layout, fail_above: float | 
         rows.append(row)
     gate = (f" Red: above +{fail_above:g}% with the whole interval above 1 (what --fail-above fails on)."
             if fail_above is not None else "")
-    return Table([*[k[4:] for k in keys], *[SHORT.get(m, title_of(m)) for m in metrics]], rows,
-                 "B / A of the medians, with a 95% percentile-bootstrap interval (repeats resampled on each "
+    return Table([*[k[4:] for k in keys], *[short_of(m) for m in metrics]], rows,
+                 f"B / A of the medians, with a {stats.CONFIDENCE:.0%} percentile-bootstrap interval (repeats resampled on each "
                  "side; hover a cell for both medians). Green: B lower with the whole interval below 1." + gate)
 
 
@@ -229,7 +181,7 @@ def _unmatched(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> Table | Non
     idx = [keys.index(k) for k in shown]
     rows = [[Cell(side), *(Cell(str(p[i])) for i in idx)]
             for side, only in (("A only", la - lb), ("B only", lb - la))
-            for p in sorted(only, key=lambda t: [_sort_key(v) for v in t])]
+            for p in sorted(only, key=lambda t: [sort_key(v) for v in t])]
     return Table(["", *[k[4:] for k in shown]], rows) if rows else None
 
 

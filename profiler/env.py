@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-_REPO = Path(__file__).resolve().parent.parent
+_PACKAGE = Path(__file__).resolve().parent
 
 
 def utc_now() -> str:
@@ -31,10 +31,11 @@ def cpu_model() -> str:
 
 @functools.cache
 def git_state() -> tuple[str | None, bool | None]:
-    """Commit and dirty flag of the harness's own checkout (None outside a git tree)."""
+    """Commit and dirty flag of the checkout the harness's code is in (None when it is not
+    in a git tree, e.g. installed in site-packages)."""
     def git(*args: str) -> str:
         return subprocess.run(
-            ["git", "-C", str(_REPO), *args], capture_output=True, text=True, check=True, timeout=10
+            ["git", "-C", str(_PACKAGE), *args], capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
 
     try:

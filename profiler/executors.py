@@ -21,19 +21,28 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from profiler.forkserver import ServerPool
 from profiler.spec import Point, SpecError
 
-if TYPE_CHECKING:
-    from profiler.runner import Outcome
+
+@dataclass
+class Outcome:
+    """What one measuring process left: its rows (without identity) and how it ended."""
+
+    rows: list[dict[str, Any]]
+    wall_s: float | None
+    started_utc: str | None
+    """Both None when nothing is known of the process (its Dask worker was lost)."""
+
 
 Task = tuple[Point, int]
-Done = tuple[Point, int, "Outcome", int | None]
+Done = tuple[Point, int, Outcome, int | None]
 """A finished task: point, repeat, outcome, run_jobs."""
-Measure = Callable[..., "Outcome"]
+Measure = Callable[..., Outcome]
 
 
 class Local:
@@ -147,8 +156,6 @@ class Dask:
 
 def _lost(error: Exception) -> Outcome:
     """The row of a measurement whose Dask worker died: nothing is known of its process."""
-    from profiler.runner import Outcome
-
     why = f"{type(error).__name__}: {error}".strip()
     return Outcome([{"run_status": "crash", "run_error": f"the Dask worker running the measurement was lost ({why})"}],
                    None, None)

@@ -8,20 +8,23 @@ JAX/jaxlib version and backend: the optimised program's size, its corrected FLOP
 its temp and argument bytes. Those are gated exactly, against golden values committed
 in tests/golden/golden.json under a key naming the versions (`make golden` records
 them). A scan silently unrolled, or remat lost, changes them at once.
+
+The golden file is an argument: the package does not know where a checkout keeps it
+(tests/test_golden.py and `make golden` pass tests/golden/golden.json).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from profiler.check import DETERMINISTIC, changed, difference, fmt
+from profiler.files import write_atomic
 from profiler.spec import Point
 
-_REPO = Path(__file__).resolve().parent.parent
-GOLDEN_FILE = _REPO / "tests" / "golden" / "golden.json"
 UPDATE_COMMAND = "make golden"
 
 # The seed notebook's sizes: its point stacked both ways, and a training step of the
@@ -58,19 +61,20 @@ def deterministic_metrics(point: Point) -> dict[str, dict[str, float]]:
     return values
 
 
-def read_golden(path: Path = GOLDEN_FILE) -> dict[str, Any]:
+def read_golden(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def expected(name: str, golden: dict[str, Any], key: str) -> dict[str, dict[str, float]]:
-    """The golden values of point `name` for version `key`; a LookupError whose message
-    says how to record them when there are none."""
+def expected(name: str, golden: dict[str, Any], key: str, path: str | Path) -> dict[str, dict[str, float]]:
+    """The golden values of point `name` for version `key` (read from `path`); a
+    LookupError whose message says how to record them when there are none."""
     values = golden.get(key, {}).get(name)
     if values is None:
         recorded = ", ".join(sorted(golden)) or "none"
         raise LookupError(
             f"no golden values of point {name!r} for {key} (recorded: {recorded}); "
-            f"record them with `{UPDATE_COMMAND}` and commit {GOLDEN_FILE.relative_to(_REPO)}")
+            f"record them with `{UPDATE_COMMAND}` and commit {path}")
     return values
 
 
@@ -88,19 +92,24 @@ def differences(name: str, want: dict[str, dict[str, float]], got: dict[str, dic
     return lines
 
 
-def record_golden(path: Path = GOLDEN_FILE) -> dict[str, Any]:
+def record_golden(path: str | Path) -> dict[str, Any]:
     """Measure every point and store its values under this installation's version key,
     keeping the values recorded for other versions."""
+    path = Path(path)
     golden = read_golden(path)
     golden[version_key()] = {name: deterministic_metrics(point) for name, point in POINTS.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(golden, indent=2, sort_keys=True) + "\n")
+    write_atomic(path, json.dumps(golden, indent=2, sort_keys=True) + "\n")
     return golden
 
 
-def main() -> int:
-    golden = record_golden()
-    print(f"recorded golden values for {version_key()} in {GOLDEN_FILE}", file=sys.stderr)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m profiler.gates",
+                                     description="Record the golden values of this JAX version.")
+    parser.add_argument("golden", type=Path, help="golden file to update, e.g. tests/golden/golden.json")
+    path = parser.parse_args(argv).golden
+    golden = record_golden(path)
+    print(f"recorded golden values for {version_key()} in {path}", file=sys.stderr)
     print(json.dumps(golden[version_key()], indent=2, sort_keys=True))
     return 0
 

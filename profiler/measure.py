@@ -17,7 +17,8 @@ import jax
 import jax.extend.core
 
 from profiler.cost import loop_corrected
-from profiler.workloads import Program
+from profiler.hlo import HloText
+from profiler.program import Program
 
 # JAX reports its own stage durations through jax.monitoring. They cross-check our
 # wall-clock timings; nested compilations (e.g. a scan body traced inside the outer
@@ -104,10 +105,11 @@ def _measure(program: Program, run: bool, steps: int) -> dict[str, Any]:
     stages = compile_stages(program)
     compiled = stages.compiled
     hlo = compiled.as_text()
+    parsed = HloText.parse(hlo)
     metrics: dict[str, Any] = {
         **stages.times,
-        **program_sizes(stages.traced.jaxpr, stages.lowered.as_text(), hlo),
-        **cost(compiled, hlo),
+        **program_sizes(stages.traced.jaxpr, stages.lowered.as_text(), hlo, parsed),
+        **cost(compiled, parsed),
         **xla_memory(compiled),
         **program.info,
     }
@@ -130,14 +132,13 @@ def count_eqns(jaxpr: Any) -> int:
     return total
 
 
-# An HLO instruction line: `[ROOT ]%name = type opcode(operands)...`.
-_HLO_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.\-]+\s*=\s*.*?\s([a-z][\w\-]*)\(", re.M)
 # A StableHLO/MLIR operation line: `[%results = ]dialect.op ...` or `"dialect.op"(...)`.
 _MLIR_OP = re.compile(r"^\s*(?:%[^=]+=\s*)?\"?([a-z_]+\.[a-z_.]+)", re.M)
 
 
-def program_sizes(jaxpr: Any, stablehlo: str, hlo: str) -> dict[str, int]:
-    opcodes = _HLO_INSTRUCTION.findall(hlo)
+def program_sizes(jaxpr: Any, stablehlo: str, hlo: str, parsed: HloText) -> dict[str, int]:
+    """Sizes of the program at each stage; `parsed` is the optimised HLO text `hlo` parsed."""
+    opcodes = parsed.opcodes
     return {
         "size_jaxpr_eqns": count_eqns(jaxpr),
         "size_stablehlo_bytes": len(stablehlo.encode()),
@@ -148,7 +149,7 @@ def program_sizes(jaxpr: Any, stablehlo: str, hlo: str) -> dict[str, int]:
     }
 
 
-def cost(compiled: Any, hlo: str) -> dict[str, float | bool | None]:
+def cost(compiled: Any, hlo: HloText) -> dict[str, float | bool | None]:
     """XLA's `cost_analysis()` exactly as reported (loop bodies counted once), and the
     same with every loop counted once per trip (profiler/cost.py)."""
     counted = loop_corrected(compiled, hlo)

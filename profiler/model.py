@@ -24,9 +24,9 @@ from flax import nnx
 
 from profiler import language_model, llama, moe, refs
 from profiler.blocks import BUILTIN, FIELD_ALIASES
-from profiler.spec import Point
+from profiler.program import random_like
+from profiler.spec import MODEL_KEYS, Point
 from profiler.stacking import NnxStack, Stack
-from profiler.workloads import random_like
 
 FAMILIES: dict[str, dict[str, type]] = {
     "llama": {"linen": llama.LlamaBlock, "nnx": llama.NnxLlamaBlock},
@@ -100,7 +100,7 @@ def block_and_kwargs(point: Point) -> tuple[type, dict[str, Any]]:
                       if isinstance(block, type) and issubclass(block, other_base)), None)
         hint = f"; set api = '{other}'" if other else ""
         raise ValueError(f"{name!r} is not a {base_name} class (api = '{point.api}'){hint}")
-    keys = point.model_dump() | {"dtype": jnp.dtype(point.dtype)}
+    keys = point.model_dump(include=set(MODEL_KEYS)) | {"dtype": jnp.dtype(point.dtype)}
     values = keys | {field: keys[key] for field, key in FIELD_ALIASES.items()}
     try:
         return block, refs.keyword_arguments(block, values, supplied=("rngs",) if point.api == "nnx" else ())

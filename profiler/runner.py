@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -34,9 +34,11 @@ from typing import IO, Any, Literal
 import psutil
 
 from profiler import env, executors, store
+from profiler.executors import Outcome
 from profiler.forkserver import Forked, ForkServer, ForkServerError, ServerPool
 from profiler.record import SCHEMA_VERSION, make_row
-from profiler.spec import Point, Spec
+from profiler.spec import BLOCK_FAMILIES, LIMIT_KEYS, Point, Spec, SpecError
+from profiler.store import StoreError
 from profiler.worker import PARENT_ENV
 
 Start = Literal["fork", "fresh"]
@@ -45,17 +47,8 @@ DEFAULT_START: Start = "fork" if hasattr(os, "pidfd_open") else "fresh"
 """Fork servers need Linux (pidfds, PR_SET_PDEATHSIG); elsewhere every measurement
 starts a fresh interpreter."""
 
-_REPO = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class Outcome:
-    """What one measuring process left: its rows (without identity) and how it ended."""
-
-    rows: list[dict[str, Any]]
-    wall_s: float | None
-    started_utc: str | None
-    """Both None when nothing is known of the process (its Dask worker was lost)."""
+_IMPORT_ROOT = Path(__file__).resolve().parent.parent
+"""Where this `profiler` package is imported from: the measuring processes import the same."""
 
 
 @dataclass
@@ -92,15 +85,15 @@ class SweepResult:
 _DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 
 
-def worker_environment(point: Point | None = None) -> dict[str, str]:
+def worker_environment(point: Point | None = None, import_paths: Sequence[str] = ()) -> dict[str, str]:
     """The measuring process's environment: the persistent compilation cache off, this
-    checkout and the current directory (where user code lives) importable, and as many
-    host-platform (CPU) devices as the point asks for (XLA reads the flag when the
-    backend starts)."""
+    `profiler`, `import_paths` (e.g. the notebook code profiler.api generated) and the
+    current directory (where user code lives) importable, and as many host-platform (CPU)
+    devices as the point asks for (XLA reads the flag when the backend starts)."""
     environ = dict(os.environ)
     environ["JAX_ENABLE_COMPILATION_CACHE"] = "false"
     environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(_REPO), os.getcwd(), environ.get("PYTHONPATH")]))
+        filter(None, [str(_IMPORT_ROOT), *import_paths, os.getcwd(), environ.get("PYTHONPATH")]))
     environ[PARENT_ENV] = str(os.getpid())
     if point is not None and point.devices > 1:
         flags = [f for f in environ.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_COUNT_FLAG)]
@@ -121,6 +114,7 @@ def measure_in_subprocess(
     max_rss_gb: float | None = None,
     stop: threading.Event | None = None,
     servers: ServerPool | None = None,
+    import_paths: Sequence[str] = (),
 ) -> Outcome:
     """Measure `point` in a process of its own and turn any way it ends into rows.
 
@@ -129,9 +123,10 @@ def measure_in_subprocess(
     ('timeout'); over `max_rss_gb` of resident memory, summed over the process and its
     children, it is killed ('oom'); dead by a signal it is a 'crash'. The row of a
     stopped process carries the highest RSS the runner sampled. Setting `stop` kills the
-    process at once (an interrupted sweep).
+    process at once (an interrupted sweep). `import_paths` go first on the process's
+    PYTHONPATH.
     """
-    environ = worker_environment(point)
+    environ = worker_environment(point, import_paths)
     try:
         # A fork server starts (it imports JAX: seconds) outside the measurement's clock and limits.
         server = None if servers is None else servers.server(environ)
@@ -263,6 +258,49 @@ def _crash_context(lines: list[str]) -> str:
     return "".join(f"; {part}" for part in fatal + where)
 
 
+def check_blocks(points: tuple[Point, ...]) -> None:
+    """Run each user block of `points` once on abstract input (profiler/model.py), so that a
+    block which cannot be stacked fails before the sweep starts, as one SpecError naming the
+    key, and not in every measuring process. Starts no JAX backend."""
+    user = [p for p in points if p.block and p.block not in BLOCK_FAMILIES]  # built-ins fit
+    if not user:
+        return
+    from profiler.model import check_blocks as check  # imports JAX: only for user blocks
+
+    try:
+        check(user)
+    except ValueError as e:
+        raise SpecError(f"key 'block': {e}") from None
+
+
+def check_resumable(folder: Path, existing: dict[str, Any] | None, manifest: dict[str, Any]) -> None:
+    """StoreError unless the sweep of `manifest` continues the one whose manifest in
+    `folder` is `existing` (None: the store says there is nothing to resume): the same
+    spec, but for the keys that only bound how it runs (spec.LIMIT_KEYS), and the same
+    point ids."""
+    if existing is None or existing.get("schema_version") != manifest["schema_version"]:
+        return  # the store refuses these, saying why
+    theirs, ours = existing.get("spec") or {}, _jsonable(manifest["spec"])
+    changed = sorted(k for k in theirs.keys() | ours.keys() if k not in LIMIT_KEYS and theirs.get(k) != ours.get(k))
+    if changed:
+        diffs = "; ".join(f"{k} = {_show(theirs.get(k))} there, {_show(ours.get(k))} here" for k in changed[:3])
+        raise StoreError(f"'{folder}' holds a sweep of a different spec ({diffs}); resume with the same spec or choose another --out")
+    if {p["id"] for p in existing.get("points", [])} != {p["id"] for p in manifest["points"]}:
+        # Same spec, other ids: a newer profiler added a point key. Resuming would measure
+        # every point again under its new id, next to its old rows.
+        raise StoreError(f"'{folder}' was started by a version of the profiler that identifies points "
+                         "differently; start the sweep in another --out")
+
+
+def _jsonable(value: Any) -> Any:
+    """`value` as the manifest stores it, so that a comparison sees what a reader sees."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _show(value: Any) -> str:
+    return "unset" if value is None else json.dumps(value)
+
+
 def run_sweep(
     spec: Spec,
     folder: str | Path,
@@ -273,14 +311,18 @@ def run_sweep(
     executor: Literal["local", "dask"] = "local",
     scheduler: str | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    import_paths: Sequence[str] = (),
 ) -> SweepResult:
     """Measure every (point, repeat) of `spec` not yet in `folder`, storing rows as they land.
 
     Measurements run `jobs` at a time on this machine (`executor` 'local'), or on a Dask
     cluster: the one at `scheduler` (tcp://HOST:PORT), or else a LocalCluster of `jobs`
-    workers on this machine. Each runs in a process of its own, started by `start`.
+    workers on this machine. Each runs in a process of its own, started by `start`, with
+    `import_paths` first on its PYTHONPATH (folders of user code).
     """
-    measure = functools.partial(measure_in_subprocess, timeout_s=spec.sweep.timeout_s, max_rss_gb=spec.sweep.max_rss_gb)
+    check_blocks(spec.points)
+    measure = functools.partial(measure_in_subprocess, timeout_s=spec.sweep.timeout_s,
+                                max_rss_gb=spec.sweep.max_rss_gb, import_paths=tuple(map(str, import_paths)))
     if executor == "dask":
         pool = executors.Dask(measure, fork=start == "fork", jobs=jobs, scheduler=scheduler)
     else:
@@ -292,6 +334,8 @@ def run_sweep(
         "environment": env.host(),
         "started_utc": env.utc_now(),
     }
+    if resume:
+        check_resumable(Path(folder), store.read_manifest(folder), manifest)
     # The executor first: a cluster that cannot be reached is refused before anything is written.
     with pool, store.open_for_sweep(folder, manifest, resume=resume) as folder:
         have = store.done(folder)

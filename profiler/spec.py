@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import inspect
 import itertools
 import json
 import math
@@ -49,8 +50,10 @@ class Point(BaseModel):
         "KV cache (two programs, phases 'prefill' and 'decode').")
     program: str = Field(
         "", description="Workload 'program': 'package.module:factory', imported from the current "
-        "directory or PYTHONPATH. The factory gets the point's keys it accepts as keyword "
-        "arguments and returns (fn, args); jax.jit(fn) is measured on args as they are.")
+        "directory or PYTHONPATH. The factory gets the model keys it names as keyword arguments "
+        "(a key the spec leaves unset: the parameter's own default, if it has one) and returns "
+        "(fn, args); jax.jit(fn) is measured on args as they are. A parameter named like a key "
+        "that sets how the point is measured (run, steps, devices, the sweep keys) is an error.")
     block: str = Field(
         "", description="Workloads 'forward' and 'train': the block that is stacked, "
         "'package.module:Class', imported from the current directory or PYTHONPATH: a flax.linen "
@@ -237,6 +240,20 @@ class Point(BaseModel):
         if self.batch % data:
             raise ValueError(f"key 'batch': {self.batch} is not divisible by the data axis ({data}) of mesh {self.mesh}")
 
+    def config(self) -> dict[str, Any]:
+        """The keys that describe this point, with their values (its `cfg_` columns): the
+        workload, how it is measured (RUN_KEYS) and the model keys its programs are built
+        from (WORKLOAD_KEYS; for workload 'program', those its factory takes). The other
+        keys do not apply to the point: their columns are null."""
+        if self.workload == "program":
+            keys = {"program", *factory_keys(refs.load(self.program))}
+        else:
+            keys = set(WORKLOAD_KEYS[self.workload])
+        if self.block in BLOCK_FAMILIES:
+            keys |= set(family_keys(self.block, self.workload))
+        keys |= {"workload", *RUN_KEYS}
+        return {k: v for k, v in self.model_dump().items() if k in keys}
+
     @property
     def mesh_shape(self) -> tuple[int, int]:
         """(data, model) sizes of `mesh`."""
@@ -282,8 +299,6 @@ class Sweep(BaseModel):
 def remat_names() -> tuple[str, ...]:
     """'none', 'full', and the policies of jax.checkpoint_policies usable as they are
     (factories that need arguments, like save_only_these_names, are left out)."""
-    import inspect
-
     import jax
 
     policies = jax.checkpoint_policies
@@ -306,6 +321,49 @@ POINT_KEYS: tuple[str, ...] = tuple(Point.model_fields)
 SWEEP_KEYS: tuple[str, ...] = tuple(Sweep.model_fields)
 LIMIT_KEYS: tuple[str, ...] = ("timeout_s", "max_rss_gb", "max_points")
 """Sweep keys that bound how a sweep runs, not what it measures: a resumed sweep may change them."""
+RUN_KEYS: tuple[str, ...] = ("run", "steps", "devices")
+"""Point keys that set how a point is measured, not what is compiled."""
+MODEL_KEYS: tuple[str, ...] = tuple(k for k in POINT_KEYS if k not in ("workload", "program", *RUN_KEYS))
+"""Point keys that describe what is compiled: what a block's constructor or a program
+factory may take."""
+_STACK_KEYS = ("block", "mode", "layers", "hidden", "heads", "batch", "seq", "dtype", "unroll", "remat", "api")
+WORKLOAD_KEYS: dict[str, tuple[str, ...]] = {
+    "forward": _STACK_KEYS,
+    "train": _STACK_KEYS,
+    "decode": ("mode", "layers", "hidden", "heads", "batch", "dtype", "unroll", *DECODE_KEYS),
+    "program": (),  # the model keys its factory takes: factory_keys
+}
+"""The model keys each workload builds its programs from; the others do not apply to its
+points (null cfg_ columns). A new model key belongs to the workloads that read it."""
+
+
+def family_keys(block: str, workload: str) -> tuple[str, ...]:
+    """The model keys a block family reads beyond the stack's (WORKLOAD_KEYS)."""
+    return (*FAMILY_KEYS, "kv_heads", "vocab", *(MOE_KEYS if block == "moe" else ()),
+            *(("mesh",) if workload == "train" else ()))
+
+
+def factory_keys(factory: Any) -> tuple[str, ...]:
+    """The model keys a program factory takes (all of them if it takes **kwargs). A
+    parameter named like a key that is not a model key (how the point is measured, a sweep
+    setting) is a ValueError naming it: the factory would silently get the measurement's
+    value instead of its own."""
+    params = inspect.signature(factory).parameters.values()
+    named = [p.name for p in params if p.kind not in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    for name in named:
+        if name in POINT_KEYS + SWEEP_KEYS and name not in MODEL_KEYS:
+            raise ValueError(f"takes a parameter {name!r}, named like the spec key {name!r}, which sets how "
+                             "the point is measured, not what is compiled; rename the parameter")
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return MODEL_KEYS
+    return tuple(k for k in MODEL_KEYS if k in named)
+
+
+def _factory_defaults(factory: Any, table: dict[str, Any]) -> dict[str, Any]:
+    """The defaults of the factory's model-key parameters that `table` does not set."""
+    params = inspect.signature(factory).parameters
+    return {k: params[k].default for k in factory_keys(factory)
+            if k in params and k not in table and params[k].default is not inspect.Parameter.empty}
 
 
 class Spec(BaseModel):
@@ -383,32 +441,51 @@ def build_spec(table: dict[str, Any], *, yes: bool = False) -> Spec:
         raise SpecError(f"key 'max_points': the grid has {size} points, more than max_points = "
                         f"{sweep.max_points}; raise max_points or pass --yes")
     points = tuple(
-        _validate(Point, {**fixed, **dict(zip(axes, combo, strict=True))})
+        _point({**fixed, **dict(zip(axes, combo, strict=True))})
         for combo in itertools.product(*axes.values())
     )
     _check_user_code(points)
     return Spec(sweep=sweep, fixed=fixed, axes=axes, points=points)
 
 
+def _point(table: dict[str, Any]) -> Point:
+    """The point of `table`; for a program, with its factory's own defaults of the model
+    keys the table leaves unset (the values it is built with are the point's)."""
+    point = _validate(Point, table)
+    if point.workload != "program":
+        return point
+    factory = _load("program", point.program)
+    try:
+        defaults = _factory_defaults(factory, table)
+    except ValueError as e:
+        raise SpecError(f"key 'program': {point.program!r} {e}") from None
+    if not defaults:
+        return point
+    try:
+        return Point(**table, **defaults)
+    except ValidationError as e:
+        raise SpecError(f"key 'program': {point.program!r}: a parameter's default is not a value of its spec key "
+                        f"({_one_line(e, defaults)}); set the key in the spec") from None
+
+
+def _load(key: str, ref: str) -> Any:
+    try:
+        return refs.load(ref)
+    except ValueError as e:
+        raise SpecError(f"key '{key}': {e}") from None
+
+
 def _check_user_code(points: tuple[Point, ...]) -> None:
-    """Import every user factory and block, and run each block once on abstract input, so
-    that code which cannot work fails here and not in every measuring process."""
+    """Import every user factory and block, so that a name that cannot work fails here and
+    not in every measuring process. (Trying each block on abstract input needs the model,
+    which builds on this module: the runner does it before a sweep, runner.check_blocks.)"""
     for point in {p.program: p for p in points if p.program}.values():
         try:
-            factory = refs.load(point.program)
-        except ValueError as e:
-            raise SpecError(f"key 'program': {e}") from None
-        try:
-            refs.keyword_arguments(factory, point.model_dump())
+            refs.keyword_arguments(_load("program", point.program), point.model_dump(include=set(MODEL_KEYS)))
         except ValueError as e:
             raise SpecError(f"key 'program': {point.program!r} {e}") from None
-    if any(p.block and p.block not in BLOCK_FAMILIES for p in points):
-        from profiler.model import check_blocks  # imports JAX: only for user blocks
-
-        try:
-            check_blocks([p for p in points if p.block and p.block not in BLOCK_FAMILIES])
-        except ValueError as e:
-            raise SpecError(f"key 'block': {e}") from None
+    for ref in sorted({p.block for p in points if p.block and p.block not in BLOCK_FAMILIES}):
+        _load("block", ref)
 
 
 def _validate(model: type[BaseModel], values: dict[str, Any]) -> Any:

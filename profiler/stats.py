@@ -16,12 +16,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from profiler import machines
+
 # A point is flagged unstable when its repeats vary this much: readers should not trust
 # differences smaller than the spread. 10% is about the run-to-run variation of compile
 # times on a shared 2-core machine; a single far-off repeat is caught by OUTLIER even
 # when many repeats keep the CV low.
 CV_UNSTABLE = 0.10
 OUTLIER = 0.25
+# Confidence level of every interval: fitted exponents, bootstrapped ratios.
+CONFIDENCE = 0.95
 
 METRIC_PREFIXES = ("time_", "size_", "cost_", "mem_")
 # Measurements outside those prefixes (the decode workload's throughput).
@@ -33,10 +37,6 @@ DERIVED: dict[str, tuple[str, ...]] = {
     "time_to_compiled_s": ("time_trace_s", "time_lower_s", "time_compile_s"),
 }
 
-# Environment columns whose difference makes timings incomparable; and columns that
-# differ between any two rows by nature.
-ENV_CRITICAL = ("env_backend", "env_device_kind", "env_cpu_model")
-ENV_VOLATILE = ("env_time_utc",)
 # How the measurements were taken (docs/scale.md): timings depend on them as on the
 # environment, so they are shown and compared with it.
 CONDITIONS = ("run_jobs", "run_start")
@@ -154,7 +154,7 @@ class PowerLaw:
         return self.a * np.power(layers, self.k)
 
 
-def fit_power_law(layers: Sequence[float], values: Sequence[float], confidence: float = 0.95) -> PowerLaw | None:
+def fit_power_law(layers: Sequence[float], values: Sequence[float], confidence: float = CONFIDENCE) -> PowerLaw | None:
     """Fit y = a · L^k to every (layers, value) sample with a positive value; None when
     fewer than two distinct layer counts remain (no slope to fit)."""
     x = np.asarray(layers, dtype=float)
@@ -261,12 +261,14 @@ def wins_from(layers: Sequence[int], winners: Sequence[str]) -> tuple[str, int] 
     return last, start
 
 
-def bootstrap_ratio(a: Sequence[float], b: Sequence[float], confidence: float = 0.95,
+def bootstrap_ratio(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE,
                     resamples: int = 4000, seed: int = 0) -> tuple[float, float, float]:
     """median(b) / median(a) with a percentile-bootstrap interval from the repeats.
 
     Repeats are resampled with replacement on each side independently; with one repeat
-    per side the interval collapses to the ratio itself.
+    per side the interval collapses to the ratio itself. Not scipy.stats.bootstrap: it
+    refuses a side with one repeat, and with the same resamples it gave the same interval
+    for 1.3-1.7x the CPU time at 2 to 11 repeats per side (docs/report.md).
     """
     x = np.asarray(a, dtype=float)
     y = np.asarray(b, dtype=float)
@@ -280,11 +282,45 @@ def bootstrap_ratio(a: Sequence[float], b: Sequence[float], confidence: float = 
     return ratio, float(low), float(high)
 
 
+def ratio_table(a: pd.DataFrame, b: pd.DataFrame, metrics: Sequence[str],
+                fail_above: float | None = None) -> pd.DataFrame:
+    """B / A of the medians of each metric at every point measured ok in both (matched on
+    `common_config_columns`), with bootstrap_ratio's interval.
+
+    One row per (point, metric): the point's cfg_ columns, metric, median_a, median_b,
+    n_a, n_b, ratio, low, high, and exceeds: ratio past 1 + fail_above/100 with the whole
+    interval above 1. The corrected FLOPs stand for XLA's raw ones where both are asked.
+    """
+    a, b = ok_rows(with_derived(a)), ok_rows(with_derived(b))
+    keys = common_config_columns(a, b)
+    metrics = [m for m in metrics if has_data(a, m) and has_data(b, m)]
+    if "cost_flops" in metrics and "cost_xla_flops" in metrics:
+        metrics.remove("cost_xla_flops")
+    groups_b = {tuple(map(key_value, k)): g for k, g in b.groupby(keys, dropna=False, sort=False)}
+    records = []
+    for k, ga in a.groupby(keys, dropna=False, sort=False):
+        gb = groups_b.get(tuple(map(key_value, k)))
+        if gb is None:
+            continue
+        for metric in metrics:
+            xa, xb = ga[metric].dropna().to_numpy(float), gb[metric].dropna().to_numpy(float)
+            if not len(xa) or not len(xb) or np.median(xa) <= 0:
+                continue
+            ratio, low, high = bootstrap_ratio(xa, xb)
+            exceeds = fail_above is not None and ratio > 1 + fail_above / 100 and low > 1
+            records.append({**dict(zip(keys, map(key_value, k), strict=True)), "metric": metric,
+                            "median_a": float(np.median(xa)), "median_b": float(np.median(xb)),
+                            "n_a": len(xa), "n_b": len(xb), "ratio": ratio, "low": low, "high": high,
+                            "exceeds": exceeds})
+    return pd.DataFrame.from_records(records, columns=[
+        *keys, "metric", "median_a", "median_b", "n_a", "n_b", "ratio", "low", "high", "exceeds"])
+
+
 def environment(df: pd.DataFrame) -> dict[str, list[object]]:
     """Each env_ column's distinct values, most frequent first (volatile ones left out),
     and the conditions of measurement (CONDITIONS)."""
     env = {}
     for column in df.columns:
-        if (column.startswith("env_") or column in CONDITIONS) and column not in ENV_VOLATILE and has_data(df, column):
+        if (column.startswith("env_") or column in CONDITIONS) and column not in machines.VOLATILE and has_data(df, column):
             env[column] = df[column].dropna().value_counts().index.tolist()
     return env

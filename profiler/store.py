@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from profiler.files import TMP_GLOB, write_atomic
 from profiler.record import ARROW_SCHEMA, COLUMN_NAMES, SCHEMA_VERSION
-from profiler.spec import LIMIT_KEYS
 
 if TYPE_CHECKING:  # pandas is imported by to_pandas() when a folder is loaded, not before
     import pandas
@@ -54,7 +54,9 @@ def read_manifest(folder: str | Path) -> dict[str, Any] | None:
 @contextlib.contextmanager
 def open_for_sweep(folder: str | Path, manifest: dict[str, Any], *, resume: bool) -> Iterator[Path]:
     """Hold `folder` for one sweep. A new sweep needs an empty or absent folder and writes
-    the manifest before anything else; a resumed one needs the manifest of the same spec.
+    the manifest before anything else; a resumed one needs a manifest of this schema
+    version. (Whether its sweep is the same one is the caller's to decide, before: a
+    manifest, once written, never changes.)
 
     Nothing is written before every check passed, and one sweep at a time holds a folder
     (an advisory lock on the folder itself, released however the process ends).
@@ -92,25 +94,6 @@ def _check_for_sweep(folder: Path, manifest: dict[str, Any], resume: bool) -> No
     if existing.get("schema_version") != manifest.get("schema_version"):
         raise StoreError(f"'{folder}' was written with schema version {existing.get('schema_version')} and this "
                          f"version writes {manifest.get('schema_version')}; start the sweep in another --out")
-    theirs, ours = existing.get("spec") or {}, _jsonable(manifest["spec"])
-    changed = sorted(k for k in theirs.keys() | ours.keys() if k not in LIMIT_KEYS and theirs.get(k) != ours.get(k))
-    if changed:
-        diffs = "; ".join(f"{k} = {_show(theirs.get(k))} there, {_show(ours.get(k))} here" for k in changed[:3])
-        raise StoreError(f"'{folder}' holds a sweep of a different spec ({diffs}); resume with the same spec or choose another --out")
-    if "points" in manifest and {p["id"] for p in existing.get("points", [])} != {p["id"] for p in manifest["points"]}:
-        # Same spec, other ids: a newer profiler added a point key. Resuming would measure
-        # every point again under its new id, next to its old rows.
-        raise StoreError(f"'{folder}' was started by a version of the profiler that identifies points "
-                         "differently; start the sweep in another --out")
-
-
-def _jsonable(value: Any) -> Any:
-    """`value` as the manifest stores it, so that a comparison sees what a reader sees."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def _show(value: Any) -> str:
-    return "unset" if value is None else json.dumps(value)
 
 
 def write_rows(folder: Path, name: str, rows: list[dict[str, Any]]) -> Path:
@@ -151,22 +134,66 @@ def load(folder: str | Path) -> pandas.DataFrame:
 Upgrade = Callable[[pa.Table], pa.Table]
 
 
+V2_POINT_DEFAULTS: dict[str, Any] = {
+    "workload": "forward", "program": "", "block": "", "mode": "scan", "layers": 8, "hidden": 256,
+    "heads": 4, "batch": 16, "seq": 32, "dtype": "float32", "unroll": 1, "remat": "none",
+    "api": "linen", "run": False, "steps": 5, "devices": 1, "prompt_len": 16, "max_len": 64,
+    "kv_heads": None, "vocab": 256, "mesh": "1x1", "donate": True, "kv_cache": "scanned",
+    "gen_tokens": 8,
+}
+"""The defaults of the spec keys at schema version 2, written out here: an upgrade must
+read old files the same way forever, whatever later versions make the defaults."""
+
+
 def _from_v1(table: pa.Table) -> pa.Table:
     """Version 1 rows were measured before the spec keys of version 2 existed, that is
-    with what are now those keys' defaults (no remat, no unroll, linen, the built-in
-    block): their cfg_ columns get the defaults. Measured columns new in version 2 stay
-    null: they were not measured."""
-    from profiler.spec import Point
-
-    for name, field in Point.model_fields.items():
+    with what were those keys' defaults at version 2 (no remat, no unroll, linen, the
+    built-in block): their cfg_ columns get those values. Measured columns new in
+    version 2 stay null: they were not measured."""
+    for name, default in V2_POINT_DEFAULTS.items():
         column = ARROW_SCHEMA.field(f"cfg_{name}")
         if column.name not in table.column_names:
-            table = table.append_column(column, pa.array([field.default] * len(table), column.type))
+            table = table.append_column(column, pa.array([default] * len(table), column.type))
     return table
 
 
-# Version 2 -> 3 added spec keys (preset, mlp, experts, ...) with defaults, like 1 -> 2.
-UPGRADES: dict[int, Upgrade] = {1: _from_v1, 2: _from_v1}
+_V3_STACK_KEYS = ("block", "mode", "layers", "hidden", "heads", "batch", "seq", "dtype", "unroll", "remat", "api")
+V3_WORKLOAD_KEYS: dict[str, tuple[str, ...]] = {
+    "forward": _V3_STACK_KEYS,
+    "train": _V3_STACK_KEYS,
+    "decode": ("mode", "layers", "hidden", "heads", "batch", "dtype", "unroll", "prompt_len", "max_len",
+               "kv_heads", "vocab", "mesh", "donate", "kv_cache", "gen_tokens"),
+}
+"""The model keys each workload read at schema version 3 (spec.WORKLOAD_KEYS then), written
+out here for the same reason as V2_POINT_DEFAULTS."""
+_V3_ALWAYS = ("workload", "run", "steps", "devices")
+
+
+def _from_v2(table: pa.Table) -> pa.Table:
+    """Version 2 rows carry every spec key's value, also where it does not apply (the
+    layers of a decode-free program, the seq of a decode point). In version 3 those are
+    null: each model key not read by the row's workload becomes null. A program's rows
+    keep their values: which keys its factory took was not recorded."""
+    if "cfg_workload" not in table.column_names:
+        return table
+    workloads = table["cfg_workload"].to_pylist()
+    for index, name in enumerate(table.column_names):
+        key = name.removeprefix("cfg_")
+        if not name.startswith("cfg_") or key in _V3_ALWAYS or key not in V2_POINT_DEFAULTS:
+            continue
+        keep = pa.array([w not in V3_WORKLOAD_KEYS or key in V3_WORKLOAD_KEYS[w] for w in workloads])
+        column = pc.if_else(keep, table[name], pa.scalar(None, table[name].type))
+        table = table.set_column(index, name, column)
+    return table
+
+
+def _from_v3(table: pa.Table) -> pa.Table:
+    """Version 4 added spec keys (preset, mlp, experts, ...) that no version-3 point had:
+    their absent cfg_ columns read as null, as a key that does not apply."""
+    return table
+
+
+UPGRADES: dict[int, Upgrade] = {1: _from_v1, 2: _from_v2, 3: _from_v3}
 
 
 def upgrade(table: pa.Table, version: int) -> pa.Table:

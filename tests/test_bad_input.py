@@ -15,43 +15,44 @@ import pytest
 from profiler import store
 from profiler.record import ARROW_SCHEMA, SCHEMA_VERSION, make_row
 from profiler.spec import Point, SpecError, build_spec
+from tests.messages import says
 
 SPEC = 'name = "bad"\nlayers = [1, 2]\nhidden = 32\nheads = 2\nbatch = 2\nseq = 8\nrepeats = 1\n'
 
 # (case id, arguments after `sweep SPEC`, text the one line must contain). `SPEC` is
 # replaced by the path of a valid spec, `BROKEN` by a spec with a TOML syntax error.
 SWEEP_CASES = [
-    ("unknown-key", ["lyers=2"], "unknown key 'lyers'; did you mean 'layers'?"),
+    ("unknown-key", ["lyers=2"], ("'lyers'", "'layers'")),
     ("wrong-type", ['layers="2"'], "key 'layers'"),
     ("layers-below-1", ["layers=0"], "key 'layers'"),
-    ("hidden-not-divisible", ["hidden=66", "heads=4"], "key 'hidden': 66 is not divisible by heads=4"),
+    ("hidden-not-divisible", ["hidden=66", "heads=4"], ("key 'hidden'", "66", "heads=4")),
     ("unknown-mode", ["mode=unrolled"], "key 'mode'"),
     ("unknown-workload", ["workload=inference"], "key 'workload'"),
-    ("empty-grid", ["layers=[]"], "key 'layers': an empty list makes an empty grid"),
+    ("empty-grid", ["layers=[]"], ("key 'layers'", "empty")),
     ("repeats-below-1", ["repeats=0"], "key 'repeats'"),
-    ("sweep-key-as-axis", ["repeats=[1,2]"], "key 'repeats': is a sweep setting"),
+    ("sweep-key-as-axis", ["repeats=[1,2]"], ("key 'repeats'", "sweep setting")),
     ("unknown-dtype", ["dtype=float8"], "key 'dtype'"),
     ("toml-syntax-error", ["@BROKEN"], "line 3"),
     ("missing-file", ["@MISSING"], "not found"),
     ("unroll-with-loop", ["mode=loop", "unroll=2"], "key 'unroll'"),
-    ("unknown-remat-policy", ["remat=sometimes"], "key 'remat': unknown policy 'sometimes'"),
-    ("program-not-importable", ['program="tests.nowhere:make"'], "key 'program': cannot import 'tests.nowhere'"),
-    ("program-no-attribute", ['program="tests.faults:nope"'], "key 'program': 'tests.faults:nope': no attribute 'nope'"),
+    ("unknown-remat-policy", ["remat=sometimes"], ("key 'remat'", "'sometimes'")),
+    ("program-not-importable", ['program="tests.nowhere:make"'], ("key 'program'", "'tests.nowhere'")),
+    ("program-no-attribute", ['program="tests.faults:nope"'], ("key 'program'", "'nope'")),
     ("program-bad-format", ['program="tests/faults.py"'], "key 'program'"),
     ("program-with-forward", ["workload=forward", 'program="tests.faults:ok"'], "key 'workload'"),
-    ("grid-over-max-points", ["layers=[1,2,3]", "max_points=2"], "key 'max_points': the grid has 3 points"),
+    ("grid-over-max-points", ["layers=[1,2,3]", "max_points=2"], ("key 'max_points'", "3 points")),
     ("timeout-not-positive", ["timeout_s=0"], "key 'timeout_s'"),
     ("max-rss-wrong-type", ['max_rss_gb="lots"'], "key 'max_rss_gb'"),
-    ("bad-override-syntax", ["layers"], "override 'layers': expected KEY=VALUE"),
+    ("bad-override-syntax", ["layers"], ("override 'layers'", "KEY=VALUE")),
     ("bad-override-value", ["layers=[1,"], "override 'layers=[1,'"),
     ("jobs-below-1", ["--jobs", "0"], "--jobs"),
     ("unknown-start", ["--start", "spawn"], "--start"),
     ("unknown-executor", ["--executor", "ray"], "--executor"),
-    ("scheduler-without-dask", ["--scheduler", "tcp://127.0.0.1:9"], "--scheduler: applies only to --executor dask"),
+    ("scheduler-without-dask", ["--scheduler", "tcp://127.0.0.1:9"], ("--scheduler", "--executor dask")),
     ("jobs-with-scheduler", ["--executor", "dask", "--scheduler", "tcp://127.0.0.1:9", "--jobs", "2"],
-     "--jobs: with --scheduler"),
+     ("--jobs", "--scheduler")),
     ("unreachable-scheduler", ["--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"],
-     "--scheduler tcp://127.0.0.1:9: cannot connect"),
+     ("--scheduler", "tcp://127.0.0.1:9", "connect")),
     ("resume-without-manifest", ["--resume"], "nothing to resume"),
 ]
 
@@ -103,7 +104,7 @@ def test_bad_sweep_input_is_one_line_exit_2_and_writes_nothing(sweep_outcomes, c
     done, out, before = sweep_outcomes[case]
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
-    assert message in done.stderr
+    assert says(done.stderr, message)
     assert "Traceback" not in done.stderr and done.stdout == ""
     assert _snapshot(out) == before  # absent stays absent; a used folder is byte-for-byte intact
 

@@ -157,3 +157,43 @@ def test_the_command_line_runs_as_a_module(sweeps, tmp_path):
                            str(sweeps["baseline"]), "--max-slowdown", "1e6"], capture_output=True, text=True)
     assert done.returncode == 1, done.stderr
     assert done.stdout.startswith("point ") and "size_hlo_instructions" in done.stdout
+
+
+def test_check_loads_no_plotting(sweeps):
+    """A text-only gate: importing profiler.check and running a check in a fresh
+    interpreter leaves plotly and jinja2 unimported."""
+    script = (f"import sys\nfrom profiler.check import check\n"
+              f"result = check({str(sweeps['again'])!r}, {str(sweeps['baseline'])!r}, max_slowdown_pct=1e6)\n"
+              "print(result.points, [m for m in ('plotly', 'jinja2') if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "2 []"
+
+
+@pytest.mark.parametrize("column", ["env_cpu_model", "env_backend", "env_device_kind"])
+def test_a_baseline_from_another_machine_is_refused(sweeps, tmp_path, capsys, column):
+    baseline = store.load(sweeps["baseline"])
+    ours = baseline[column].iloc[0]
+    elsewhere = _rewrite(sweeps["baseline"], tmp_path / "elsewhere", lambda row: row.update({column: "Other 9000"}))
+    code, out, err = _check(capsys, sweeps["again"], "--baseline", elsewhere)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and f"{column[4:]} Other 9000 vs {ours}" in err and "--cross-machine" in err
+
+
+def test_across_machines_only_the_deterministic_metrics_are_checked(sweeps, tmp_path, capsys):
+    def elsewhere(compile_s, temp_extra=0):
+        def change(row):
+            row.update(env_cpu_model="Other 9000", time_compile_cpu_s=compile_s)
+            row["mem_temp_bytes"] += temp_extra
+        return change
+
+    steady = _rewrite(sweeps["baseline"], tmp_path / "steady", lambda row: row.update(time_compile_cpu_s=1.0))
+    slow = _rewrite(sweeps["baseline"], tmp_path / "slow", elsewhere(3.0))
+    code, out, _ = _check(capsys, slow, "--baseline", steady, "--cross-machine")
+    assert code == 0, out  # compile CPU time tripled on another machine: not a regression
+    note = out.splitlines()[0]
+    assert note.startswith("note: timings not checked") and "cpu_model" in note and "Other 9000" in note
+    grown = _rewrite(sweeps["baseline"], tmp_path / "grown", elsewhere(3.0, temp_extra=64))
+    code, out, _ = _check(capsys, grown, "--baseline", steady, "--cross-machine")
+    assert code == 1
+    assert [line.split()[2] for line in out.splitlines()[2:-1]] == ["mem_temp_bytes", "mem_temp_bytes"]

@@ -1,13 +1,19 @@
 """The command line end to end: real processes, real compiles, real Parquet."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 def profiler(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "profiler", *args], capture_output=True, text=True, cwd=cwd)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-m", "profiler", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env)
 
 
 def test_sweep_writes_one_row_per_point_and_repeat(tmp_path):
@@ -35,3 +41,15 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path):
     assert done.stderr.strip().count("\n") == 0 and "key 'layers'" in done.stderr
     assert "Traceback" not in done.stderr
     assert not out.exists()
+
+
+def test_results_go_under_the_current_directory_wherever_the_package_is(tmp_path):
+    """Not next to the package's files (site-packages, when installed)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    done = profiler("sweep", str(REPO / "sweeps/smoke.toml"), "layers=1", "mode=scan", "run=false",
+                    "--no-report", cwd=work)
+    assert done.returncode == 0, done.stderr
+    (folder,) = (work / "results").iterdir()
+    assert folder.name.startswith("smoke-") and f"results: {folder}" in done.stdout
+    assert len(pd.read_parquet(folder)) == 1

@@ -1,10 +1,12 @@
 """Comparing two results folders: ratios with intervals, environment warnings, CI exit codes."""
 
+import re
 import subprocess
 import sys
 
 import pytest
 
+from profiler import machines
 from profiler.compare import compare
 
 
@@ -47,9 +49,47 @@ def test_different_machines_are_flagged(synthetic, tmp_path):
     b = synthetic(env_values={"env_cpu_model": "CPU <B>"})
     compare(a, b, tmp_path / "env.html")
     page = (tmp_path / "env.html").read_text()
-    assert "different machines or backends (cpu_model differ)" in page
-    assert "Environments differ in: jax_version." in page
+    (critical,) = re.findall(r'<div class="warning critical">(.*?)</div>', page)
+    assert "cpu_model" in critical and "not comparable" in critical and "jax_version" not in critical
+    (other,) = re.findall(r'<div class="warning">(.*?)</div>', page)
+    assert "jax_version" in other and "cpu_model" not in other
     assert "CPU &lt;B&gt;" in page
+
+
+def test_gating_across_machines_needs_the_flag_and_gates_no_timing(synthetic, tmp_path):
+    """--fail-above on folders from two machines: refused (exit 2, one line naming the
+    differing facts), or with --cross-machine gated on sizes, costs and memory only."""
+    a = synthetic(name="a", seed=3, env_values={"env_cpu_model": "CPU A"})
+    slower = synthetic(name="b", seed=3, scale={"time_compile_s": 1.5}, env_values={"env_cpu_model": "CPU B"})
+    out = tmp_path / "x.html"
+    refused = profiler("compare", str(a), str(slower), "--out", str(out), "--fail-above", "20")
+    assert refused.returncode == 2 and refused.stdout == "" and not out.exists()
+    assert refused.stderr.count("\n") == 1 and "cpu_model CPU A vs CPU B" in refused.stderr
+    assert "--cross-machine" in refused.stderr
+
+    result = compare(a, slower, out, fail_above=20, cross_machine=True)
+    assert not result.failed  # a 1.5x compile time is not gated across machines
+    assert [d.column for d in result.other_machine] == ["env_cpu_model"]
+    timing = result.ratios[result.ratios["metric"] == "time_compile_s"]
+    assert timing["ratio"].to_numpy() == pytest.approx(1.5) and not timing["exceeds"].any()
+    page = out.read_text()
+    assert "Timings were not gated" in page and "cpu_model CPU A vs CPU B" in page
+
+    bigger = synthetic(name="c", seed=3, scale={"size_hlo_instructions": 1.5}, env_values={"env_cpu_model": "CPU B"})
+    result = compare(a, bigger, out, fail_above=20, cross_machine=True)
+    assert result.failed and set(result.ratios[result.ratios["exceeds"]]["metric"]) == {"size_hlo_instructions"}
+    # without --fail-above nothing is gated: the page is written, with the warning
+    assert compare(a, slower, out).other_machine and "not comparable" in out.read_text()
+
+
+def test_machines_compares_recorded_facts_only():
+    a = {"env_cpu_model": ["CPU A"], "env_backend": ["cpu"], "env_jax_version": ["0.9"]}
+    b = {"env_cpu_model": ["CPU B"], "env_backend": ["cpu"], "env_jax_version": ["0.10"], "env_cpu_flags": ["avx512f"]}
+    assert [d.column for d in machines.between(a, b)] == ["env_cpu_flags", "env_cpu_model", "env_jax_version"]
+    # a fact one side did not record cannot tell machines apart
+    assert [str(d) for d in machines.other_machine(a, b)] == ["cpu_model CPU A vs CPU B"]
+    assert machines.other_machine(a, {**a, "env_cpu_flags": ["avx2"]}) == []
+    assert machines.within({"env_cpu_model": ["CPU A", "CPU B"], "env_backend": ["cpu"]}) == ["env_cpu_model"]
 
 
 def test_cli_exit_codes(slower, tmp_path):

@@ -1,7 +1,6 @@
 """Workload `decode`: a KV-cached decoder at tiny sizes, real compiles and real generation."""
 
 import json
-import re
 import subprocess
 import sys
 
@@ -15,6 +14,7 @@ from profiler.runner import worker_environment
 from profiler.spec import Point, SpecError, build_spec
 from profiler.workloads import build
 from profiler.workloads.decode import DecodeSetup
+from tests.messages import says
 
 # layers 2, batch 2, max_len 16, kv_heads 2, head_dim 32/4 = 8.
 TINY = dict(workload="decode", layers=2, hidden=32, heads=4, kv_heads=2, batch=2, vocab=64,
@@ -155,27 +155,29 @@ def test_worker_environment_sets_the_device_count_and_keeps_other_flags(monkeypa
 
 
 @pytest.mark.parametrize("keys, message", [
-    (dict(mesh="2x4"), "key 'mesh': 2x4 needs 8 devices, devices=1"),
-    (dict(mesh="1x4", devices=4, heads=2), "key 'heads': 2 is not divisible by the model axis (4)"),
-    (dict(mesh="1x4", devices=4, kv_heads=2), "key 'kv_heads': 2 is not divisible by the model axis (4)"),
-    (dict(mesh="4x1", devices=4, batch=2), "key 'batch': 2 is not divisible by the data axis (4)"),
-    (dict(mesh="1x2", devices=2, vocab=65), "key 'vocab': 65 is not divisible by the model axis (2)"),
-    (dict(mesh="2by4"), "key 'mesh': string should match pattern"),
-    (dict(kv_heads=3), "key 'kv_heads': heads=4 is not divisible by kv_heads=3"),
-    (dict(prompt_len=16), "key 'prompt_len': 16 must be < max_len=16"),
-    (dict(gen_tokens=13), "key 'gen_tokens': prompt_len + gen_tokens - 1 = 17 exceeds max_len=16"),
-    (dict(mode="scan_shared"), "key 'mode': workload 'decode' supports 'loop' and 'scan'"),
-    (dict(remat="full"), "key 'remat': workload 'decode' has no backward pass"),
-    (dict(seq=8), "key 'seq': workload 'decode' takes its prompt length from prompt_len"),
-    (dict(workload="forward"), "key 'prompt_len': only applies to workload='decode'"),
+    (dict(mesh="2x4"), ("key 'mesh'", "2x4", "8 devices")),
+    (dict(mesh="1x4", devices=4, heads=2), ("key 'heads'", "2", "model axis (4)")),
+    (dict(mesh="1x4", devices=4, kv_heads=2), ("key 'kv_heads'", "2", "model axis (4)")),
+    (dict(mesh="4x1", devices=4, batch=2), ("key 'batch'", "2", "data axis (4)")),
+    (dict(mesh="1x2", devices=2, vocab=65), ("key 'vocab'", "65", "model axis (2)")),
+    (dict(mesh="2by4"), ("key 'mesh'", "pattern")),
+    (dict(kv_heads=3), ("key 'kv_heads'", "heads=4", "kv_heads=3")),
+    (dict(prompt_len=16), ("key 'prompt_len'", "16", "max_len=16")),
+    (dict(gen_tokens=13), ("key 'gen_tokens'", "17", "max_len=16")),
+    (dict(mode="scan_shared"), ("key 'mode'", "'loop'", "'scan'")),
+    (dict(remat="full"), ("key 'remat'", "decode")),
+    (dict(seq=8), ("key 'seq'", "prompt_len")),
+    (dict(workload="forward"), ("key 'prompt_len'", "decode")),
 ])
 def test_bad_decode_keys_are_named(keys, message):
-    with pytest.raises(SpecError, match="^" + re.escape(message)):
+    with pytest.raises(SpecError) as error:
         build_spec({"name": "t", **TINY, **keys})
+    assert str(error.value).startswith(message[0]) and says(str(error.value), message)
 
 
 def test_decode_keys_leave_forward_points_alone():
     forward = build_spec({"name": "t", "layers": [2, 4]}).points
     assert all(p.kv_heads is None and p.mesh == "1x1" and p.donate for p in forward)
-    with pytest.raises(SpecError, match="^key 'donate': only applies to workload='decode'$"):
+    with pytest.raises(SpecError) as error:
         build_spec({"name": "t", "donate": False})
+    assert str(error.value).startswith("key 'donate'") and says(str(error.value), "decode")

@@ -17,8 +17,9 @@ import pytest
 from flax import nnx
 
 from profiler import model
+from profiler.program import random_like
 from profiler.spec import Point
-from profiler.workloads import random_like, train
+from profiler.workloads import train
 
 SIZES = dict(layers=3, hidden=32, heads=2, batch=2, seq=4)
 RTOL = 1e-5

@@ -1,16 +1,34 @@
 """Golden values: the deterministic metrics of the representative points (real compiles,
 in-process) against those committed for the installed JAX version, and proof that the
-gate fails when a point compiles to a different program."""
+gate fails when a point compiles to a different program.
+
+Locally, a JAX version without golden values skips the comparison with the command that
+records them; in CI (CI=true, as GitHub Actions and most services set it) it fails: after
+a JAX upgrade the gate must not pass silently."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
 from profiler import gates
 from profiler.spec import Point
 
+GOLDEN_FILE = Path(__file__).resolve().parent / "golden" / "golden.json"
 KEY = gates.version_key()
-GOLDEN = gates.read_golden()
+GOLDEN = gates.read_golden(GOLDEN_FILE)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def missing_golden_values(message: str) -> None:
+    """Fail in CI, skip elsewhere."""
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: a gate without golden values fails)", pytrace=False)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +39,9 @@ def measured():
 @pytest.mark.parametrize("name", list(gates.POINTS))
 def test_deterministic_metrics_match_the_golden_values(name, measured):
     try:
-        want = gates.expected(name, GOLDEN, KEY)
+        want = gates.expected(name, GOLDEN, KEY, GOLDEN_FILE)
     except LookupError as e:
-        pytest.skip(str(e))
+        missing_golden_values(str(e))
     problems = gates.differences(name, want, measured[name])
     assert not problems, "deterministic metrics changed:\n" + "\n".join(problems)
 
@@ -56,11 +74,18 @@ def test_an_unknown_version_skips_with_the_command_that_records_it(tmp_path):
     path = tmp_path / "golden.json"
     path.write_text(json.dumps({"jax 0.0.1 / jaxlib 0.0.1 / cpu": {"seed-scan": {}}}))
     with pytest.raises(LookupError, match=r"for jax 9 .* \(recorded: jax 0\.0\.1 .*`make golden`"):
-        gates.expected("seed-scan", gates.read_golden(path), "jax 9 / jaxlib 9 / cpu")
+        gates.expected("seed-scan", gates.read_golden(path), "jax 9 / jaxlib 9 / cpu", path)
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_missing_golden_values_fail_in_ci_and_skip_elsewhere(monkeypatch, ci, outcome):
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="make golden"):
+        missing_golden_values("no golden values for jax 9; record them with `make golden`")
 
 
 def test_the_committed_golden_values_hold_every_point_and_metric():
-    assert GOLDEN, f"{gates.GOLDEN_FILE} is missing or empty"
+    assert GOLDEN, f"{GOLDEN_FILE} is missing or empty"
     for key, points in GOLDEN.items():
         assert key.startswith("jax ") and " / jaxlib " in key
         for name, phases in points.items():

@@ -148,3 +148,12 @@ def test_bad_family_keys_raise_spec_errors_naming_the_key():
         build_spec({"name": "x", "block": "llama", "capacity_factor": 2.0})
     with pytest.raises(SpecError, match="key 'mesh': blocks 'llama' and 'moe' are sharded in workload 'train' only"):
         build_spec({"name": "x", "preset": "llama-tiny", "mesh": "2x1", "devices": 2})
+
+
+def test_family_keys_are_columns_of_family_points_only():
+    seed = Point(workload="train").config()
+    llama = Point(workload="train", preset="llama-tiny").config()
+    moe = Point(workload="forward", preset="moe-tiny").config()
+    assert "experts" not in seed and "preset" not in seed and "mesh" not in seed
+    assert llama["preset"] == "llama-tiny" and llama["mesh"] == "1x1" and "experts" not in llama
+    assert moe["experts"] == 4 and "mesh" not in moe

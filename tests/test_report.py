@@ -7,7 +7,11 @@ import pytest
 from plotly.offline import get_plotlyjs
 
 from profiler import report, stats, store
-from profiler.report import Analysis, write_report
+from profiler.report import registry, write_report
+from profiler.report.analysis import Analysis
+from profiler.report.columns import unit_of
+from profiler.report.format import fmt_ratio
+from profiler.report.page import Section, Table
 
 EVIL_NAME = "<script>alert(1)</script>"
 EVIL_ERROR = "<script>alert(2)</script> & friends"
@@ -31,14 +35,22 @@ def test_report_of_a_real_sweep_is_self_contained(real_results, tmp_path):
     assert len(scripts(page)) == 4  # metadata, plotly.js, figure data, the loop that draws them
 
 
+def line_with(lines: list[str], *words: str) -> str:
+    """The one summary line that names every word."""
+    (line,) = [line for line in lines if all(w in line for w in words)]
+    return line
+
+
 def test_summary_is_computed_from_the_data(real_results):
     df = store.load(real_results)
-    an = Analysis(df)
     ok = stats.with_derived(df[df["run_status"] == "ok"])
-    med = ok.groupby(["cfg_mode", "cfg_layers"])["time_to_compiled_s"].median()
-    ratio = med["scan", 4] / med["loop", 4]
-    speed = f"{report.fmt_ratio(1 / ratio)} sooner" if ratio <= 1 else f"{report.fmt_ratio(ratio)} later"
-    assert f"At 4 layers, scan reaches a compiled program {speed} than loop" in an.headline()[0]
+    med = ok.groupby(["cfg_mode", "cfg_layers"])[["time_to_compiled_s", "mem_temp_bytes"]].median()
+    ratio = med.loc[("scan", 4), "time_to_compiled_s"] / med.loc[("loop", 4), "time_to_compiled_s"]
+    memory = med.loc[("scan", 4), "mem_temp_bytes"] / med.loc[("loop", 4), "mem_temp_bytes"]
+    first = registry.findings(Analysis(df))[0]  # the modes' contrast opens the summary
+    assert "4 layers" in first and "scan" in first and "loop" in first
+    assert (f"{fmt_ratio(1 / ratio)} sooner" if ratio <= 1 else f"{fmt_ratio(ratio)} later") in first
+    assert f"{fmt_ratio(memory)} its temp memory" in first
 
 
 def test_real_sizes_fit_the_seeds_claim(real_results):
@@ -91,7 +103,8 @@ def test_strings_from_data_are_escaped(synthetic, tmp_path):
     page = out.read_text()
     assert "&lt;script&gt;alert(2)&lt;/script&gt; &amp; friends" in page  # the failures table
     assert ">Failures</h2>" in page and ">timeout<" in page
-    assert "2 of 20 measurements failed (error 1, timeout 1)" in page
+    line = line_with(re.findall(r"<li>(.*?)</li>", page), "failed")
+    assert all(w in line for w in ("2 of 20", "error 1", "timeout 1"))
 
 
 def test_default_sweep_report_is_under_10_mb(synthetic, tmp_path):
@@ -107,12 +120,15 @@ def test_generic_over_configuration_remat(synthetic):
                               remat=("none", "full")))
     an = Analysis(df)
     assert an.layout.series == ("cfg_mode", "cfg_remat") and an.layout.facet == "cfg_hidden"
-    figs = an.figures()
+    figs = report.figures(df)
     assert "remat" in figs
     assert len(figs["time_compile_s"].data) == 2 * 2 * 2  # (mode, remat) lines in each hidden panel
-    # LAWS: remat divides temp memory by 4 and multiplies the raw FLOPs by 1.3
-    assert "At 32 layers (mode=scan, hidden=512), remat=full needs 0.25× the temp memory of remat=none " \
-           "for 1.3× the FLOPs." in an.headline()
+    # LAWS: remat divides temp memory by 4 and multiplies the raw FLOPs by 1.3, at the
+    # largest layer count and hidden size, for each mode
+    lines = registry.findings(an)
+    for mode in ("loop", "scan"):
+        line = line_with(lines, "remat=full", f"mode={mode}")
+        assert all(w in line for w in ("32 layers", "hidden=512", "remat=none", "0.25× the temp memory", "1.3× the FLOPs"))
 
 
 def decode_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -128,10 +144,13 @@ def decode_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_decode_section(synthetic):
-    an = Analysis(decode_rows(store.load(synthetic(layers=(2, 8)))))
-    assert "decode" in an.figures()
-    assert "Decode at 8 layers (mode=scan): the carried cache needs 0.5× the temp memory of the scanned cache." \
-        in an.headline()
+    df = decode_rows(store.load(synthetic(layers=(2, 8))))
+    assert "decode" in report.figures(df)
+    # decode_rows doubles the scanned cache's temp memory in the decode phase only
+    lines = registry.findings(Analysis(df))
+    decode, prefill = line_with(lines, "Decode at"), line_with(lines, "Prefill at")
+    assert all(w in decode for w in ("8 layers", "mode=scan", "carried", "0.5× the temp memory", "scanned"))
+    assert "1.0× the temp memory" in prefill
 
 
 def test_decode_columns_and_phase_panels(synthetic):
@@ -141,8 +160,8 @@ def test_decode_columns_and_phase_panels(synthetic):
                    mem_kv_cache_bytes=df["cfg_layers"] * 4096, cfg_mesh="1x1")
     an = Analysis(df)
     assert an.layout.facet == "cfg_phase" and an.layout.facets == ("prefill", "decode")
-    assert {"time_per_token_s", "run_tokens_per_s", "mem_kv_cache_bytes"} <= set(an.figures())
-    assert report.unit_of("run_tokens_per_s") in ("/s", "tokens/s")
+    assert {"time_per_token_s", "run_tokens_per_s", "mem_kv_cache_bytes"} <= set(report.figures(df))
+    assert unit_of("run_tokens_per_s") in ("/s", "tokens/s")
 
 
 def test_missing_columns_are_handled(real_results):
@@ -157,9 +176,40 @@ def test_differing_environments_are_warned_about(synthetic, tmp_path):
     a = store.load(synthetic(env_values={"env_cpu_model": "CPU A"}))
     b = store.load(synthetic(env_values={"env_cpu_model": "CPU B"}))
     page = report.report_html(pd.concat([a, b], ignore_index=True))
-    assert "different machines or backends (cpu_model differ)" in page
+    critical = re.findall(r'<div class="warning critical">(.*?)</div>', page)
+    assert critical and all("cpu_model" in w and "not comparable" in w for w in critical)
 
 
 def test_bad_folder_is_a_store_error(tmp_path):
     with pytest.raises(store.StoreError, match="holds no Parquet results"):
         write_report(tmp_path, tmp_path / "x.html")
+
+
+def test_sections_and_findings_come_from_the_registry(real_results, tmp_path):
+    """A view is one registered function: it appears where its order puts it."""
+    def dummy_section(an):
+        return Section("dummy", "Dummy view", tables=[Table(["layers"], [], f"{len(an.ok)} ok rows")])
+
+    def dummy_finding(an):
+        return [f"Dummy finding about {an.ok['cfg_layers'].max()} layers."]
+
+    registry.section(order=32.5)(dummy_section)  # between Program size (32) and Cost (33)
+    registry.finding(order=15)(dummy_finding)
+    try:
+        page = write_report(real_results, tmp_path / "dummy.html").read_text()
+    finally:
+        registry.unregister(dummy_section)
+        registry.unregister(dummy_finding)
+    ok = len(store.load(real_results).query("run_status == 'ok'"))
+    assert ">Dummy view</h2>" in page and f"{ok} ok rows" in page
+    headings = re.findall(r"<h2>(.*?)</h2>", page)
+    assert headings.index("Program size") < headings.index("Dummy view") < headings.index("Cost")
+    items = re.findall(r"<li>(.*?)</li>", page)
+    assert items[1] == "Dummy finding about 4 layers."  # after the modes' contrast (10)
+    assert "Dummy view" not in write_report(real_results, tmp_path / "again.html").read_text()
+
+
+def test_default_reports_folder_is_under_the_working_directory(real_results, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = write_report(real_results)
+    assert out == tmp_path / "reports" / f"{real_results.name}.html" and out.is_file()

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from profiler import stats, store
-from profiler.report import Analysis
+from profiler.report import registry
+from profiler.report.analysis import Analysis
 
 
 def test_spread_quartiles_and_cv():
@@ -112,7 +113,8 @@ def test_unstable_points_are_flagged(synthetic):
     summary = stats.summarize(df, ["time_compile_s"])
     flagged = summary[summary["unstable"]]
     assert flagged[["cfg_mode", "cfg_layers"]].values.tolist() == [["scan", 8]]
-    assert any("1 of 4 points have an unstable timing" in line for line in Analysis(df).headline())
+    (line,) = [line for line in registry.findings(Analysis(df)) if "unstable" in line]
+    assert line.startswith("1 of 4 points")
 
 
 def test_environment_lists_every_value(synthetic):

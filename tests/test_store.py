@@ -7,7 +7,9 @@ import pytest
 
 from profiler import store
 from profiler.record import COLUMN_NAMES, SCHEMA_VERSION, make_row
+from profiler.runner import check_resumable
 from profiler.spec import Point
+from tests.messages import says
 
 MANIFEST = {"spec": {"name": "t", "layers": [1, 2]}}
 
@@ -54,9 +56,6 @@ def test_new_sweep_refuses_a_used_folder_and_leaves_it_intact(tmp_path):
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     with pytest.raises(store.StoreError, match="--resume"):
         _new_folder(folder)
-    with pytest.raises(store.StoreError, match="different spec"), store.open_for_sweep(
-            folder, {"spec": {"name": "other"}}, resume=True):
-        pass
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
@@ -68,32 +67,45 @@ def test_half_written_parts_are_invisible(tmp_path):
     assert len(store.load(folder)) == 1
 
 
-def test_resume_may_change_limits_but_not_what_is_measured(tmp_path):
-    manifest = {"schema_version": SCHEMA_VERSION, "spec": {"name": "t", "layers": [1, 2], "timeout_s": 10.0},
-                "points": [{"id": "a"}, {"id": "b"}]}
+def test_a_folder_is_resumed_by_one_sweep_at_a_time_and_of_its_schema_version(tmp_path):
+    manifest = {"schema_version": SCHEMA_VERSION, "spec": {"name": "t"}, "points": [{"id": "a"}]}
     folder = tmp_path / "r"
     with store.open_for_sweep(folder, manifest, resume=False):
         with pytest.raises(store.StoreError, match="in use by another running sweep"), \
                 store.open_for_sweep(folder, manifest, resume=True):
             pass
-    longer = {**manifest, "spec": {**manifest["spec"], "timeout_s": 60.0, "max_rss_gb": 4.0}}
-    with store.open_for_sweep(folder, longer, resume=True):
+    with store.open_for_sweep(folder, manifest, resume=True):
         pass
+    with pytest.raises(store.StoreError, match="schema version"), \
+            store.open_for_sweep(folder, {**manifest, "schema_version": SCHEMA_VERSION + 1}, resume=True):
+        pass
+    with pytest.raises(store.StoreError, match="nothing to resume"), \
+            store.open_for_sweep(tmp_path / "empty", manifest, resume=True):
+        pass
+    assert json.loads((folder / "_manifest.json").read_text()) == manifest
+
+
+def test_resume_may_change_limits_but_not_what_is_measured(tmp_path):
+    """The runner's decision (the store only keeps manifests)."""
+    manifest = {"schema_version": SCHEMA_VERSION, "spec": {"name": "t", "layers": [1, 2], "timeout_s": 10.0},
+                "points": [{"id": "a"}, {"id": "b"}]}
+    longer = {**manifest, "spec": {**manifest["spec"], "timeout_s": 60.0, "max_rss_gb": 4.0}}
+    check_resumable(tmp_path, manifest, longer)
     refused = [
-        ({**manifest, "spec": {**manifest["spec"], "layers": [1, 3]}}, r"different spec \(layers = \[1, 2\] there, \[1, 3\] here\)"),
-        ({**manifest, "schema_version": SCHEMA_VERSION + 1}, "schema version"),
-        ({**manifest, "points": [{"id": "a"}, {"id": "c"}]}, "identifies points differently"),
+        ({**manifest, "spec": {**manifest["spec"], "layers": [1, 3]}}, ("different spec", "layers", "[1, 2]", "[1, 3]")),
+        ({**manifest, "spec": {**manifest["spec"], "repeats": 5}}, ("different spec", "repeats", "5")),
+        ({**manifest, "points": [{"id": "a"}, {"id": "c"}]}, ("identifies points differently",)),
     ]
     for other, message in refused:
-        with pytest.raises(store.StoreError, match=message), store.open_for_sweep(folder, other, resume=True):
-            pass
-    assert json.loads((folder / "_manifest.json").read_text()) == manifest
+        with pytest.raises(store.StoreError) as error:
+            check_resumable(tmp_path, manifest, other)
+        assert says(str(error.value), message)
 
 
 def test_a_version_1_folder_loads_with_the_defaults_of_later_keys(tmp_path):
     """A results file of schema 1 (before remat, unroll, api... existed) reads as rows of
-    the current schema: new cfg_ columns hold the defaults it was measured with, new
-    measured columns are null."""
+    the current schema: new cfg_ columns hold the defaults it was measured with (those of
+    schema version 2, not whatever Point's defaults are today), new measured columns are null."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -110,3 +122,43 @@ def test_a_version_1_folder_loads_with_the_defaults_of_later_keys(tmp_path):
     assert (df.loc[0, "cfg_remat"], df.loc[0, "cfg_unroll"], df.loc[0, "cfg_api"]) == ("none", 1, "linen")
     assert df.loc[0, "time_compile_s"] == 0.25 and df.loc[0, "cfg_layers"] == 4
     assert pd.isna(df.loc[0, "cost_flops"])
+
+
+def test_the_version_1_upgrade_does_not_follow_todays_defaults(tmp_path, monkeypatch):
+    """Changing a default of Point must not change how old files read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from profiler.spec import Point as CurrentPoint
+
+    monkeypatch.setattr(CurrentPoint.model_fields["remat"], "default", "full")
+    folder = tmp_path / "v1"
+    folder.mkdir()
+    pq.write_table(pa.table({"run_schema_version": [1], "run_point_id": ["p"], "run_repeat": [0],
+                             "run_status": ["ok"], "cfg_layers": [4]}), folder / "part-old-r0.parquet")
+    assert store.load(folder).loc[0, "cfg_remat"] == "none"
+
+
+def test_a_version_2_folder_reads_with_null_keys_where_they_do_not_apply(tmp_path):
+    """Version 2 wrote every key's value on every row; version 3 nulls the model keys a
+    row's workload does not read. A program's rows keep theirs (its factory's keys were
+    not recorded)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = {"run_schema_version": [2, 2, 2], "run_point_id": ["f", "d", "p"], "run_repeat": [0, 0, 0],
+            "run_status": ["ok"] * 3, "cfg_workload": ["forward", "decode", "program"],
+            "cfg_program": ["", "", "m:f"], "cfg_seq": [32, 32, 32], "cfg_api": ["linen"] * 3,
+            "cfg_vocab": [256, 1024, 256], "cfg_layers": [4, 2, 8], "cfg_steps": [5, 5, 5],
+            "cfg_phase": ["main", "decode", "main"]}
+    folder = tmp_path / "v2"
+    folder.mkdir()
+    pq.write_table(pa.table(rows), folder / "part-old-r0.parquet")
+    df = store.load(folder).set_index("cfg_workload")
+    assert df.loc["forward", "cfg_seq"] == 32 and pd.isna(df.loc["forward", "cfg_vocab"])
+    assert pd.isna(df.loc["forward", "cfg_program"]) and df.loc["program", "cfg_program"] == "m:f"
+    assert df.loc["decode", "cfg_vocab"] == 1024 and pd.isna(df.loc["decode", "cfg_seq"])
+    assert pd.isna(df.loc["decode", "cfg_api"]) and df.loc["decode", "cfg_layers"] == 2
+    assert (df.loc["program", "cfg_seq"], df.loc["program", "cfg_layers"]) == (32, 8)
+    assert list(df["cfg_steps"]) == [5, 5, 5] and list(df["cfg_phase"]) == ["main", "decode", "main"]
+    assert (df["run_schema_version"] == SCHEMA_VERSION).all()

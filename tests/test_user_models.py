@@ -21,7 +21,9 @@ from flax import nnx
 import profiler
 from profiler import workloads
 from profiler.measure import measure
+from profiler.runner import check_blocks
 from profiler.spec import Point, SpecError, build_spec
+from tests.messages import says
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -96,6 +98,22 @@ def two_matmul_loop(layers: int, hidden: int, batch: int):
 
     x, w = jax.ShapeDtypeStruct((batch, hidden), jnp.float32), jax.ShapeDtypeStruct((hidden, hidden), jnp.float32)
     return fn, (x, w, w)
+
+
+def power_iteration(hidden=64, batch=8, steps=10):
+    """The issue's factory: its steps are the program's, not the timing's."""
+    return (lambda x: x), ()
+
+
+def chain(hidden=64, batch=8, layers=3):
+    """layers matmuls of a (batch, hidden) by a (hidden, hidden), unrolled."""
+
+    def fn(x, w):
+        for _ in range(layers):
+            x = x @ w
+        return x
+
+    return fn, (jax.ShapeDtypeStruct((batch, hidden), jnp.float32), jax.ShapeDtypeStruct((hidden, hidden), jnp.float32))
 '''
 
 # Matmul FLOPs per layer and token (2 per multiply-add) of the blocks above.
@@ -230,7 +248,14 @@ def test_profile_measures_a_notebook_function_in_a_fresh_process():
 
     record = profiler.profile(scaled_loop, jnp.ones((m, k)), jnp.ones((k, k)), run=True, steps=2)
     assert record["run_status"] == "ok" and record["cfg_program"].endswith(":scaled_loop")
-    assert set(record) == {c.name for c in profiler.COLUMNS}
+    # Only what describes the function: no model keys of other workloads (cfg_mode, cfg_layers...).
+    assert set(record.row) <= {c.name for c in profiler.COLUMNS}
+    assert {c for c in record.row if c.startswith("cfg_")} == {
+        "cfg_workload", "cfg_program", "cfg_run", "cfg_steps", "cfg_devices", "cfg_phase"}
+    assert record.to_frame().shape == (1, len(record.row))
+    shown = repr(record)
+    assert shown.startswith("Profile of scaled_loop") and "cost_flops" in shown and "time_compile_s" in shown
+    assert "cost_flops" in record._repr_html_()
     # Every trip's matmul, and the loop counter's add and compare.
     assert record["cost_flops"] == pytest.approx(trips * 2 * m * k * k, abs=3 * (trips + 1))
     assert record["cost_transcendentals"] == trips * m * k
@@ -245,23 +270,21 @@ def test_profile_measures_a_notebook_function_in_a_fresh_process():
 
 
 @pytest.mark.parametrize(("keys", "message"), [
-    (dict(block="nowhere_at_all:Block"), "key 'block': cannot import 'nowhere_at_all'"),
-    (dict(block=f"{MODULE}:Missing"), f"key 'block': '{MODULE}:Missing': no attribute 'Missing'"),
-    (dict(block=f"{MODULE}:Widening"),
-     f"key 'block': '{MODULE}:Widening' maps an input of shape (4, 16, 32) float32 to shape (4, 16, 64) float32"),
+    (dict(block="nowhere_at_all:Block"), ("key 'block'", "'nowhere_at_all'")),
+    (dict(block=f"{MODULE}:Missing"), ("key 'block'", "'Missing'")),
+    (dict(block=f"{MODULE}:Widening"), ("key 'block'", "Widening", "(4, 16, 32) float32", "(4, 16, 64) float32")),
     (dict(block=f"{MODULE}:Upcast", dtype="bfloat16"),
-     f"key 'block': '{MODULE}:Upcast' maps an input of shape (4, 16, 32) bfloat16 to shape (4, 16, 32) float32"),
-    (dict(block=f"{MODULE}:TanhPair"), "is not a flax.linen.Module class (api = 'linen'); set api = 'nnx'"),
-    (dict(block=f"{MODULE}:NeedsWidth"), "needs argument 'width', which no spec key provides"),
-    (dict(block=f"{MODULE}:two_matmul_loop"), "is not a flax.linen.Module class"),
-    (dict(block=f"{MODULE}:Bottleneck", program=f"{MODULE}:two_matmul_loop"), "key 'block': applies only to"),
-    (dict(program=f"{MODULE}:needs_depth"),
-     f"key 'program': '{MODULE}:needs_depth' needs argument 'depth', which no spec key provides"),
+     ("key 'block'", "Upcast", "(4, 16, 32) bfloat16", "(4, 16, 32) float32")),
+    (dict(block=f"{MODULE}:TanhPair"), ("key 'block'", "flax.linen.Module", "api = 'nnx'")),
+    (dict(block=f"{MODULE}:NeedsWidth"), ("key 'block'", "'width'")),
+    (dict(block=f"{MODULE}:two_matmul_loop"), ("key 'block'", "flax.linen.Module")),
+    (dict(block=f"{MODULE}:Bottleneck", program=f"{MODULE}:two_matmul_loop"), ("key 'block'", "program")),
+    (dict(program=f"{MODULE}:needs_depth"), ("key 'program'", "needs_depth", "'depth'")),
 ])
 def test_bad_user_code_is_one_line_before_any_work(keys, message):
-    with pytest.raises(SpecError) as error:
-        build_spec({"name": "bad", "repeats": 1, **SIZES, **keys})
-    assert message in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(SpecError) as error:  # the spec's checks, then the sweep's first
+        check_blocks(build_spec({"name": "bad", "repeats": 1, **SIZES, **keys}).points)
+    assert str(error.value).startswith(message[0]) and says(str(error.value), message)
 
 
 def test_a_bad_block_on_the_command_line_exits_2_with_one_line(user_dir):
@@ -305,7 +328,43 @@ def test_profiler_exports_the_notebook_api_without_importing_it_in_workers():
 def test_checking_a_block_starts_no_backend_in_the_driver(api, block):
     """On a GPU a started backend would hold most of the memory the measuring processes need."""
     code = ("from jax._src import xla_bridge; from profiler.spec import build_spec; "
-            f"build_spec({{'name': 'x', 'block': '{MODULE}:{block}', 'api': '{api}', 'mode': ['loop', 'scan']}}); "
+            "from profiler.runner import check_blocks; "
+            f"check_blocks(build_spec({{'name': 'x', 'block': '{MODULE}:{block}', 'api': '{api}', "
+            "'mode': ['loop', 'scan']}).points); "
             "print(bool(xla_bridge._backends))")
     done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True)
     assert done.stdout.split() == ["False"], done.stderr
+
+
+def test_folders_of_notebook_code_reach_the_measuring_process_as_an_argument():
+    """Not through os.environ, which every thread of the process shares."""
+    from profiler.runner import worker_environment
+
+    path = worker_environment(Point(), ["/tmp/notebook-code"])["PYTHONPATH"].split(os.pathsep)
+    assert path.index("/tmp/notebook-code") < path.index(os.getcwd())
+    assert "/tmp/notebook-code" not in os.environ.get("PYTHONPATH", "")
+
+
+def test_a_factory_parameter_named_like_a_measurement_key_is_refused_on_the_command_line(user_dir):
+    done = subprocess.run(
+        [sys.executable, "-m", "profiler", "sweep", str(REPO / "sweeps/smoke.toml"),
+         f'program="{MODULE}:power_iteration"', "mode=scan", "layers=1", "--out", "never"],
+        cwd=user_dir, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("error: key 'program':") and "'steps'" in done.stderr
+    assert not (user_dir / "never").exists()
+
+
+def test_a_factory_gets_its_own_defaults_and_rows_record_the_values_it_was_built_with(tmp_path):
+    """The spec sets batch only: hidden and layers are the factory's defaults (64, 3), not
+    Point's (256, 8), and the keys it does not take (heads, seq, mode...) are null."""
+    spec = build_spec({"name": "chain", "program": f"{MODULE}:chain", "batch": [2, 4], "repeats": 1})
+    assert [(p.hidden, p.layers, p.batch) for p in spec.points] == [(64, 3, 2), (64, 3, 4)]
+    assert profiler.run_sweep(spec, tmp_path / "res").ok
+    rows = profiler.load(tmp_path / "res").sort_values("cfg_batch")
+    assert list(rows["cfg_hidden"]) == [64, 64] and list(rows["cfg_layers"]) == [3, 3]
+    # What was built: 3 matmuls of (batch, 64) by (64, 64).
+    assert list(rows["cost_flops"]) == [3 * 2 * b * 64 * 64 for b in (2, 4)]
+    for key in ("heads", "seq", "mode", "remat", "api", "block", "kv_heads", "vocab", "mesh"):
+        assert rows[f"cfg_{key}"].isna().all(), key
+    assert set(rows["cfg_steps"]) == {5} and set(rows["cfg_run"]) == {False}

@@ -27,8 +27,8 @@ import numpy as np
 
 from profiler import decoder
 from profiler.decoder import KVCache
+from profiler.program import Program, random_like
 from profiler.spec import Point
-from profiler.workloads import Program, random_like
 
 
 @dataclass(frozen=True)

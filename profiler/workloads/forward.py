@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from profiler import model, palm
 from profiler.blocks import forward_matmul_flops
+from profiler.program import Program
 from profiler.spec import Point
-from profiler.workloads import Program
 
 
 def build(point: Point) -> list[Program]:

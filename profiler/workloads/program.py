@@ -1,8 +1,9 @@
 """Workload `program`: a user's factory returns `(fn, args)`; `jax.jit(fn)` is measured on args.
 
-The factory (spec key `program = "package.module:factory"`) receives the point's keys that
-it accepts as keyword arguments (all of them if it takes `**kwargs`). `args` is a tuple of
-pytrees of `jax.ShapeDtypeStruct`s or arrays, measured as they are; modes do not apply.
+The factory (spec key `program = "package.module:factory"`) receives the point's model keys
+that it names as keyword arguments (all of them if it takes `**kwargs`; spec.factory_keys),
+never the keys of how the point is measured. `args` is a tuple of pytrees of
+`jax.ShapeDtypeStruct`s or arrays, measured as they are; modes do not apply.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from typing import Any
 import jax
 
 from profiler import refs
-from profiler.spec import Point
-from profiler.workloads import Program, random_like
+from profiler.program import Program, random_like
+from profiler.spec import Point, factory_keys
 
 
 def build(point: Point) -> list[Program]:
     factory = refs.load(point.program)
     try:
-        kwargs = refs.keyword_arguments(factory, point.model_dump())
+        kwargs = refs.keyword_arguments(factory, point.model_dump(include=set(factory_keys(factory))))
     except ValueError as e:
         raise TypeError(f"{point.program} {e}") from None
     made = factory(**kwargs)

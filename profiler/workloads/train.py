@@ -24,8 +24,8 @@ import optax
 from profiler import model, palm, sharding
 from profiler.blocks import forward_matmul_flops
 from profiler.model import Model
+from profiler.program import Program
 from profiler.spec import Point
-from profiler.workloads import Program
 
 OPTIMIZER = optax.adamw(learning_rate=1e-3)
 

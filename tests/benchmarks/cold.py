@@ -19,8 +19,8 @@ import jax
 from profiler import workloads
 from profiler.env import jax_env
 from profiler.measure import compile_stages
+from profiler.program import Program
 from profiler.spec import Point
-from profiler.workloads import Program
 
 jax.config.update("jax_enable_compilation_cache", False)
 
