@@ -157,3 +157,18 @@ def test_family_keys_are_columns_of_family_points_only():
     assert "experts" not in seed and "preset" not in seed and "mesh" not in seed
     assert llama["preset"] == "llama-tiny" and llama["mesh"] == "1x1" and "experts" not in llama
     assert moe["experts"] == 4 and "mesh" not in moe
+
+
+def test_report_shows_memory_per_device_against_the_budget(sharded):
+    import pandas as pd
+
+    from profiler.report import figures, report_html
+    from profiler.report.views.mesh import BUDGET_BYTES
+
+    df = pd.DataFrame(list(sharded.values()))
+    page = report_html(df)
+    assert "Sharded training" in page and f"fits {BUDGET_BYTES // 2**30} GiB" in page
+    assert "2 of 2 sharded training layouts fit 80 GiB per device" in page
+    assert "mesh" in figures(df)
+    # Results without per-device bytes (the seed's block) have no such section.
+    assert "mesh" not in figures(df.assign(mem_param_device_bytes=None))
