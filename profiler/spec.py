@@ -144,6 +144,9 @@ class Point(BaseModel):
     def _expand_preset(cls, values: Any) -> Any:
         if not isinstance(values, dict):
             return values
+        if values.get("preset") and values.get("workload", "forward") not in ("forward", "train"):
+            raise ValueError(f"key 'preset': applies only to workloads 'forward' and 'train', "
+                             f"not {values.get('workload')!r}")
         values = presets.expand(values)
         # A family's training step on a mesh needs exactly the mesh's devices: unless the
         # spec says otherwise, it gets them (so that a grid can sweep the mesh).

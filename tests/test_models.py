@@ -146,6 +146,8 @@ def test_bad_family_input_is_one_line_exit_2_and_writes_nothing(tmp_path):
 def test_bad_family_keys_raise_spec_errors_naming_the_key():
     with pytest.raises(SpecError, match="key 'capacity_factor'"):
         build_spec({"name": "x", "block": "llama", "capacity_factor": 2.0})
+    with pytest.raises(SpecError, match="key 'preset': applies only to workloads 'forward' and 'train'"):
+        build_spec({"name": "x", "preset": "llama-tiny", "workload": "decode"})
     with pytest.raises(SpecError, match="key 'mesh': blocks 'llama' and 'moe' are sharded in workload 'train' only"):
         build_spec({"name": "x", "preset": "llama-tiny", "mesh": "2x1", "devices": 2})
 
