@@ -1,8 +1,11 @@
 """Compile-time, program-size and memory profiling sweeps for stacked JAX/Flax layers.
 
 Public API (everything else is private to the package). `profile`, `sweep`,
-`Profile`, `MeasurementError` (profiler/api.py) and `figures` (profiler/report/) are imported on
-first use: every measuring process imports this package, and must not pay for plotting.
+`Profile`, `MeasurementError` (profiler/api.py), `figures` (profiler/report/),
+`forecast_target` (profiler/forecast.py) and `plan_target` (profiler/plan.py) are
+imported on first use: every measuring process imports this package, and must not pay
+for plotting. (Not `forecast` and `plan`: importing a submodule binds its name on the
+package.)
 """
 
 from typing import Any
@@ -13,7 +16,8 @@ from profiler.spec import Point, Spec, SpecError, Sweep, build_spec, load_spec
 from profiler.store import StoreError, load
 
 _LAZY = {"profile": "profiler.api", "sweep": "profiler.api", "MeasurementError": "profiler.api",
-         "Profile": "profiler.api", "figures": "profiler.report"}
+         "Profile": "profiler.api", "figures": "profiler.report", "forecast_target": "profiler.forecast",
+         "plan_target": "profiler.plan"}
 
 __all__ = [
     "COLUMNS",
@@ -29,8 +33,10 @@ __all__ = [
     "SweepResult",
     "build_spec",
     "figures",
+    "forecast_target",
     "load",
     "load_spec",
+    "plan_target",
     "profile",
     "run_sweep",
     "sweep",

@@ -1,4 +1,4 @@
-"""Command line: `python -m profiler sweep|report|compare|check|columns ...`.
+"""Command line: `python -m profiler sweep|report|compare|check|forecast|plan|columns ...`.
 
 Bad input (a spec, an override, a flag, a results folder) is one line on stderr and
 exit status 2, before any work and without touching existing results.
@@ -85,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="accept a baseline from another machine (CPU model, CPU flags, backend, device "
                        "kind) and check only the deterministic metrics")
 
+    _forecast_parsers(commands)
+    _bench_parser(commands)
     commands.add_parser("columns", help="print the documentation of every result column (Markdown)")
     commands.add_parser("keys", help="print the documentation of every spec key (Markdown)")
     return parser
@@ -181,6 +183,83 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def _forecast_parsers(commands: argparse._SubParsersAction) -> None:
+    forecast = commands.add_parser(
+        "forecast", help="predict each metric at a point outside the measured grid, with an interval",
+        description="Fit each metric against layers (models chosen by leave-largest-out validation) and "
+        "predict it at the target, with a prediction interval, the model and the points it rests on "
+        "(docs/forecast.md).")
+    forecast.add_argument("folder", type=Path, help="results folder written by `sweep`")
+    forecast.add_argument("target", nargs="*", metavar="KEY=VALUE",
+                          help="the target point (layers=256 mode=loop hidden=1024); keys left out split the answer by series")
+    forecast.add_argument("--json", action="store_true", help="print a JSON list, one object per series and metric")
+    plan = commands.add_parser(
+        "plan", help="rank the configurations by memory, time to a compiled program, step and total time",
+        description="For the configurations in the results (forecast at the target KEY=VALUE when given): "
+        "which fit in --memory-per-device, which is compiled soonest, steps fastest, and finishes --steps "
+        "steps first, and why each other one lost.")
+    plan.add_argument("folder", type=Path, help="results folder written by `sweep`")
+    plan.add_argument("target", nargs="*", metavar="KEY=VALUE", help="the size to plan for (default: the largest measured)")
+    plan.add_argument("--memory-per-device", required=True, metavar="SIZE", help="device memory, e.g. 80GiB, 16GB, 512MiB")
+    plan.add_argument("--devices", type=int, help="devices the program runs on (a key of the results)")
+    plan.add_argument("--steps", type=int, default=0, help="steps the compiled program runs (default 0: only compile)")
+    plan.add_argument("--json", action="store_true", help="print the ranking as JSON")
+
+
+def _forecast(args: argparse.Namespace) -> int:
+    import json
+
+    from profiler.forecast import forecast_target, format_text
+
+    forecasts = forecast_target(args.folder, args.target)
+    print(json.dumps([f.as_dict() for f in forecasts], indent=1) if args.json else format_text(forecasts))
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from profiler.plan import format_plan, plan_target
+
+    result = plan_target(args.folder, args.target, memory=args.memory_per_device, devices=args.devices, steps=args.steps)
+    print(result.to_json() if args.json else format_plan(result))
+    return 0
+
+
+def _bench_parser(commands: argparse._SubParsersAction) -> None:
+    from profiler import bench
+
+    p = commands.add_parser(
+        "bench", help="compile times of the working tree against a git revision, measured in one run",
+        description="Cold compile times of the representative points, the working tree against --base, in fresh "
+        "processes interleaved round by round; exit 1 when a benchmark is slower beyond --max-slowdown with its "
+        "bootstrap interval (docs/gates.md).")
+    p.add_argument("--base", metavar="REF", help="revision to compare with (default: the merge-base with main)")
+    p.add_argument("--rounds", type=int, default=bench.ROUNDS, help="fresh processes per side (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=1, help="cold compiles per benchmark in each process (default: 1)")
+    p.add_argument("--benchmarks", nargs="+", metavar="NAME", help="only these points (default: all)")
+    p.add_argument("--points", type=Path, metavar="JSON", help="points to use instead of profiler.gates.POINTS: "
+                   "a JSON object {name: {point field: value}}")
+    p.add_argument("--clock", choices=list(bench.CLOCKS), default="cpu", help="the gated clock (default: cpu)")
+    p.add_argument("--max-slowdown", type=float, metavar="PCT", default=bench.MAX_SLOWDOWN_PCT,
+                   help="fail when the interval of head / base is above 1 + PCT/100 (default: %(default)s)")
+    p.add_argument("--seed", type=int, help="seed of the random order of sides and benchmarks (default: drawn)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write every sample and verdict to FILE")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from profiler.bench import BenchError, bench
+
+    try:
+        _, verdicts, text = bench(args.base, rounds=args.rounds, repeats=args.repeats, names=args.benchmarks,
+                                  points_file=args.points, clock=args.clock, max_slowdown_pct=args.max_slowdown,
+                                  seed=args.seed, json_out=args.json,
+                                  progress=lambda line: print(line, file=sys.stderr, flush=True))
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(text)
+    return 1 if any(v.regression for v in verdicts) else 0
+
+
 def _columns(args: argparse.Namespace) -> int:
     from profiler.record import columns_markdown
 
@@ -199,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         return {"sweep": _sweep, "report": _report, "compare": _compare, "check": _check,
+                "forecast": _forecast, "plan": _plan, "bench": _bench,
                 "columns": _columns, "keys": _keys}[args.command](args)
     except (SpecError, StoreError, OtherMachine) as e:
         print(f"error: {e}", file=sys.stderr)

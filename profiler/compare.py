@@ -3,7 +3,9 @@
 For every configuration measured in both, the ratio of medians B / A of each compared
 metric with a bootstrap interval from the repeats; the environments' differences come
 first, with a loud warning when backend, device kind or CPU model differ (timings are
-then not comparable). `fail_above` turns the comparison into a CI gate.
+then not comparable). `fail_above` turns the comparison into a CI gate, which refuses
+folders from different machines unless `cross_machine` (then it gates sizes, costs and
+memory only). The page is built from profiler/report's public pieces.
 """
 
 from __future__ import annotations

@@ -6,10 +6,13 @@ returns a flat dict of metrics whose keys are `Record` columns.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import resource
 import statistics
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,9 +62,17 @@ class Stages:
         return "time_event_lower_s" in self.times and "time_event_compile_s" in self.times
 
 
-def compile_stages(program: Program) -> Stages:
+def _no_hook(stage: str) -> AbstractContextManager[None]:
+    return contextlib.nullcontext()
+
+
+def compile_stages(
+    program: Program, around: Callable[[str], AbstractContextManager[Any]] = _no_hook
+) -> Stages:
     """Trace, lower and compile `program` once with a fresh `jax.jit` of its function,
-    inside `program.context()` entered by the caller.
+    inside `program.context()` entered by the caller. `around(stage)` is entered around
+    each stage ('trace', 'lower', 'compile'), outside its clock (profiler/anatomy.py
+    profiles the stages with it).
 
     Cold only if nothing cached it before: callers clear JAX's caches (outside whatever
     they time) or run in a fresh process."""
@@ -70,23 +81,28 @@ def compile_stages(program: Program) -> Stages:
     jitted = jax.jit(program.fn, donate_argnums=program.donate_argnums, **program.jit_kwargs)
     _recorded = {}
     try:
-        t0, c0 = time.perf_counter(), time.process_time()
-        traced = jitted.trace(*program.args)
-        t1, c1 = time.perf_counter(), time.process_time()
-        lowered = traced.lower()
-        t2, c2 = time.perf_counter(), time.process_time()
-        compiled = lowered.compile()
-        t3, c3 = time.perf_counter(), time.process_time()
+        with around("trace"):
+            t0, c0 = time.perf_counter(), time.process_time()
+            traced = jitted.trace(*program.args)
+            t1, c1 = time.perf_counter(), time.process_time()
+        with around("lower"):
+            t1b, c1b = time.perf_counter(), time.process_time()
+            lowered = traced.lower()
+            t2, c2 = time.perf_counter(), time.process_time()
+        with around("compile"):
+            t2b, c2b = time.perf_counter(), time.process_time()
+            compiled = lowered.compile()
+            t3, c3 = time.perf_counter(), time.process_time()
         events = dict(_recorded)
     finally:
         _recorded = None
     times = {
         "time_trace_s": t1 - t0,
-        "time_lower_s": t2 - t1,
-        "time_compile_s": t3 - t2,
+        "time_lower_s": t2 - t1b,
+        "time_compile_s": t3 - t2b,
         "time_trace_cpu_s": c1 - c0,
-        "time_lower_cpu_s": c2 - c1,
-        "time_compile_cpu_s": c3 - c2,
+        "time_lower_cpu_s": c2 - c1b,
+        "time_compile_cpu_s": c3 - c2b,
         **events,
     }
     return Stages(traced, lowered, compiled, times)

@@ -14,10 +14,14 @@ Schema history (bump SCHEMA_VERSION on any change to names, types or meanings):
   3  a row's cfg_ columns describe its point only: those of keys that do not apply to its
      workload are null (spec.WORKLOAD_KEYS; a program: the model keys its factory does not
      take). Upgrade from 2: profiler/store.py UPGRADES[2].
-  4  block families and presets: spec keys preset, mlp, experts, top_k, capacity_factor,
+  4  compile-time anatomy (spec key anatomy, docs/anatomy.md): cfg_anatomy, the profiled
+     twin's stage times time_anatomy_{trace,lower,compile}_s and the component columns
+     time_trace_<c>_s, time_lower_<c>_s, time_xla_<c>_s; the per-event detail table
+     (DETAIL_COLUMNS) in a results folder's _anatomy/. Upgrade from 3: UPGRADES[3].
+  5  block families and presets: spec keys preset, mlp, experts, top_k, capacity_factor,
      weight_dtype (their cfg_ columns, null where they do not apply); mesh for train;
      size_params, mem_param_device_bytes, mem_grad_device_bytes,
-     mem_optimizer_state_device_bytes. Upgrade from 3: profiler/store.py UPGRADES[3]
+     mem_optimizer_state_device_bytes. Upgrade from 4: profiler/store.py UPGRADES[4]
      (nothing to change: the new columns read as null, as keys that did not apply).
 """
 
@@ -31,9 +35,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from profiler import anatomy
 from profiler.spec import Point
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _ARROW = {
     "str": pa.string(),
@@ -77,6 +82,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("run_repeat", "int", "", "Repeat index, 0-based; each repeat is a fresh process."),
     Column("run_status", "str", "", "ok | error | timeout | oom | crash."),
     Column("run_error", "str", "", "Error message when run_status is not ok."),
+    Column("run_anatomy_error", "str", "", "Anatomy on: why the row has no anatomy (the profiled twin's error); the row's own measurement is unaffected."),
     Column("run_started_utc", "str", "ISO 8601", "When the measuring process was started."),
     Column("run_wall_s", "float", "s", "Wall time of the whole measuring process, its start (see run_start) included."),
     Column("run_start", "str", "", "How the measuring process started: 'fork' = forked from a server that had imported JAX and Flax but started no backend (profiler/forkserver.py); 'fresh' = a new Python interpreter. Both compile cold (docs/scale.md)."),
@@ -95,6 +101,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("time_event_trace_s", "float", "s", "JAX's own /jax/core/compile/jaxpr_trace_duration event (longest of the stage)."),
     Column("time_event_lower_s", "float", "s", "JAX's own /jax/core/compile/jaxpr_to_mlir_module_duration event."),
     Column("time_event_compile_s", "float", "s", "JAX's own /jax/core/compile/backend_compile_duration event."),
+    # compile-time anatomy (anatomy on): a profiled twin's stages broken into components
+    *(Column(f"time_anatomy_{stage}_s", "float", "s", f"Anatomy: wall time of the {stage} in the profiled twin compile (anatomy on); the time_{'xla' if stage == 'compile' else stage}_* components of the stage add up to it. Profiled, so not a timing to compare with time_{stage}_s: the profilers' overhead is in it (docs/anatomy.md).") for stage in anatomy.STAGES),
+    *(Column(name, "float", "s", f"Anatomy ({stage}): {doc}") for name, stage, doc in anatomy.component_docs()),
     Column("time_first_call_s", "float", "s", "First call of the compiled program (run on), results ready."),
     Column("time_step_median_s", "float", "s", "Median of the steady-state calls after the first (run on)."),
     Column("time_step_samples_s", "floats", "s", "Every steady-state call time (run on): the raw samples."),
@@ -161,6 +170,29 @@ ARROW_SCHEMA = pa.schema(
     metadata={"profiler.schema_version": str(SCHEMA_VERSION)},
 )
 
+# The anatomy's per-event detail: a long table beside the rows (one file per point and
+# repeat in a results folder's _anatomy/, see profiler/store.py), joined to them on
+# (run_point_id, run_repeat, cfg_phase). Versioned with the rows.
+DETAIL_COLUMNS: tuple[Column, ...] = (
+    Column("run_schema_version", "int", "", "Version of this schema (see profiler/record.py)."),
+    Column("run_id", "str", "", "Id of the sweep invocation that wrote the row."),
+    Column("run_point_id", "str", "", "The point, as in the rows."),
+    Column("run_repeat", "int", "", "The repeat, as in the rows."),
+    Column("cfg_phase", "str", "", "The program of the point, as in the rows."),
+    Column("stage", "str", "", "trace | lower | compile."),
+    Column("component", "str", "", "Component the event's time is attributed to (docs/anatomy.md)."),
+    Column("event", "str", "", "Compile: XLA's event (pass, pipeline or phase) without its module suffix. Trace, lower: the module (file) the functions are defined in."),
+    Column("calls", "int", "calls", "Occurrences of the event (compile) or calls of the module's functions (trace, lower)."),
+    Column("self_s", "float", "s", "Self time summed over threads: the event's duration less its nested events (compile); cProfile's own time of the module's functions, built-ins billed to their caller (trace, lower)."),
+    Column("total_s", "float", "s", "Compile: the event's duration summed over threads, occurrences nested in one of the same name counted once. Null for trace and lower."),
+    Column("wall_s", "float", "s", "Wall time attributed to the event: its share of each instant split between the busy threads; the wall_s of a component's events add up to its time_*_s column."),
+    Column("threads", "int", "threads", "Kinds of threads (XLA thread pools) the event ran on."),
+)
+DETAIL_SCHEMA = pa.schema(
+    [pa.field(c.name, _ARROW[c.type]) for c in DETAIL_COLUMNS],
+    metadata={"profiler.schema_version": str(SCHEMA_VERSION)},
+)
+
 Record = dataclasses.make_dataclass(
     "Record",
     [(c.name, Any, dataclasses.field(default=None, metadata={"unit": c.unit, "doc": c.doc})) for c in COLUMNS],
@@ -194,4 +226,15 @@ def columns_markdown() -> str:
         "| --- | --- | --- | --- |",
     ]
     lines += [f"| `{c.name}` | {c.type} | {c.unit} | {c.doc} |" for c in COLUMNS]
+    lines += [
+        "",
+        "## Anatomy detail (`_anatomy/` of a results folder)",
+        "",
+        "One row per (point, repeat, phase, stage, component, event) of a point with `anatomy = true`; "
+        "`profiler.store.load_anatomy(DIR)` or `pandas.read_parquet(DIR / '_anatomy')` reads it (docs/anatomy.md).",
+        "",
+        "| column | type | unit | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [f"| `{c.name}` | {c.type} | {c.unit} | {c.doc} |" for c in DETAIL_COLUMNS]
     return "\n".join(lines) + "\n"

@@ -34,6 +34,7 @@ from typing import IO, Any, Literal
 import psutil
 
 from profiler import env, executors, store
+from profiler.anatomy import DETAIL_KEY
 from profiler.executors import Outcome
 from profiler.forkserver import Forked, ForkServer, ForkServerError, ServerPool
 from profiler.record import SCHEMA_VERSION, make_row
@@ -355,6 +356,10 @@ def run_sweep(
         # Leaving the `with` by an exception (Ctrl-C, a failed write) kills the running
         # measurements and drops the rest, rather than run on with nobody to store their rows.
         for done_count, (point, repeat, outcome, run_jobs) in enumerate(pool.results(tasks), 1):
+            detail = [
+                {"run_id": run_id, "run_point_id": point.id, "run_repeat": repeat, "cfg_phase": values.get("cfg_phase"), **event}
+                for values in outcome.rows for event in values.pop(DETAIL_KEY, None) or ()
+            ]
             rows = [
                 make_row(
                     point,
@@ -369,6 +374,8 @@ def run_sweep(
                 )
                 for values in outcome.rows
             ]
+            if detail:  # before the rows: a (point, repeat) with rows is done, detail included
+                store.write_detail(folder, f"{point.id}-r{repeat}", detail)
             store.write_rows(folder, f"{point.id}-r{repeat}", rows)
             statuses = Counter(row["run_status"] for row in rows)
             result.statuses.update(statuses)

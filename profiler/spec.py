@@ -91,6 +91,11 @@ class Point(BaseModel):
         False, description="Also execute the compiled program: time the first call and "
         "`steps` steady-state calls. Off = compile-only, nothing is allocated.")
     steps: int = Field(5, ge=1, description="Steady-state calls timed when run is on.")
+    anatomy: bool = Field(
+        False, description="Also break each program's trace, lowering and compile into components "
+        "(time_trace_*, time_lower_*, time_xla_* columns; per-event detail in the results "
+        "folder's _anatomy/): a profiled twin of the measurement, run first in a forked process, "
+        "so the row's own timings stay unprofiled. Doubles the compile work (docs/anatomy.md).")
     devices: int = Field(
         1, ge=1, description="Devices the measuring process sees; on CPU it sets the host "
         "platform device count before JAX starts.")
@@ -266,7 +271,8 @@ class Point(BaseModel):
     @property
     def id(self) -> str:
         """Stable id of the configuration: a resumed sweep knows what is done by it."""
-        canonical = json.dumps(self.model_dump(), sort_keys=True)
+        # anatomy off leaves the id as it was before the key existed: old folders resume.
+        canonical = json.dumps(self.model_dump(exclude=set() if self.anatomy else {"anatomy"}), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def label(self) -> str:
@@ -324,7 +330,7 @@ POINT_KEYS: tuple[str, ...] = tuple(Point.model_fields)
 SWEEP_KEYS: tuple[str, ...] = tuple(Sweep.model_fields)
 LIMIT_KEYS: tuple[str, ...] = ("timeout_s", "max_rss_gb", "max_points")
 """Sweep keys that bound how a sweep runs, not what it measures: a resumed sweep may change them."""
-RUN_KEYS: tuple[str, ...] = ("run", "steps", "devices")
+RUN_KEYS: tuple[str, ...] = ("run", "steps", "devices", "anatomy")
 """Point keys that set how a point is measured, not what is compiled."""
 MODEL_KEYS: tuple[str, ...] = tuple(k for k in POINT_KEYS if k not in ("workload", "program", *RUN_KEYS))
 """Point keys that describe what is compiled: what a block's constructor or a program

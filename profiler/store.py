@@ -3,6 +3,9 @@
 Layout of a folder:
   _manifest.json            spec, resolved grid, environment, start time (written first)
   part-<point>-r<k>.parquet the rows of one (point, repeat); written aside, then renamed
+  _anatomy/anatomy-<point>-r<k>.parquet
+                            the anatomy's per-event detail of one (point, repeat), when
+                            the point has anatomy on (record.DETAIL_COLUMNS)
 
 Readers (`pandas.read_parquet(DIR)`, `load`) ignore names starting with `_` or `.`, so a
 folder is readable at any moment of a sweep, even one killed mid-write. Existing parts
@@ -24,12 +27,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from profiler.files import TMP_GLOB, write_atomic
-from profiler.record import ARROW_SCHEMA, COLUMN_NAMES, SCHEMA_VERSION
+from profiler.record import ARROW_SCHEMA, COLUMN_NAMES, DETAIL_SCHEMA, SCHEMA_VERSION
 
 if TYPE_CHECKING:  # pandas is imported by to_pandas() when a folder is loaded, not before
     import pandas
 
 MANIFEST = "_manifest.json"
+DETAIL_FOLDER = "_anatomy"
+"""Under a name readers skip: `pandas.read_parquet(DIR)` reads the rows alone."""
 
 
 class StoreError(ValueError):
@@ -72,7 +77,7 @@ def open_for_sweep(folder: str | Path, manifest: dict[str, Any], *, resume: bool
             raise StoreError(f"'{folder}' is in use by another running sweep; wait for it to end or choose another --out") from None
         _check_for_sweep(folder, manifest, resume)  # again: a sweep may have started in between
         if resume:
-            for stale in folder.glob(TMP_GLOB):  # half-written by a killed sweep, never renamed
+            for stale in [*folder.glob(TMP_GLOB), *(folder / DETAIL_FOLDER).glob(TMP_GLOB)]:  # half-written by a killed sweep, never renamed
                 stale.unlink()
         else:
             write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2, default=str))
@@ -102,6 +107,34 @@ def write_rows(folder: Path, name: str, rows: list[dict[str, Any]]) -> Path:
     path = Path(folder) / f"part-{name}.parquet"
     write_atomic(path, lambda p: pq.write_table(table, p))
     return path
+
+
+def write_detail(folder: Path, name: str, rows: list[dict[str, Any]]) -> Path:
+    """Write the anatomy detail of one (point, repeat), atomically, beside its rows."""
+    table = pa.Table.from_pylist([{"run_schema_version": SCHEMA_VERSION, **r} for r in rows], schema=DETAIL_SCHEMA)
+    path = Path(folder) / DETAIL_FOLDER / f"anatomy-{name}.parquet"
+    path.parent.mkdir(exist_ok=True)
+    write_atomic(path, lambda p: pq.write_table(table, p))
+    return path
+
+
+def load_detail(folder: str | Path) -> pandas.DataFrame:
+    """The anatomy detail of a results folder (empty when no point had anatomy on).
+    Join it to `load`'s rows on (run_point_id, run_repeat, cfg_phase)."""
+    paths = sorted(p for p in (Path(folder) / DETAIL_FOLDER).glob("*.parquet") if not p.name.startswith("."))
+    if not paths:
+        return DETAIL_SCHEMA.empty_table().to_pandas()
+    tables = []
+    for path in paths:
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowException) as e:
+            raise StoreError(f"'{path}': not a readable Parquet file ({str(e).splitlines()[0]})") from None
+        versions = set(table["run_schema_version"].to_pylist()) if "run_schema_version" in table.column_names else {None}
+        if versions != {SCHEMA_VERSION}:  # the detail exists since version 4; no upgrades yet
+            raise StoreError(f"'{path}': anatomy detail of schema version {sorted(map(str, versions))}, this profiler reads {SCHEMA_VERSION}")
+        tables.append(table.select(DETAIL_SCHEMA.names).cast(DETAIL_SCHEMA))
+    return pa.concat_tables(tables).to_pandas()
 
 
 def done(folder: Path) -> dict[tuple[str, int], list[str]]:
@@ -188,12 +221,20 @@ def _from_v2(table: pa.Table) -> pa.Table:
 
 
 def _from_v3(table: pa.Table) -> pa.Table:
-    """Version 4 added spec keys (preset, mlp, experts, ...) that no version-3 point had:
+    """Version 3 rows had no anatomy: cfg_anatomy is false; the anatomy columns stay null."""
+    column = ARROW_SCHEMA.field("cfg_anatomy")
+    if column.name in table.column_names:
+        return table
+    return table.append_column(column, pa.array([False] * len(table), column.type))
+
+
+def _from_v4(table: pa.Table) -> pa.Table:
+    """Version 5 added spec keys (preset, mlp, experts, ...) that no version-4 point had:
     their absent cfg_ columns read as null, as a key that does not apply."""
     return table
 
 
-UPGRADES: dict[int, Upgrade] = {1: _from_v1, 2: _from_v2, 3: _from_v3}
+UPGRADES: dict[int, Upgrade] = {1: _from_v1, 2: _from_v2, 3: _from_v3, 4: _from_v4}
 
 
 def upgrade(table: pa.Table, version: int) -> pa.Table:

@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -39,6 +40,9 @@ def measure_point(point: Point) -> list[dict[str, Any]]:
     from profiler.env import jax_env
     from profiler.measure import measure
 
+    # The twin forks before anything here starts the backend: a fork must not inherit
+    # XLA's threads, and both compiles must be equally cold.
+    twin = profiled_twin(point) if point.anatomy else {}
     env = jax_env()
     t0 = time.perf_counter()
     try:
@@ -53,8 +57,60 @@ def measure_point(point: Point) -> list[dict[str, Any]]:
             row.update(measure(program, run=point.run, steps=point.steps), run_status="ok")
         except Exception as e:
             row.update(run_status="error", run_error=_error(e))
+        if point.anatomy:
+            row.update(_anatomy_values(twin, program.phase))
         rows.append(row)
     return rows
+
+
+def profiled_twin(point: Point) -> dict[str, Any]:
+    """The anatomy of every program of `point` (profiler/anatomy.py), measured in a forked
+    twin of this process so that the profilers touch neither this process's timings nor
+    its caches: {phase: [columns, detail]}, or {"error": message}."""
+    from jax._src.xla_bridge import backends_are_initialized
+
+    if backends_are_initialized():  # a fork would lack XLA's threads and hang in its compile
+        return {"error": "anatomy needs a process whose JAX backend has not started (one point per measuring process)"}
+    with tempfile.TemporaryDirectory(prefix="profiler-anatomy-") as tmp:
+        out = Path(tmp) / "anatomy.json"
+        pid = os.fork()
+        if pid == 0:  # the twin: never returns
+            code = 1
+            try:
+                die_with_parent(os.getppid())
+                from profiler import anatomy, workloads
+
+                result = {p.phase: anatomy.profile(p) for p in workloads.build(point)}
+                code = 0
+            except BaseException as e:
+                result = {"error": _error(e)}
+            finally:
+                try:
+                    write_atomic(out, json.dumps(result), durable=False)
+                finally:
+                    os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        if out.is_file():
+            return json.loads(out.read_text())
+        return {"error": f"the profiled twin died ({_wait_status(status)})"}
+
+
+def _wait_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def _anatomy_values(twin: dict[str, Any], phase: str) -> dict[str, Any]:
+    """The anatomy's columns of a row, and its detail under DETAIL_KEY for the runner."""
+    from profiler.anatomy import DETAIL_KEY
+
+    if "error" in twin:
+        return {"run_anatomy_error": twin["error"]}
+    if phase not in twin:
+        return {"run_anatomy_error": f"the profiled twin built no program '{phase}'"}
+    columns, detail = twin[phase]
+    return {**columns, DETAIL_KEY: detail}
 
 
 PARENT_ENV = "PROFILER_PARENT_PID"

@@ -4,13 +4,14 @@ the lookups and contrasts the summary sentences are made of. Draws nothing."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from profiler import stats
+from profiler import forecast, stats
 from profiler.report.columns import FITTED, NOT_PLOTTED, RAW_OF
 from profiler.report.format import sort_key
 from profiler.report.style import Layout
@@ -39,6 +40,19 @@ class Analysis:
             (r["metric"], *(key_value(r[k]) for k in self.layout.keys)): r
             for r in self.fits.to_dict("records")
         }
+
+    @functools.cached_property
+    def curves(self) -> list[tuple[dict[str, Any], str, forecast.Curve]]:
+        """The forecast's chosen model per series for each FITTED metric (profiler/forecast.py;
+        no bootstrap: the scaling table and the summary need the growth, not the band)."""
+        return forecast.series_curves(self.ok, FITTED, bootstrap=0) if len(self.ok) else []
+
+    def curve(self, metric: str, values: Mapping[str, Any]) -> forecast.Curve | None:
+        """The chosen model of `metric` for the series `values` (None: under 3 depths)."""
+        for series, m, curve in self.curves:
+            if m == metric and all(key_value(values.get(k)) == v for k, v in series.items()):
+                return curve
+        return None
 
     def has(self, metric: str) -> bool:
         return stats.has_data(self.ok, metric)

@@ -9,9 +9,11 @@ Pandas-free, so that text-only commands (`check`) can use it.
 
 from __future__ import annotations
 
+from profiler import anatomy
 from profiler.record import COLUMNS
 
 _COLUMN = {c.name: c for c in COLUMNS}
+ANATOMY_COLUMNS = {name for name, _, _ in anatomy.component_docs()} | {f"time_anatomy_{s}_s" for s in anatomy.STAGES}
 # Columns the statistics derive per repeat (profiler/stats.py DERIVED).
 _DERIVED_DOC = {
     "time_trace_lower_s": "trace + lower, per repeat.",
@@ -69,6 +71,7 @@ RAW_OF = {
 # timings, XLA's raw counts (one click away on the corrected figure).
 NOT_PLOTTED = {
     "time_trace_lower_s", "time_event_trace_s", "time_event_lower_s", "time_event_compile_s",
+    *ANATOMY_COLUMNS,  # drawn together by views/anatomy.py
     "size_stablehlo_bytes", "size_hlo_while_loops", "cost_xla_optimal_seconds",
     "cost_analytic_flops", "mem_xla_peak_bytes", *RAW_OF.values(),
 }

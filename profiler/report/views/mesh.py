@@ -88,7 +88,7 @@ def mesh_table(table, others) -> Table:
                  "shardings; footprint and temp from XLA's memory analysis. 1 GiB = 2^30 bytes.")
 
 
-@registry.section(order=45)
+@registry.section(order=47)
 def mesh_section(an: Analysis) -> Section | None:
     if not an.has("mem_param_device_bytes") or "cfg_mesh" not in an.ok:
         return None
@@ -99,7 +99,7 @@ def mesh_section(an: Analysis) -> Section | None:
     return Section("mesh", "Sharded training", figures=[mesh_figure(table, others)], tables=[mesh_table(table, others)])
 
 
-@registry.finding(order=45)
+@registry.finding(order=47)
 def mesh_lines(an: Analysis) -> list[str]:
     if not an.has("mem_param_device_bytes") or "cfg_mesh" not in an.ok:
         return []

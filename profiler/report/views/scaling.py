@@ -1,11 +1,11 @@
-"""Scaling laws: the exponent k of y = a · L^k per line and panel, as a table and as the
-summary's "Scaling with layers" sentence."""
+"""Scaling laws: how each line grows with layers at depth (the local exponent of the model
+the forecast chooses, profiler/forecast.py), as a table and as the summary's sentence."""
 
 from __future__ import annotations
 
 import math
 
-from profiler import stats
+from profiler import forecast, stats
 from profiler.report import registry
 from profiler.report.analysis import Analysis, where_text
 from profiler.report.columns import FITTED, short_of, unit_of
@@ -30,12 +30,22 @@ def scaling_section(an: Analysis) -> Section | None:
                 cells.append(Cell("–"))
                 continue
             interval = "" if math.isnan(fit.k_low) else f" [{fmt_exponent(fit.k_low)}, {fmt_exponent(fit.k_high)}]"
-            cells.append(Cell(f"{fmt_exponent(fit.k)}{interval}", f"y = {fmt(fit.a, unit_of(metric))} · L^{fit.k:.3f}, "
-                              f"R² {fit.r2:.3f}, {fit.n} samples", "num"))
+            law = f"y = {fmt(fit.a, unit_of(metric))} · L^{fit.k:.3f} over all depths, R² {fit.r2:.3f}, {fit.n} samples"
+            curve = an.curve(metric, values)
+            if curve is None or not math.isfinite(curve.growth):  # under 3 depths: no model to choose
+                cells.append(Cell(f"{fmt_exponent(fit.k)}{interval}", law, "num"))
+                continue
+            cells.append(Cell(f"{fmt_exponent(curve.growth)} at {curve.depths[-1]:g}",
+                              f"{forecast.MODEL_TEXT[curve.fit.model]}: y = {curve.fit.formula} (validation error "
+                              f"{curve.chosen.score:.1%}); {law} [{fmt_exponent(fit.k_low)}, {fmt_exponent(fit.k_high)}]",
+                              "num"))
         rows.append(cells)
     columns = ["series", an.layout.facet[4:] if an.layout.facet else "", *[short_of(m) for m in metrics]]
-    table = Table(columns, rows, "Exponent k of y = a · L^k (least squares in log-log over every ok repeat; "
-                  f"{stats.CONFIDENCE:.0%} interval in brackets). k ≈ 1: grows linearly with layers; k ≈ 0: flat.")
+    table = Table(columns, rows, "Growth at depth: the local exponent d log y / d log L at the deepest measured "
+                  "point of the model chosen for that line by leave-largest-out validation (docs/forecast.md); "
+                  "1: grows linearly with layers there, 0: flat. Hover for the model and for the single power law "
+                  f"y = a · L^k over all depths ({stats.CONFIDENCE:.0%} interval), which at a few layers measures "
+                  "fixed costs. Lines with fewer than 3 depths show that k.")
     return Section("scaling", "Scaling laws", tables=[table])
 
 
@@ -50,9 +60,16 @@ def scaling_lines(an: Analysis) -> list[str]:
                          ("mem_temp_bytes", "temp memory")):
         sub = sorted(fits[fits["metric"] == metric].to_dict("records"),
                      key=lambda r: [sort_key(key_value(r[k])) for k in an.layout.series])
-        if sub:
-            laws = ", ".join(f"{an.layout.label(r, ['cfg_mode'] if 'cfg_mode' in r else [])} ∝ L^{fmt_exponent(r['k'])}"
-                             for r in sub)
-            parts.append(f"{what}: {laws}")
-    return [f"Scaling with layers{where_text(where)}: " + "; ".join(parts) + "."] if parts else []
+        laws = []
+        for r in sub:
+            label = an.layout.label(r, ['cfg_mode'] if 'cfg_mode' in r else [])
+            curve = an.curve(metric, r)
+            if curve is not None and math.isfinite(curve.growth):
+                laws.append(f"{label} ∝ L^{fmt_exponent(curve.growth)} at {curve.depths[-1]:g} layers")
+            else:
+                laws.append(f"{label} ∝ L^{fmt_exponent(r['k'])} over all depths")
+        if laws:
+            parts.append(f"{what}: {', '.join(laws)}")
+    return [f"Growth with layers at depth{where_text(where)} (local exponent of the model chosen by validation): "
+            + "; ".join(parts) + "."] if parts else []
 

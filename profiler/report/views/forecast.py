@@ -1,0 +1,75 @@
+"""Forecast: each line drawn past its deepest point with its prediction interval, the
+validation of the chosen models, and the planner's answer for a default budget
+(profiler/forecast.py, profiler/plan.py; docs/forecast.md)."""
+
+from __future__ import annotations
+
+import math
+
+from profiler import forecast
+from profiler.forecast_figures import forecast_figure
+from profiler.report import registry
+from profiler.report.analysis import Analysis
+from profiler.report.columns import short_of, title_of, unit_of
+from profiler.report.page import Cell, Figure, Section, Table
+
+DRAWN = ("time_to_compiled_s", "mem_footprint_bytes")
+VALIDATED = ("time_to_compiled_s", "time_compile_s", "size_hlo_instructions", "mem_footprint_bytes")
+BUDGET = "80GiB"
+STEPS = 1000
+
+
+@registry.section(order=25)
+def forecast_section(an: Analysis) -> Section | None:
+    curves = forecast.series_curves(an.ok, tuple(dict.fromkeys((*DRAWN, *VALIDATED)))) if len(an.ok) else []
+    if not curves:
+        return None
+    figures = []
+    for metric in DRAWN:
+        fig = forecast_figure(curves, metric, unit_of(metric))
+        if fig is not None:
+            figures.append(Figure(f"forecast-{metric}", f"{title_of(metric)}: forecast",
+                                  f"Measured medians, the model chosen for each line and its forecast to "
+                                  f"{forecast.REACH:g}x the deepest point with the prediction interval "
+                                  "(python -m profiler forecast DIR layers=N prints the numbers).", fig))
+    rows = []
+    for series, metric, curve in curves:
+        if metric not in VALIDATED:
+            continue
+        label = " ".join(f"{k.removeprefix('cfg_')}={v}" for k, v in series.items()) or "all"
+        folds = "; ".join(f"{f.train_max:g} → {f.test:g}: {f.error:+.1%}" for f in curve.chosen.folds)
+        others = ", ".join(f"{c.model} {c.score:.1%}" for c in curve.candidates
+                           if c.model != curve.fit.model and math.isfinite(c.score))
+        rows.append([Cell(label), Cell(short_of(metric)), Cell(forecast.MODEL_TEXT[curve.fit.model], curve.fit.formula),
+                     Cell(f"{curve.chosen.score:.1%}", f"others: {others}" if others else "", "num"), Cell(folds),
+                     Cell(f"{curve.growth:.2f}", css="num")])
+    table = Table(["series", "metric", "model", "validation error", "held out (fitted up to → predicted)", "growth at depth"],
+                  rows, "Each model is chosen by leave-largest-out validation: fitted below the deepest point "
+                  "and scored on it, then one depth down; hover for the fit and every other candidate's error. "
+                  "Growth at depth: d log y / d log L of the model at the deepest point.")
+    tables = [table]
+    notes = []
+    try:
+        from profiler.plan import plan_target
+
+        plan = plan_target(an.df, memory=BUDGET, steps=STEPS)
+    except forecast.ForecastError as e:  # e.g. no compile times: say why there is no plan
+        notes.append(f"No plan: {e}")
+    else:
+        tables.append(Table(
+            ["option", "memory per device", "fits", "compiled after", "step", f"total ({STEPS:,} steps)"],
+            [[Cell(o.name), Cell(_est(o.memory, "bytes")), Cell(o.fits), Cell(_est(o.setup, "s")),
+              Cell(_est(o.step, "s")), Cell(forecast.fmt(o.total(STEPS), "s"), css="num")] for o in plan.options],
+            f"The planner at {', '.join(f'{k}={v}' for k, v in plan.target.items())} for {BUDGET} per device and "
+            f"{STEPS:,} steps (python -m profiler plan DIR --memory-per-device {BUDGET} --steps {STEPS})."))
+        best = plan.fewest_total
+        notes.append(f"Fewest total seconds: {best.name if best else 'none fits'}; soonest compiled: "
+                     f"{plan.soonest.name if plan.soonest else 'none fits'}.")
+        notes += [f"{name}: {why}" for name, why in plan.reasons.items()] + plan.notes
+    return Section("forecast", "Forecast beyond the measured depths", figures=figures, tables=tables, notes=notes)
+
+
+def _est(e: object, unit: str) -> str:
+    if e is None:
+        return "–"
+    return f"{'' if e.measured else '~'}{forecast.fmt(e.value, unit)}"
