@@ -16,19 +16,21 @@ import inspect
 import itertools
 import json
 import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from profiler import refs
+from profiler import presets, refs
 
 
 class SpecError(ValueError):
     """A spec, an override or a flag is malformed. The message is one line."""
 
 
+_MESH = r"^[1-9][0-9]*x[1-9][0-9]*$"
 _STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
@@ -58,7 +60,14 @@ class Point(BaseModel):
         "Module (api 'linen') or an nnx.Module taking rngs (api 'nnx') whose call maps x of shape "
         "(batch, seq, hidden) to the same shape and dtype, or to (x, aux). Its constructor gets the "
         "spec keys named like its fields (dtype as a dtype; hidden_dim and num_heads get hidden and "
-        "heads). '' = the seed's SimpleBlock of the api.")
+        "heads). '' = the seed's SimpleBlock of the api. Built-in families (docs/models.md): 'llama' "
+        "(RMSNorm, rotary embedding, grouped-query attention, SwiGLU MLP) and 'moe' (the same "
+        "attention, a routed mixture-of-experts MLP), stacked inside a language model (token "
+        "embedding, final norm, LM head; input tokens (batch, seq), loss: next-token cross-entropy).")
+    preset: str = Field(
+        "", description="A published model shape (profiler/presets.py: llama3-8b, llama3-70b, "
+        "mixtral-8x7b, llama-tiny, moe-tiny): sets block, layers, hidden, heads, kv_heads, mlp, vocab "
+        "(and experts, top_k); keys given beside it override it. '' = none.")
     mode: Literal["loop", "scan", "scan_shared"] = Field(
         "scan", description="How layers are stacked: 'loop' = Python loop (unrolled program), "
         "'scan' = scan with per-layer params, 'scan_shared' = scan with one set of params.")
@@ -99,8 +108,10 @@ class Point(BaseModel):
         "heads. None = heads (multi-head attention).")
     vocab: int = Field(256, ge=2, description="Decode: vocabulary size (embedding rows, logits).")
     mesh: str = Field(
-        "1x1", pattern=r"^[1-9][0-9]*x[1-9][0-9]*$", description="Decode: device mesh 'DxM', "
-        "D devices on the data axis (batch, cache) times M on the model axis (heads, MLP, vocab).")
+        "1x1", pattern=_MESH, description="Decode, and train with blocks 'llama' "
+        "and 'moe': device mesh 'DxM', D devices on the data axis (batch, cache) times M on the model "
+        "axis (heads, MLP, vocab). Train: the data axis also shards the parameters' hidden dimension "
+        "(FSDP) and D·M must equal devices, which it sets when devices is not given (docs/models.md).")
     donate: bool = Field(True, description="Decode: donate the KV cache to the prefill and decode programs.")
     kv_cache: Literal["scanned", "carried"] = Field(
         "scanned", description="Decode: how the stacked cache (layers, batch, max_len, kv_heads, "
@@ -111,11 +122,44 @@ class Point(BaseModel):
         8, ge=2, description="Decode, run on: tokens generated greedily after the prompt, the "
         "first by the prefill, each further one by one decode step.")
 
+    # Keys of the built-in block families (block 'llama' and 'moe'); fixed defaults as above.
+    mlp: int | None = Field(
+        None, ge=1, description="Blocks 'llama' and 'moe': intermediate width of the SwiGLU MLP "
+        "(of each expert). None = 4·hidden.")
+    experts: int = Field(8, ge=1, description="Block 'moe': experts per layer.")
+    top_k: int = Field(2, ge=1, description="Block 'moe': experts each token is routed to; at most experts.")
+    capacity_factor: float = Field(
+        1.25, gt=0, description="Block 'moe': token slots per expert and sequence = "
+        "ceil(capacity_factor · seq · top_k / experts), at most seq; tokens past it are dropped.")
+    weight_dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Blocks 'llama' and 'moe': dtype the parameters (and so the "
+        "gradients and AdamW moments) are stored in; compute runs in dtype (MaxText's "
+        "weight_dtype). float32 with dtype bfloat16 = bf16 compute with fp32 master weights and "
+        "optimizer state; bfloat16 with bfloat16 = pure bf16.")
+
     @model_validator(mode="before")
     @classmethod
     def _program_implies_workload(cls, values: Any) -> Any:
         if isinstance(values, dict) and values.get("program") and "workload" not in values:
             return {**values, "workload": "program"}
+        return values
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        if values.get("preset") and values.get("workload", "forward") not in ("forward", "train"):
+            raise ValueError(f"key 'preset': applies only to workloads 'forward' and 'train', "
+                             f"not {values.get('workload')!r}")
+        values = presets.expand(values)
+        # A family's training step on a mesh needs exactly the mesh's devices: unless the
+        # spec says otherwise, it gets them (so that a grid can sweep the mesh).
+        mesh = values.get("mesh")
+        if (values.get("block") in BLOCK_FAMILIES and values.get("workload") == "train"
+                and "devices" not in values and isinstance(mesh, str) and re.fullmatch(_MESH, mesh)):
+            data, model = mesh.split("x")
+            values = {**values, "devices": int(data) * int(model)}
         return values
 
     @model_validator(mode="after")
@@ -124,15 +168,16 @@ class Point(BaseModel):
             raise ValueError("key 'program': workload 'program' needs program = 'package.module:factory'")
         if self.program and self.workload != "program":
             raise ValueError(f"key 'workload': key program applies only to workload 'program' (got {self.workload!r})")
+        family = self.block in BLOCK_FAMILIES
         if self.block and self.workload not in ("forward", "train"):
             raise ValueError(f"key 'block': applies only to workloads 'forward' and 'train', not {self.workload!r}")
-        for key, ref in (("program", self.program), ("block", self.block)):
+        for key, ref in (("program", self.program), ("block", "" if family else self.block)):
             try:
                 if ref:
                     refs.check_format(ref)
             except ValueError as e:
                 raise ValueError(f"key '{key}': {e}") from None
-        if not self.block and self.workload != "program" and self.hidden % self.heads:
+        if (not self.block or family) and self.workload != "program" and self.hidden % self.heads:
             raise ValueError(f"key 'hidden': {self.hidden} is not divisible by heads={self.heads}")
         if self.unroll != 1 and self.mode == "loop":
             raise ValueError("key 'unroll': only applies to scan modes, not mode='loop'")
@@ -141,10 +186,43 @@ class Point(BaseModel):
         if self.workload == "decode":
             self._decode_checks()
         elif self.workload != "program":  # (a user's program may take any key)
+            allowed = FAMILY_DECODE_KEYS if family else ()
             for key in DECODE_KEYS:
-                if getattr(self, key) != Point.model_fields[key].default:
-                    raise ValueError(f"key '{key}': only applies to workload='decode'")
+                if key not in allowed and getattr(self, key) != Point.model_fields[key].default:
+                    raise ValueError(f"key '{key}': only applies to workload='decode'"
+                                     + ("" if key not in FAMILY_DECODE_KEYS else " and blocks 'llama', 'moe'"))
+        if self.workload != "program":
+            self._family_checks(family)
         return self
+
+    def _family_checks(self, family: bool) -> None:
+        moe = self.block == "moe"
+        for key in (*FAMILY_KEYS, *MOE_KEYS):
+            applies = moe if key in MOE_KEYS else family
+            if not applies and getattr(self, key) != Point.model_fields[key].default:
+                where = "block 'moe'" if key in MOE_KEYS else "blocks 'llama' and 'moe'"
+                raise ValueError(f"key '{key}': only applies to {where} (block = {self.block!r})")
+        if not family:
+            return
+        kv_heads = self.kv_heads or self.heads
+        if self.heads % kv_heads:
+            raise ValueError(f"key 'kv_heads': heads={self.heads} is not divisible by kv_heads={kv_heads}")
+        if moe and self.top_k > self.experts:
+            raise ValueError(f"key 'top_k': {self.top_k} is more than experts={self.experts}")
+        if self.mesh != "1x1" and self.workload != "train":
+            raise ValueError(f"key 'mesh': blocks 'llama' and 'moe' are sharded in workload 'train' only, "
+                             f"not {self.workload!r}")
+        data, model = self.mesh_shape
+        if self.workload == "train" and data * model != self.devices:
+            raise ValueError(f"key 'mesh': {self.mesh} has {data * model} devices, devices={self.devices}")
+        # Each mesh axis must divide every dimension it shards (profiler/sharding.py RULES).
+        sharded = (("batch", self.batch, "data"), ("hidden", self.hidden, "data"), ("heads", self.heads, "model"),
+                   ("kv_heads", kv_heads, "model"), ("mlp", self.mlp or 4 * self.hidden, "model"),
+                   ("vocab", self.vocab, "model"))
+        for key, size, axis in sharded:
+            if size % (data if axis == "data" else model):
+                raise ValueError(f"key '{key}': {size} is not divisible by the {axis} axis "
+                                 f"({data if axis == 'data' else model}) of mesh {self.mesh}")
 
     def _decode_checks(self) -> None:
         data, model = self.mesh_shape
@@ -179,6 +257,8 @@ class Point(BaseModel):
             keys = {"program", *factory_keys(refs.load(self.program))}
         else:
             keys = set(WORKLOAD_KEYS[self.workload])
+        if self.block in BLOCK_FAMILIES:
+            keys |= set(family_keys(self.block, self.workload))
         keys |= {"workload", *RUN_KEYS}
         return {k: v for k, v in self.model_dump().items() if k in keys}
 
@@ -201,6 +281,8 @@ class Point(BaseModel):
         text = f"{what} L={self.layers} H={self.hidden}"
         if self.workload == "decode":
             text += f" cache={self.kv_cache} mesh={self.mesh}"
+        elif self.block in BLOCK_FAMILIES:
+            text += f" remat={self.remat} mesh={self.mesh}"
         return text
 
 
@@ -238,6 +320,12 @@ def remat_names() -> tuple[str, ...]:
 
 
 DECODE_KEYS = ("prompt_len", "max_len", "kv_heads", "vocab", "mesh", "donate", "kv_cache", "gen_tokens")
+BLOCK_FAMILIES = ("llama", "moe")
+"""Built-in blocks named by `block` (profiler/llama.py, profiler/moe.py)."""
+FAMILY_DECODE_KEYS = ("kv_heads", "vocab", "mesh")
+"""Decode keys that the block families use too (mesh: workload 'train')."""
+FAMILY_KEYS = ("preset", "mlp", "weight_dtype")
+MOE_KEYS = ("experts", "top_k", "capacity_factor")
 POINT_KEYS: tuple[str, ...] = tuple(Point.model_fields)
 SWEEP_KEYS: tuple[str, ...] = tuple(Sweep.model_fields)
 LIMIT_KEYS: tuple[str, ...] = ("timeout_s", "max_rss_gb", "max_points")
@@ -256,6 +344,12 @@ WORKLOAD_KEYS: dict[str, tuple[str, ...]] = {
 }
 """The model keys each workload builds its programs from; the others do not apply to its
 points (null cfg_ columns). A new model key belongs to the workloads that read it."""
+
+
+def family_keys(block: str, workload: str) -> tuple[str, ...]:
+    """The model keys a block family reads beyond the stack's (WORKLOAD_KEYS)."""
+    return (*FAMILY_KEYS, "kv_heads", "vocab", *(MOE_KEYS if block == "moe" else ()),
+            *(("mesh",) if workload == "train" else ()))
 
 
 def factory_keys(factory: Any) -> tuple[str, ...]:
@@ -399,7 +493,7 @@ def _check_user_code(points: tuple[Point, ...]) -> None:
             refs.keyword_arguments(_load("program", point.program), point.model_dump(include=set(MODEL_KEYS)))
         except ValueError as e:
             raise SpecError(f"key 'program': {point.program!r} {e}") from None
-    for ref in sorted({p.block for p in points if p.block}):
+    for ref in sorted({p.block for p in points if p.block and p.block not in BLOCK_FAMILIES}):
         _load("block", ref)
 
 

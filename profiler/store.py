@@ -228,7 +228,13 @@ def _from_v3(table: pa.Table) -> pa.Table:
     return table.append_column(column, pa.array([False] * len(table), column.type))
 
 
-UPGRADES: dict[int, Upgrade] = {1: _from_v1, 2: _from_v2, 3: _from_v3}
+def _from_v4(table: pa.Table) -> pa.Table:
+    """Version 5 added spec keys (preset, mlp, experts, ...) that no version-4 point had:
+    their absent cfg_ columns read as null, as a key that does not apply."""
+    return table
+
+
+UPGRADES: dict[int, Upgrade] = {1: _from_v1, 2: _from_v2, 3: _from_v3, 4: _from_v4}
 
 
 def upgrade(table: pa.Table, version: int) -> pa.Table:
