@@ -3,7 +3,7 @@
 `profiler bench` (make bench) in a temporary clone of this checkout: a regression
 planted as an uncommitted edit of `profiler/measure.py` that burns 50% more CPU in every
 compile of one point fails it, the same edit at 5% does not, nor does a point the edit
-leaves alone, and the 5% point alone exits 0; bad input exits 2 with one line. (No
+leaves alone; bad input exits 2 with one line. (No
 change at all: the A/A runs of docs/gates.md, too long for a test.) pytest-benchmark's per-machine history
 (tests/benchmarks/history.py): a baseline from another machine is not compared, with one
 line; this machine's own baseline is, and a slowed workload fails against it. A round
@@ -89,7 +89,7 @@ def _verdicts(stdout: str) -> dict[str, tuple[float, float, str]]:
 
 def test_a_planted_50pct_regression_fails_and_5pct_passes(clone, tmp_path):
     saved_json = tmp_path / "run.json"
-    done = _bench(clone, "--base", "HEAD", "--points", "points.json", "--rounds", "3", "--repeats", "2",
+    done = _bench(clone, "--base", "HEAD", "--points", "points.json", "--rounds", "4", "--repeats", "2",
                   "--seed", "7", "--json", str(saved_json))
     out = done.stdout + done.stderr
     print(done.stdout)  # the table, for a reader running with -s
@@ -106,23 +106,15 @@ def test_a_planted_50pct_regression_fails_and_5pct_passes(clone, tmp_path):
     assert f"base: HEAD = {sha}" in done.stdout
     assert f"head: HEAD = {sha} + uncommitted changes (working tree)" in done.stdout
     assert re.search(r"^machine: \S+-\d+cpu-[0-9a-f]{10}; load average", done.stdout, re.M)
-    assert "rounds: 3 x 2 cold compile(s)" in done.stdout and "(seed 7)" in done.stdout
+    assert "rounds: 4 x 2 cold compile(s)" in done.stdout and "(seed 7)" in done.stdout
     assert "clock: cpu time" in done.stdout
     # Fresh processes, one per side and round, each side in each round once; every compile cold.
-    assert len(re.findall(r"^round \d/3: (base|head) measured", done.stderr, re.M)) == 6
+    assert len(re.findall(r"^round \d/4: (base|head) measured", done.stderr, re.M)) == 8
     saved = json.loads(saved_json.read_text())
-    assert saved["seed"] == 7 and [sorted(r) for r in saved["schedule"]] == [["base", "head"]] * 3
-    assert all(len(v) == 3 * 2 and all(r["cold"] for r in v) for side in saved["samples"].values()
+    assert saved["seed"] == 7 and [sorted(r) for r in saved["schedule"]] == [["base", "head"]] * 4
+    assert all(len(v) == 4 * 2 and all(r["cold"] for r in v) for side in saved["samples"].values()
                for v in side.values())
     assert (clone / ".bench" / f"base-{sha}").is_dir()  # kept for the next run
-
-
-def test_a_planted_5pct_slowdown_passes(clone):
-    done = _bench(clone, "--base", "HEAD", "--points", "points.json", "--benchmarks", "slower-5pct",
-                  "--rounds", "2", "--repeats", "2")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert _verdicts(done.stdout)["slower-5pct"][2] in ("ok", "faster")
-    assert done.stdout.rstrip().endswith("no regression")
 
 
 def test_bad_input_exits_2_with_one_line(clone):
