@@ -238,3 +238,20 @@ def test_the_report_page_has_the_anatomy_section():
     assert "copy insertion grows fastest, as L^1.50" in page  # the summary's sentence
     assert "copy-insertion" in page  # the top events table, from the detail
     assert "fig-time_compile_s" in page and "fig-time_xla_llvm_s" not in page  # components not drawn one by one
+
+
+def test_compare_page_lists_the_component_that_moved_first_per_point():
+    from profiler import compare, stats
+
+    a = _synthetic_rows()
+    b = a.copy()
+    b["time_xla_copy_insertion_s"] *= 2
+    table = compare._anatomy_moved(a, b, stats.common_config_columns(a, b))
+    by_layers = {}
+    for row in table.rows:
+        by_layers.setdefault(row[0].text, []).append(row)
+    assert sorted(by_layers, key=int) == ["2", "8", "32", "128"]
+    for rows in by_layers.values():  # the doubled component leads each point, the others did not move
+        assert rows[0][1].text == "copy insertion" and rows[0][5].text.startswith("2.00×")
+        assert all(r[4].text.startswith("+0 s") for r in rows[1:])
+    assert compare._anatomy_moved(a.assign(time_anatomy_compile_s=None), b, ["cfg_layers"]) is None
