@@ -16,12 +16,17 @@ SPEC ?= sweeps/default.toml
 # `make report` renders the newest results folder unless RESULTS=DIR is given.
 RESULTS ?= $(shell ls -td results/*/ 2>/dev/null | head -n 1)
 
-# `make bench` fails when a benchmark's median is this many percent slower than the
-# committed baseline (.benchmarks/); the noise measurement behind it is in docs/gates.md.
-BENCH_MAX_SLOWDOWN ?= 30
-BENCH := $(BIN)/python -m pytest tests/benchmarks --benchmark-enable --benchmark-only --benchmark-save-data
+# `make bench` measures the working tree against BASE (a git ref; default: the merge-base
+# with main) in one run and fails when a benchmark is slower by more than BENCH_MAX_SLOWDOWN
+# percent with its bootstrap interval (default: profiler.bench.MAX_SLOWDOWN_PCT, chosen
+# from the noise measured in docs/gates.md). BENCH_ARGS: more flags of `profiler bench`.
+BASE ?=
+BENCH_MAX_SLOWDOWN ?=
+# `make bench-history` fails when a median is this many percent above this machine's
+# newest pytest-benchmark baseline (recorded by `make bench-baseline`).
+HISTORY_MAX_SLOWDOWN ?= 30
 
-.PHONY: venv sweep report test lint docs bench bench-baseline golden bench-overhead
+.PHONY: venv sweep report test lint docs bench bench-baseline bench-history golden bench-overhead
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,10 +49,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest --benchmark-skip $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BENCH) --benchmark-compare --benchmark-compare-fail=median:$(BENCH_MAX_SLOWDOWN)% $(PYTEST_ARGS)
+	$(BIN)/python -m profiler bench $(if $(BASE),--base $(BASE)) $(if $(BENCH_MAX_SLOWDOWN),--max-slowdown $(BENCH_MAX_SLOWDOWN)) $(BENCH_ARGS)
 
 bench-baseline: $(STAMP)
-	$(BENCH) --benchmark-save=baseline $(PYTEST_ARGS)
+	$(BIN)/python tests/benchmarks/history.py save $(if $(PYTEST_ARGS),-- tests/benchmarks $(PYTEST_ARGS))
+
+bench-history: $(STAMP)
+	$(BIN)/python tests/benchmarks/history.py compare --max-slowdown $(HISTORY_MAX_SLOWDOWN) $(if $(PYTEST_ARGS),-- tests/benchmarks $(PYTEST_ARGS))
 
 golden: $(STAMP)
 	$(BIN)/python -m profiler.gates tests/golden/golden.json

@@ -2,7 +2,7 @@
 
 Public API (everything else is private to the package). `profile`, `sweep`,
 `Profile`, `MeasurementError` (profiler/api.py), `figures` (profiler/report/),
-`forecast_target` (profiler/forecast.py) and `plan_target` (profiler/plan.py) are
+`forecast_target` (profiler/forecast/) and `plan_target` (profiler/plan.py) are
 imported on first use: every measuring process imports this package, and must not pay
 for plotting. (Not `forecast` and `plan`: importing a submodule binds its name on the
 package.)

@@ -107,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
                        "kind) and check only the deterministic metrics")
 
     _forecast_parsers(commands)
+    _bench_parser(commands)
     commands.add_parser("columns", help="print the documentation of every result column (Markdown)")
     commands.add_parser("keys", help="print the documentation of every spec key (Markdown)")
     return parser
@@ -263,6 +264,42 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_parser(commands: argparse._SubParsersAction) -> None:
+    from profiler import bench
+
+    p = commands.add_parser(
+        "bench", help="compile times of the working tree against a git revision, measured in one run",
+        description="Cold compile times of the representative points, the working tree against --base, in fresh "
+        "processes interleaved round by round; exit 1 when a benchmark is slower beyond --max-slowdown with its "
+        "bootstrap interval (docs/gates.md).")
+    p.add_argument("--base", metavar="REF", help="revision to compare with (default: the merge-base with main)")
+    p.add_argument("--rounds", type=int, default=bench.ROUNDS, help="fresh processes per side (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=1, help="cold compiles per benchmark in each process (default: 1)")
+    p.add_argument("--benchmarks", nargs="+", metavar="NAME", help="only these points (default: all)")
+    p.add_argument("--points", type=Path, metavar="JSON", help="points to use instead of profiler.gates.POINTS: "
+                   "a JSON object {name: {point field: value}}")
+    p.add_argument("--clock", choices=list(bench.CLOCKS), default="cpu", help="the gated clock (default: cpu)")
+    p.add_argument("--max-slowdown", type=float, metavar="PCT", default=bench.MAX_SLOWDOWN_PCT,
+                   help="fail when the interval of head / base is above 1 + PCT/100 (default: %(default)s)")
+    p.add_argument("--seed", type=int, help="seed of the random order of sides and benchmarks (default: drawn)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write every sample and verdict to FILE")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from profiler.bench import BenchError, bench
+
+    try:
+        _, verdicts, text = bench(args.base, rounds=args.rounds, repeats=args.repeats, names=args.benchmarks,
+                                  points_file=args.points, clock=args.clock, max_slowdown_pct=args.max_slowdown,
+                                  seed=args.seed, json_out=args.json,
+                                  progress=lambda line: print(line, file=sys.stderr, flush=True))
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(text)
+    return 1 if any(v.regression for v in verdicts) else 0
+
+
 def _columns(args: argparse.Namespace) -> int:
     from profiler.record import columns_markdown
 
@@ -281,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         return {"sweep": _sweep, "report": _report, "compare": _compare, "check": _check,
-                "forecast": _forecast, "plan": _plan,
+                "forecast": _forecast, "plan": _plan, "bench": _bench,
                 "columns": _columns, "keys": _keys}[args.command](args)
     except (SpecError, StoreError, OtherMachine) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from profiler import env, machines, stats, store
+from profiler.report import anatomy_figures
 from profiler.report.columns import cell_unit, short_of, title_of
 from profiler.report.environment import EnvWarning, describe_environment, differences_table
 from profiler.report.format import fmt, sort_key
@@ -80,6 +81,9 @@ def compare(folder_a: str | Path, folder_b: str | Path, out: str | Path | None =
     only = _unmatched(a, b, keys)
     if only is not None:
         sections.append(Section("unmatched", "Points measured on one side only", tables=[only]))
+    moved = _anatomy_moved(a, b, keys)
+    if moved is not None:
+        sections.append(Section("anatomy", "Compile anatomy: which components moved", tables=[moved]))
     bad = _failures(a, b, keys)
     if bad is not None:
         sections.append(Section("failures", "Failures", tables=[bad]))
@@ -194,3 +198,31 @@ def _failures(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> Table | None
             for side, df in (("A", a), ("B", b))
             for r in df[df["run_status"] != "ok"].to_dict("records")]
     return Table(["", *[k[4:] for k in shown], "status", "error"], rows) if rows else None
+
+
+MOVED_PER_POINT = 5
+"""Components listed per point in the anatomy section, largest moves first."""
+
+
+def _anatomy_moved(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> Table | None:
+    """When both folders carry a compile anatomy (spec key `anatomy`): per point, the
+    components whose median seconds moved most, B - A, with the ratio and its interval."""
+    if anatomy_figures.anatomy_rows(a).empty or anatomy_figures.anatomy_rows(b).empty:
+        return None
+    table = anatomy_figures.moved(a, b)
+    if table.empty:
+        return None
+    shown = [k for k in keys if k in table.columns and table[k].nunique() > 1] or [k for k in keys if k in table][:1]
+    rows = []
+    for _, point in table.groupby(shown, sort=False, dropna=False):
+        for r in point.head(MOVED_PER_POINT).to_dict("records"):
+            css = "num worse" if r["low"] > 1 else "num better" if r["high"] < 1 else "num"
+            rows.append([*(Cell(str(key_value(r[k]))) for k in shown), Cell(anatomy_figures.label(r["metric"])),
+                         Cell(fmt(r["median_a"], "s"), css="num"), Cell(fmt(r["median_b"], "s"), css="num"),
+                         Cell(f"{r['delta_s']:+.3g} s", css="num"),
+                         Cell(f"{r['ratio']:.2f}× [{r['low']:.2f}, {r['high']:.2f}]", css=css)])
+    rows.sort(key=lambda row: [sort_key(c.text) for c in row[:len(shown)]])
+    return Table([*[k[4:] for k in shown], "component", "A", "B", "B − A", "B / A"], rows,
+                 f"Profiled compile time of each component (docs/anatomy.md), medians over the anatomy repeats; "
+                 f"per point the {MOVED_PER_POINT} largest moves, with a {stats.CONFIDENCE:.0%} bootstrap interval of "
+                 "the ratio. Red: B slower with the whole interval above 1.")

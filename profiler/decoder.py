@@ -16,13 +16,16 @@ the plain causal model over `tokens`, the reference the cached path is tested ag
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from profiler import sharding
+from profiler.sharding import make_mesh  # noqa: F401  (the decode workload's mesh)
 
 # Logical axis -> mesh axis. Parameters split over heads / MLP / vocabulary on 'model';
 # batch (activations and cache) on 'data'; the cache's kv heads on 'model'.
@@ -47,18 +50,9 @@ class KVCache(NamedTuple):
     value: jax.Array
 
 
-def make_mesh(data: int, model: int) -> jax.sharding.Mesh:
-    # Auto axes: JAX's partitioner propagates the shardings we pin on arguments, outputs
-    # and a few activations, instead of every op having to state its own.
-    auto = jax.sharding.AxisType.Auto
-    return jax.make_mesh((data, model), ("data", "model"), axis_types=(auto, auto))
-
-
-@contextlib.contextmanager
-def sharding_context(mesh: jax.sharding.Mesh) -> Iterator[None]:
+def sharding_context(mesh: jax.sharding.Mesh) -> contextlib.AbstractContextManager[None]:
     """The mesh and the logical-axis rules the model's constraints resolve against."""
-    with jax.set_mesh(mesh), nn.logical_axis_rules(RULES):
-        yield
+    return sharding.context(mesh, RULES)
 
 
 def logical_sharding(mesh: jax.sharding.Mesh, *axes: str | None) -> jax.sharding.NamedSharding:

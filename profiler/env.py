@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import os
 import platform
 import socket
@@ -80,3 +81,27 @@ def jax_env() -> dict[str, Any]:
         "env_device_count": len(devices),
         "env_persistent_cache": bool(jax.config.jax_enable_compilation_cache and cache_dir),
     }
+
+
+@functools.cache
+def cpu_flags() -> tuple[str, ...]:
+    """The CPU's feature flags as the kernel lists them (x86 `flags`, Arm `Features`)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return tuple(sorted(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return ()
+
+
+@functools.cache
+def machine_fingerprint() -> str:
+    """A folder-safe name for this machine as far as compile times go: CPU model, core
+    count and a hash of the model, count and flags. The same CPU model differs between
+    hosts in its flags (AVX-512 or not), and XLA's CPU compile cost with them, so timings
+    are comparable only between equal fingerprints."""
+    model, count = cpu_model(), os.cpu_count() or 0
+    digest = hashlib.sha256(f"{model}\n{count}\n{' '.join(cpu_flags())}".encode()).hexdigest()[:10]
+    slug = "-".join("".join(c if c.isalnum() else " " for c in model.lower()).split()) or "cpu"
+    return f"{slug}-{count}cpu-{digest}"

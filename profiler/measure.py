@@ -71,7 +71,7 @@ def compile_stages(
 ) -> Stages:
     """Trace, lower and compile `program` once with a fresh `jax.jit` of its function,
     inside `program.context()` entered by the caller. `around(stage)` is entered around
-    each stage ('trace', 'lower', 'compile'), outside its clock (profiler/anatomy.py
+    each stage ('trace', 'lower', 'compile'), outside its clock (profiler/anatomy/
     profiles the stages with it).
 
     Cold only if nothing cached it before: callers clear JAX's caches (outside whatever

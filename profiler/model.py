@@ -7,6 +7,8 @@ function takes only pytrees and merges them back inside the trace.
 
 The block is the spec's `block` (a user's class) or the seed's `SimpleBlock` of the API;
 both go through the same path: the constructor gets the spec keys named like its fields.
+The built-in families ('llama', 'moe') are stacked inside a language model instead
+(profiler/language_model.py): the input is tokens and the parameters carry logical axes.
 """
 
 from __future__ import annotations
@@ -20,11 +22,17 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from profiler import refs
+from profiler import language_model, llama, moe, refs
 from profiler.blocks import BUILTIN, FIELD_ALIASES
 from profiler.program import random_like
 from profiler.spec import MODEL_KEYS, Point
 from profiler.stacking import NnxStack, Stack
+
+FAMILIES: dict[str, dict[str, type]] = {
+    "llama": {"linen": llama.LlamaBlock, "nnx": llama.NnxLlamaBlock},
+    "moe": {"linen": moe.MoeBlock, "nnx": moe.NnxMoeBlock},
+}
+"""The built-in block families, by spec name and API."""
 
 _MODULE_BASE = {"linen": (nn.Module, "flax.linen.Module"), "nnx": (nnx.Module, "flax.nnx.Module")}
 
@@ -37,6 +45,9 @@ class Model:
     """Abstract parameters: a pytree of `jax.ShapeDtypeStruct`."""
     x: jax.ShapeDtypeStruct
     """Abstract input batch."""
+    logical_axes: Any = None
+    """The parameters' logical axis names: a tree of `PartitionSpec`s shaped like
+    `params` (block families; None otherwise)."""
 
     def make_args(self) -> tuple[Any, jax.Array]:
         """Real parameters and input for running (see `random_like` for why not `init`)."""
@@ -44,6 +55,8 @@ class Model:
 
 
 def build(point: Point) -> Model:
+    if point.block in FAMILIES:
+        return _language_model(point)
     block, kwargs = block_and_kwargs(point)
     stack = dict(
         block=block, block_kwargs=kwargs,
@@ -52,6 +65,27 @@ def build(point: Point) -> Model:
     if point.api == "nnx":
         return _nnx(lambda rngs: NnxStack(**stack, rngs=rngs), _input(point))
     return _linen(Stack(**stack), _input(point))
+
+
+def family_kwargs(point: Point) -> dict[str, Any]:
+    """Constructor arguments of a family's block (the unset widths resolved)."""
+    kwargs = dict(hidden=point.hidden, heads=point.heads, kv_heads=point.kv_heads or point.heads,
+                  mlp=point.mlp or 4 * point.hidden, dtype=jnp.dtype(point.dtype),
+                  weight_dtype=jnp.dtype(point.weight_dtype))
+    if point.block == "moe":
+        kwargs |= dict(experts=point.experts, top_k=point.top_k, capacity_factor=point.capacity_factor)
+    return kwargs
+
+
+def _language_model(point: Point) -> Model:
+    stack = dict(block=FAMILIES[point.block][point.api], block_kwargs=family_kwargs(point),
+                 mode=point.mode, layers=point.layers, unroll=point.unroll, remat=point.remat)
+    outer = dict(vocab=point.vocab, hidden=point.hidden, dtype=jnp.dtype(point.dtype),
+                 weight_dtype=jnp.dtype(point.weight_dtype))
+    tokens = jax.ShapeDtypeStruct((point.batch, point.seq), jnp.int32)
+    if point.api == "nnx":
+        return _nnx(lambda rngs: language_model.NnxLanguageModel(stack, **outer, rngs=rngs), tokens)
+    return _linen(language_model.LanguageModel(stack=stack, **outer), tokens)
 
 
 def block_and_kwargs(point: Point) -> tuple[type, dict[str, Any]]:
@@ -119,8 +153,8 @@ def _linen(module: nn.Module, x: jax.ShapeDtypeStruct) -> Model:
     # The key is made inside the trace: a concrete one would start a backend, and the
     # sweep's driver checks blocks with this function (on a GPU, a started backend
     # reserves most of its memory away from the measuring processes).
-    params = jax.eval_shape(lambda x: module.init(jax.random.key(0), x), init_x)
-    return Model(apply=module.apply, params=params, x=x)
+    boxed = jax.eval_shape(lambda x: module.init(jax.random.key(0), x), init_x)
+    return Model(apply=module.apply, params=nn.unbox(boxed), x=x, logical_axes=nn.get_partition_spec(boxed))
 
 
 def _nnx(make: Callable[[nnx.Rngs], nnx.Module], x: jax.ShapeDtypeStruct) -> Model:
@@ -129,4 +163,4 @@ def _nnx(make: Callable[[nnx.Rngs], nnx.Module], x: jax.ShapeDtypeStruct) -> Mod
     def apply(params: nnx.State, x: jax.Array) -> Any:
         return nnx.merge(graphdef, params)(x)
 
-    return Model(apply=apply, params=params, x=x)
+    return Model(apply=apply, params=params, x=x, logical_axes=nnx.get_partition_spec(params))

@@ -2,7 +2,7 @@
 
 The options are the series of a results folder (mode, remat, unroll, ... : whatever the
 results vary and the target does not fix), each at the target size: measured when the
-results hold that point, forecast (profiler/forecast.py) when not. Each option's total
+results hold that point, forecast (profiler/forecast/) when not. Each option's total
 time is time to a compiled program + steps × step time; that is the break-even table
 (stats.break_even_table) generalised to any number of options and steps.
 """

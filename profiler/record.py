@@ -18,10 +18,15 @@ Schema history (bump SCHEMA_VERSION on any change to names, types or meanings):
      twin's stage times time_anatomy_{trace,lower,compile}_s and the component columns
      time_trace_<c>_s, time_lower_<c>_s, time_xla_<c>_s; the per-event detail table
      (DETAIL_COLUMNS) in a results folder's _anatomy/. Upgrade from 3: UPGRADES[3].
-  5  where a measurement's wall time goes: time_server_start_s, time_process_start_s,
+  5  block families and presets: spec keys preset, mlp, experts, top_k, capacity_factor,
+     weight_dtype (their cfg_ columns, null where they do not apply); mesh for train;
+     size_params, mem_param_device_bytes, mem_grad_device_bytes,
+     mem_optimizer_state_device_bytes. Upgrade from 4: profiler/store.py UPGRADES[4]
+     (nothing to change: the new columns read as null, as keys that did not apply).
+  6  where a measurement's wall time goes: time_server_start_s, time_process_start_s,
      time_backend_start_s, time_analysis_s, time_run_s, time_process_exit_s; the cores a
      measuring process had: run_cpus, run_cpu_affinity. Added columns only (null in
-     older rows). Upgrade from 4: UPGRADES[4].
+     older rows). Upgrade from 5: UPGRADES[5].
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import pyarrow as pa
 from profiler import anatomy
 from profiler.spec import Point
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _ARROW = {
     "str": pa.string(),
@@ -127,12 +132,13 @@ COLUMNS: tuple[Column, ...] = (
     Column("size_hlo_bytes", "int", "bytes", "Text of the optimised HLO module (compiled.as_text())."),
     Column("size_hlo_instructions", "int", "instructions", "Instructions in the optimised HLO, all computations."),
     Column("size_hlo_while_loops", "int", "loops", "while instructions in the optimised HLO."),
+    Column("size_params", "int", "parameters", "Train: parameters of the model (all of them, embedding table included), from their abstract shapes."),
     # cost, every loop counted once per trip (profiler/cost.py, docs/cost.md)
     Column("cost_flops", "float", "FLOP", "FLOPs of the whole run: XLA's analysis with each while body counted once per trip (known_trip_count), nested loops multiplied. Equals cost_xla_flops for a program without loops."),
     Column("cost_transcendentals", "float", "ops", "Transcendental ops (exp, tanh, ...) of the whole run, loops counted per trip like cost_flops."),
     Column("cost_bytes_accessed", "float", "bytes", "XLA's bytes-accessed estimate of the whole run, loops counted per trip. Describes the compiled program: a scan moves different bytes (slicing stacked weights, stacking outputs) than the unrolled loop."),
     Column("cost_exact", "bool", "", "False if a while loop has no known trip count (data-dependent while_loop): its body is counted once, as XLA does, so the cost_ columns are a lower bound."),
-    Column("cost_analytic_flops", "float", "FLOP", "Matmul FLOPs from the configuration alone (projections, QK^T, AV, dense; see blocks.forward_matmul_flops); element-wise work left out. Train workload: 3x the forward, 4x with remat=full (train.analytic_flops). A sanity check for cost_flops. Built-in block only: null for a user's block or program."),
+    Column("cost_analytic_flops", "float", "FLOP", "Matmul FLOPs from the configuration alone (projections, QK^T, AV, dense; see blocks.forward_matmul_flops); element-wise work left out. Train workload: 3x the forward, 4x with remat=full (train.analytic_flops). Block 'llama': the PaLM formula, 6·N·T + 12·L·h·s·T per train step, 8·N·T + 16·L·h·s·T with remat=full (profiler/palm.py, docs/models.md). A sanity check for cost_flops. Built-in blocks only: null for block 'moe', a user's block or program."),
     # cost, as XLA reports it
     Column("cost_xla_flops", "float", "FLOP", "XLA cost_analysis()['flops']: loop bodies counted once."),
     Column("cost_xla_transcendentals", "float", "ops", "XLA cost_analysis()['transcendentals']: loop bodies counted once."),
@@ -147,6 +153,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("mem_generated_code_bytes", "int", "bytes", "memory_analysis(): generated code; 0 on CPU (jaxlib 0.10.2 does not report it there)."),
     Column("mem_xla_peak_bytes", "int", "bytes", "memory_analysis().peak_memory_in_bytes as reported; on CPU it is arguments + outputs - aliased and leaves temp out (docs/cost.md)."),
     Column("mem_optimizer_state_bytes", "int", "bytes", "Optimizer state of the train workload (AdamW: two moments and a step count), from its abstract shapes."),
+    Column("mem_param_device_bytes", "int", "bytes", "Train, blocks 'llama' and 'moe': parameters one device holds, from their shardings on the mesh (weight_dtype bytes each)."),
+    Column("mem_grad_device_bytes", "int", "bytes", "Train, blocks 'llama' and 'moe': gradients one device holds: the parameters' shapes, dtypes and shardings."),
+    Column("mem_optimizer_state_device_bytes", "int", "bytes", "Train, blocks 'llama' and 'moe': AdamW state one device holds (two moments laid out like the parameters, a replicated step count)."),
     Column("mem_kv_cache_bytes", "int", "bytes", "Decode: the KV cache on one device, from the configuration: 2·layers·batch·max_len·kv_heads·head_dim·itemsize / devices of the mesh."),
     Column("mem_host_rss_peak_bytes", "int", "bytes", "Peak resident memory of the measuring process (getrusage ru_maxrss); for a process the runner stopped (timeout, oom, crash), the highest RSS it sampled every 50 ms."),
     # environment

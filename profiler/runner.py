@@ -38,7 +38,7 @@ from profiler.anatomy import DETAIL_KEY
 from profiler.executors import Outcome
 from profiler.forkserver import Forked, ForkServer, ForkServerError, ServerPool
 from profiler.record import SCHEMA_VERSION, make_row
-from profiler.spec import LIMIT_KEYS, Point, Spec, SpecError
+from profiler.spec import BLOCK_FAMILIES, LIMIT_KEYS, Point, Spec, SpecError
 from profiler.store import StoreError
 from profiler.worker import CPUS_ENV, PARENT_ENV
 
@@ -282,12 +282,13 @@ def check_blocks(points: tuple[Point, ...]) -> None:
     """Run each user block of `points` once on abstract input (profiler/model.py), so that a
     block which cannot be stacked fails before the sweep starts, as one SpecError naming the
     key, and not in every measuring process. Starts no JAX backend."""
-    if not any(p.block for p in points):
+    user = [p for p in points if p.block and p.block not in BLOCK_FAMILIES]  # built-ins fit
+    if not user:
         return
     from profiler.model import check_blocks as check  # imports JAX: only for user blocks
 
     try:
-        check([p for p in points if p.block])
+        check(user)
     except ValueError as e:
         raise SpecError(f"key 'block': {e}") from None
 

@@ -32,6 +32,8 @@ SCAN_ARGS: dict[str, dict[str, Any]] = {
         split_rngs={"params": True},
         in_axes=nn.broadcast,
         out_axes=0,
+        # Logically partitioned parameters gain a leading 'layers' axis (never sharded).
+        metadata_params={nn.PARTITION_NAME: "layers"},
     ),
     "scan_shared": dict(
         variable_axes={},
@@ -131,7 +133,7 @@ class NnxStack(nnx.Module):
             self.blocks = nnx.List([block(**block_kwargs, rngs=rngs) for _ in range(layers)])
         elif mode == "scan":
             @nnx.split_rngs(splits=layers)
-            @nnx.vmap(in_axes=(0,), out_axes=0)
+            @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
             def create(rngs: nnx.Rngs) -> nnx.Module:
                 return block(**block_kwargs, rngs=rngs)
 

@@ -99,7 +99,7 @@ def pin(cores: list[int] | None) -> None:
 
 
 def profiled_twin(point: Point) -> dict[str, Any]:
-    """The anatomy of every program of `point` (profiler/anatomy.py), measured in a forked
+    """The anatomy of every program of `point` (profiler/anatomy/), measured in a forked
     twin of this process so that the profilers touch neither this process's timings nor
     its caches: {phase: [columns, detail]}, or {"error": message}."""
     from jax._src.xla_bridge import backends_are_initialized

@@ -162,18 +162,18 @@ def _synthetic_rows() -> pd.DataFrame:
 
 
 def test_report_finds_the_fastest_growing_component():
-    from profiler import anatomy_report
+    from profiler.report import anatomy_figures
 
     rows = _synthetic_rows()
-    fits = anatomy_report.fits(rows).set_index("metric")
+    fits = anatomy_figures.fits(rows).set_index("metric")
     assert fits.loc["time_xla_copy_insertion_s", "k"] == pytest.approx(1.5)
     assert fits.loc["time_xla_llvm_s", "k"] == pytest.approx(0.0, abs=1e-9)
-    [finding] = anatomy_report.fastest(anatomy_report.fits(rows))
+    [finding] = anatomy_figures.fastest(anatomy_figures.fits(rows))
     assert finding.component == "time_xla_copy_insertion_s" and finding.layers == 128
     total = 0.001 * 128**1.5 + 0.5 + 1.28 + 0.01
     assert finding.share == pytest.approx(0.001 * 128**1.5 / total)
     assert "copy insertion grows fastest, as L^1.50" in finding.sentence()
-    figures = anatomy_report.stacked_areas(rows)
+    figures = anatomy_figures.stacked_areas(rows)
     assert list(figures) == ["loop"] and len(figures["loop"].data) == 4
 
 
@@ -181,17 +181,17 @@ def test_the_report_side_does_not_import_jax():
     import subprocess
     import sys
 
-    code = "import sys, profiler.anatomy_report, profiler.store; assert 'jax' not in sys.modules, 'jax imported'"
+    code = "import sys, profiler.report.anatomy_figures, profiler.store; assert 'jax' not in sys.modules, 'jax imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_compare_names_the_component_that_moved():
-    from profiler import anatomy_report
+    from profiler.report import anatomy_figures
 
     a = _synthetic_rows()
     b = a.copy()
     b["time_xla_copy_insertion_s"] *= 2  # "a new JAX whose copy insertion is twice as slow"
-    table = anatomy_report.moved(a, b)
+    table = anatomy_figures.moved(a, b)
     top = table.iloc[0]
     assert top["metric"] == "time_xla_copy_insertion_s" and top["cfg_layers"] == 128
     assert top["ratio"] == pytest.approx(2.0)
@@ -223,7 +223,7 @@ def anatomy_columns() -> set[str]:
 
 
 def test_the_report_page_has_the_anatomy_section():
-    from profiler import anatomy_report
+    from profiler.report import anatomy_figures
     from profiler.report.render import report_html
 
     rows = _synthetic_rows()
@@ -232,9 +232,26 @@ def test_the_report_page_has_the_anatomy_section():
                             "component": "copy_insertion", "event": "copy-insertion", "calls": 1,
                             "self_s": r["time_xla_copy_insertion_s"], "total_s": r["time_xla_copy_insertion_s"],
                             "wall_s": r["time_xla_copy_insertion_s"], "threads": 1} for _, r in rows.iterrows()])
-    rows.attrs[anatomy_report.DETAIL_ATTR] = detail
+    rows.attrs[anatomy_figures.DETAIL_ATTR] = detail
     page = report_html(rows)
     assert "Compile-time anatomy" in page and "fig-anatomy-loop" in page and "fig-anatomy-trace-loop" not in page
     assert "copy insertion grows fastest, as L^1.50" in page  # the summary's sentence
     assert "copy-insertion" in page  # the top events table, from the detail
     assert "fig-time_compile_s" in page and "fig-time_xla_llvm_s" not in page  # components not drawn one by one
+
+
+def test_compare_page_lists_the_component_that_moved_first_per_point():
+    from profiler import compare, stats
+
+    a = _synthetic_rows()
+    b = a.copy()
+    b["time_xla_copy_insertion_s"] *= 2
+    table = compare._anatomy_moved(a, b, stats.common_config_columns(a, b))
+    by_layers = {}
+    for row in table.rows:
+        by_layers.setdefault(row[0].text, []).append(row)
+    assert sorted(by_layers, key=int) == ["2", "8", "32", "128"]
+    for rows in by_layers.values():  # the doubled component leads each point, the others did not move
+        assert rows[0][1].text == "copy insertion" and rows[0][5].text.startswith("2.00×")
+        assert all(r[4].text.startswith("+0 s") for r in rows[1:])
+    assert compare._anatomy_moved(a.assign(time_anatomy_compile_s=None), b, ["cfg_layers"]) is None

@@ -143,3 +143,100 @@ def test_restacking_round_trips(reference):
             point = Point(api=api, mode=mode, **SIZES)
             restacked = to_layers(point, from_layers(point, model.build(point), layers))
             assert_close({"params": restacked}, {"params": layers})
+
+
+# The block families ('llama', 'moe') inside their language model: parameters outside the
+# stack (embedding, final norm, LM head) plus per-layer parameters, the same names in
+# both APIs. Sizes keep grouped-query attention (kv_heads < heads), a real routing
+# (4 experts, top 2, 5 slots per expert for 8 tokens: some are dropped) and stay tiny.
+FAMILY_SIZES = dict(layers=2, hidden=32, heads=4, kv_heads=2, mlp=48, vocab=64, batch=2, seq=8)
+FAMILY_KEYS = {"llama": {}, "moe": dict(experts=4, top_k=2)}
+OUTER = ("embed", "final_norm", "lm_head")
+
+
+def family_point(block: str, **variant: Any) -> Point:
+    return Point(workload="train", block=block, **FAMILY_SIZES, **FAMILY_KEYS[block], **variant)
+
+
+def split_family(point: Point, params: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(parameters outside the stack, per-layer parameters) from any layout."""
+    if point.api == "nnx":
+        tree = nnx.to_pure_dict(params)
+        stack = tree["stack"]["blocks"]
+    else:
+        tree = params["params"]
+        stack = ([tree["stack"][f"layer_{i}"] for i in range(point.layers)] if point.mode == "loop"
+                 else tree["stack"]["blocks"])
+    outer = {name: tree[name] for name in OUTER}
+    if point.mode == "loop":
+        return outer, list(stack.values()) if isinstance(stack, dict) else stack
+    if point.mode == "scan":
+        return outer, [jax.tree.map(lambda a, i=i: a[i], stack) for i in range(point.layers)]
+    return outer, [stack]
+
+
+def join_family(point: Point, net: model.Model, outer: dict[str, Any], layers: list[dict[str, Any]]) -> Any:
+    if point.mode == "scan":
+        layers = [jax.tree.map(lambda *a: np.stack(a), *layers)]
+    if point.api == "linen":
+        stack = ({f"layer_{i}": layer for i, layer in enumerate(layers)} if point.mode == "loop"
+                 else {"blocks": layers[0]})
+        return {"params": {**outer, "stack": stack}}
+    blocks = dict(enumerate(layers)) if point.mode == "loop" else layers[0]
+    state = jax.tree.map(lambda a: a, net.params)
+    nnx.replace_by_pure_dict(state, {**outer, "stack": {"blocks": blocks}})
+    return state
+
+
+def evaluate_family(point: Point, outer: dict[str, Any], layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Logits, loss and gradients (outside the stack and per layer) of `point`'s model."""
+    net = model.build(point)
+    params = join_family(point, net, outer, layers)
+    tokens = np.random.default_rng(1).integers(0, point.vocab, net.x.shape, np.int32)
+
+    def compute(params: Any, tokens: jax.Array) -> tuple[Any, ...]:
+        return net.apply(params, tokens)[0], *jax.value_and_grad(functools.partial(train.loss, net))(params, tokens)
+
+    logits, loss, grads = jax.jit(compute)(params, tokens)
+    grad_outer, grad_layers = split_family(point, grads)
+    return dict(logits=logits, loss=loss, grad_outer=grad_outer, grads=grad_layers)
+
+
+@pytest.fixture(scope="module", params=list(FAMILY_KEYS))
+def family_reference(request) -> tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    block = request.param
+    point = family_point(block, mode="loop")
+    outer, layers = split_family(point, random_like(model.build(point).params, seed=0, scale=0.2))
+    return block, outer, layers, evaluate_family(point, outer, layers)
+
+
+# Each API, mode and kind of remat at least once (a family's compile costs seconds).
+FAMILY_VARIANTS = [
+    dict(api="nnx", mode="loop", remat="full"),
+    dict(api="linen", mode="scan", remat="full", unroll=2),
+    dict(api="nnx", mode="scan", remat="dots_with_no_batch_dims_saveable"),
+]
+
+
+@pytest.mark.parametrize("variant", FAMILY_VARIANTS, ids=lambda v: "-".join(map(str, v.values())))
+def test_family_same_function_as_linen_loop(variant, family_reference):
+    block, outer, layers, expected = family_reference
+    point = family_point(block, **variant)
+    assert_close(evaluate_family(point, outer, layers), expected)
+
+
+def test_family_shared_scan_is_a_loop_of_one_layer(family_reference):
+    block, outer, layers, _ = family_reference
+    expected = evaluate_family(family_point(block, mode="loop"), outer, [layers[0]] * FAMILY_SIZES["layers"])
+    expected["grads"] = [jax.tree.map(lambda *g: sum(g), *expected["grads"])]
+    assert_close(evaluate_family(family_point(block, mode="scan_shared", api="nnx"), outer, layers[:1]), expected)
+
+
+def test_family_layers_differ(family_reference):
+    """The reference's layers are distinct and its gradients reach every parameter, so
+    the tests above would notice a layout that dropped or repeated a layer."""
+    _, _, layers, expected = family_reference
+    assert not np.allclose(layers[0]["query"], layers[1]["query"])
+    for grads in expected["grads"]:
+        for name, g in grads.items():
+            assert np.abs(np.asarray(g)).max() > 0, name

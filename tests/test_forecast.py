@@ -212,20 +212,26 @@ def test_plan_bad_input_exits_2_with_one_line(deep: Path, capsys: pytest.Capture
 
 
 def test_report_builders_on_a_real_sweep(deep: Path):
-    from profiler.forecast_figures import forecast_figure
+    from profiler.report.forecast_figures import (
+        band,
+        forecast_figure,
+        growth_lines,
+        series_curves,
+        validation_table,
+    )
 
-    curves = F.series_curves(load(deep), ["size_hlo_instructions", "time_to_compiled_s"], bootstrap=20)
-    table = F.validation_table(curves)
+    curves = series_curves(load(deep), ["size_hlo_instructions", "time_to_compiled_s"], bootstrap=20)
+    table = validation_table(curves)
     assert len(table) == 4 and set(table["cfg_mode"]) == {"loop", "scan"}
     growth = dict(zip(table["cfg_mode"] + " " + table["metric"], table["growth"], strict=True))
     # program size at depth: the loop's grows linearly, the scan's not at all
     assert growth["loop size_hlo_instructions"] == pytest.approx(1.0, abs=0.01)
     assert growth["scan size_hlo_instructions"] == pytest.approx(0.0, abs=0.01)
-    lines = F.growth_lines(curves)
+    lines = growth_lines(curves)
     assert any("size_hlo_instructions at 32 layers" in line and "mode=loop L^1.00" in line for line in lines)
     fig = forecast_figure(curves, "time_to_compiled_s", "s")
     assert len(fig.data) == 8  # band, model, forecast, medians per mode
-    ahead = F.band(curves[0][2])
+    ahead = band(curves[0][2])
     assert ahead["layers"].iloc[0] == 32 and ahead["layers"].iloc[-1] == pytest.approx(96)
     assert (ahead["low"] <= ahead["predicted"]).all() and (ahead["predicted"] <= ahead["high"]).all()
     assert forecast_figure(curves, "mem_temp_bytes") is None

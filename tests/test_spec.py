@@ -85,9 +85,9 @@ def test_bad_override(text):
 def test_every_point_key_is_a_model_key_of_some_workload_or_always_applies():
     """A new key must say which workloads read it (WORKLOAD_KEYS), or its column would be
     null everywhere."""
-    from profiler.spec import MODEL_KEYS, POINT_KEYS, RUN_KEYS, WORKLOAD_KEYS
+    from profiler.spec import MODEL_KEYS, POINT_KEYS, RUN_KEYS, WORKLOAD_KEYS, family_keys
 
-    read = {key for keys in WORKLOAD_KEYS.values() for key in keys}
+    read = {key for keys in WORKLOAD_KEYS.values() for key in keys} | set(family_keys("moe", "train"))
     assert set(MODEL_KEYS) - {"program"} == read - {"program"}
     assert set(POINT_KEYS) == read | set(RUN_KEYS) | {"workload", "program"}
 

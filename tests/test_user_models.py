@@ -248,10 +248,11 @@ def test_profile_measures_a_notebook_function_in_a_fresh_process():
 
     record = profiler.profile(scaled_loop, jnp.ones((m, k)), jnp.ones((k, k)), run=True, steps=2)
     assert record["run_status"] == "ok" and record["cfg_program"].endswith(":scaled_loop")
-    # Only what describes the function: no model keys of other workloads (cfg_mode, cfg_layers...).
+    # Only what describes the function and how it was measured (the run keys, anatomy
+    # included): no model keys of other workloads (cfg_mode, cfg_layers...).
     assert set(record.row) <= {c.name for c in profiler.COLUMNS}
     assert {c for c in record.row if c.startswith("cfg_")} == {
-        "cfg_workload", "cfg_program", "cfg_run", "cfg_steps", "cfg_devices", "cfg_phase"}
+        "cfg_workload", "cfg_program", "cfg_run", "cfg_steps", "cfg_devices", "cfg_anatomy", "cfg_phase"}
     assert record.to_frame().shape == (1, len(record.row))
     shown = repr(record)
     assert shown.startswith("Profile of scaled_loop") and "cost_flops" in shown and "time_compile_s" in shown

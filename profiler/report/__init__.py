@@ -17,6 +17,8 @@ Modules, one job each:
   environment  environment table and warnings (which facts differ: profiler/machines.py)
   registry     where sections and findings are registered, in page order
   views/       one module per subject: its figures, tables and summary sentences
+  forecast_figures  the forecast's curves per series, bands, validation table, figure
+  anatomy_figures   the anatomy's fits, findings, top events and stacked areas
   render       templates, report_html, write_report, write_index, read_meta
 
 Adding a figure, a table or a summary sentence (docs/report.md has the orders in use):

@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from profiler import forecast, stats
+from profiler import stats
+from profiler.forecast import Curve
 from profiler.report.columns import FITTED, NOT_PLOTTED, RAW_OF
+from profiler.report.forecast_figures import series_curves
 from profiler.report.format import sort_key
 from profiler.report.style import Layout
 from profiler.stats import key_value
@@ -42,12 +44,12 @@ class Analysis:
         }
 
     @functools.cached_property
-    def curves(self) -> list[tuple[dict[str, Any], str, forecast.Curve]]:
-        """The forecast's chosen model per series for each FITTED metric (profiler/forecast.py;
+    def curves(self) -> list[tuple[dict[str, Any], str, Curve]]:
+        """The forecast's chosen model per series for each FITTED metric (profiler/forecast/;
         no bootstrap: the scaling table and the summary need the growth, not the band)."""
-        return forecast.series_curves(self.ok, FITTED, bootstrap=0) if len(self.ok) else []
+        return series_curves(self.ok, FITTED, bootstrap=0) if len(self.ok) else []
 
-    def curve(self, metric: str, values: Mapping[str, Any]) -> forecast.Curve | None:
+    def curve(self, metric: str, values: Mapping[str, Any]) -> Curve | None:
         """The chosen model of `metric` for the series `values` (None: under 3 depths)."""
         for series, m, curve in self.curves:
             if m == metric and all(key_value(values.get(k)) == v for k, v in series.items()):

@@ -18,9 +18,9 @@ import pandas as pd
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from profiler import anatomy_report, env, stats, store
+from profiler import env, stats, store
 from profiler.files import write_atomic
-from profiler.report import registry
+from profiler.report import anatomy_figures, registry
 from profiler.report.analysis import Analysis
 from profiler.report.environment import (
     describe_environment,
@@ -70,7 +70,7 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     """
     folder = Path(folder)
     df = store.load(folder)
-    df.attrs[anatomy_report.DETAIL_ATTR] = store.load_detail(folder)  # for views/anatomy.py
+    df.attrs[anatomy_figures.DETAIL_ATTR] = store.load_detail(folder)  # for views/anatomy.py
     out = Path(out) if out else reports_folder() / f"{folder.resolve().name}.html"
     return write_page(out, report_html(df, store.read_manifest(folder), str(folder)))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from profiler import model
+from profiler import model, palm
 from profiler.blocks import forward_matmul_flops
 from profiler.program import Program
 from profiler.spec import Point
@@ -13,4 +13,6 @@ def build(point: Point) -> list[Program]:
     # Known for the built-in block only; a user's block has no analytic count.
     info = {} if point.block else {"cost_analytic_flops": float(forward_matmul_flops(
         layers=point.layers, batch=point.batch, seq=point.seq, hidden=point.hidden))}
+    if point.block == "llama":
+        info = {"cost_analytic_flops": palm.forward_flops(point)}
     return [Program(fn=net.apply, args=(net.params, net.x), make_args=net.make_args, info=info)]

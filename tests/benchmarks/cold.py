@@ -17,8 +17,8 @@ from typing import Any
 import jax
 
 from profiler import workloads
+from profiler.bench_probe import cold_compile, fresh_program
 from profiler.env import jax_env
-from profiler.measure import compile_stages
 from profiler.program import Program
 from profiler.spec import Point
 
@@ -47,15 +47,10 @@ def benchmark_cold_compile(
     stages: list[dict[str, Any]] = []  # each round's stage times, the warm-up round first
 
     def setup() -> tuple[tuple[Program], dict[str, Any]]:
-        jax.clear_caches()
-        (program,) = [p for p in build(point) if p.phase == phase]
-        return (program,), {}
+        return (fresh_program(point, phase, build),), {}
 
     def target(program: Program) -> None:
-        t0 = time.perf_counter()
-        with program.context():
-            done = compile_stages(program)
-        stages.append({**done.times, "wall_s": time.perf_counter() - t0, "cold": done.cold})
+        stages.append(cold_compile(program))
 
     benchmark.group = "cold trace+lower+compile"
     benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=1, iterations=1)

@@ -1,5 +1,18 @@
-"""How much the benchmarks' medians move between sessions on this machine: the noise the
-`make bench` threshold must stay above (docs/gates.md).
+"""How much the benchmarks move with no change: the noise the gates' thresholds must stay
+above (docs/gates.md).
+
+Same-run A/B runs of a revision against itself (`make bench`'s threshold):
+
+    for i in 1 2 3 4 5; do python -m profiler bench --base HEAD --seed $i --json /tmp/aa-$i.json; done
+    python tests/benchmarks/noise.py --aa [--rounds N] /tmp/aa-*.json
+
+prints each run's ratio and interval per benchmark, then how often the gate would fail
+at several thresholds when each run's rounds are drawn at random from all the runs'
+samples of both sides (different runs saw different loads, so this is noisier than
+one interleaved run: an upper bound of the false-alarm rate), and how often it would
+fail with the head's draws made 5% and 50% slower.
+
+pytest-benchmark sessions (`make bench-history`'s threshold):
 
     for i in 1 2 3 4 5 6; do make bench-baseline PYTEST_ARGS="--benchmark-json=/tmp/noise-$i.json"; done
     python tests/benchmarks/noise.py /tmp/noise-*.json
@@ -43,7 +56,35 @@ def _spread(name: str, sessions: list[list[float]], cvs: bool) -> str:
     return line
 
 
+def aa(paths: list[str], thresholds: tuple[float, ...] = (5, 10, 15, 20), draws: int = 1000,
+       rounds: int | None = None) -> int:
+    from profiler.stats import bootstrap_ratio
+
+    runs = [json.loads(Path(path).read_text()) for path in paths]
+    for path, run in zip(paths, runs, strict=True):
+        cells = [f"{v['name']} {v['ratio']:.3f} [{v['low']:.3f}, {v['high']:.3f}]" for v in run["verdicts"]]
+        print(f"{path}: {run['seconds']:.0f} s, load {run['load'][0]:.1f}-{run['load'][-1]:.1f}, "
+              f"{run['clock']} clock: {'; '.join(cells)}")
+    rng = np.random.default_rng(0)
+    for clock in ("cpu_s", "wall_s"):
+        for name in runs[0]["points"]:
+            pool = [r[clock] for run in runs for side in run["samples"].values() for r in side[name]]
+            n = rounds or len(runs[0]["samples"]["base"][name])
+            draws_ = [(rng.choice(pool, n), rng.choice(pool, n)) for _ in range(draws)]
+            for slower in (1.0, 1.05, 1.5):  # no change, and the head slowed by 5% and 50%
+                lows = np.array([bootstrap_ratio(a, b * slower, resamples=1000, seed=i)[1]
+                                 for i, (a, b) in enumerate(draws_)])
+                rates = ", ".join(f"+{t:g}%: {np.mean(lows > 1 + t / 100):.1%}" for t in thresholds)
+                print(f"{clock} {name} head x{slower:g}: {len(pool)} samples pooled, {n} per side; "
+                      f"fails in {draws} resampled runs at {rates}")
+    return 0
+
+
 def main(paths: list[str]) -> int:
+    if paths[:1] == ["--aa"]:
+        if paths[1:2] == ["--rounds"]:  # draw this many rounds per side instead of the runs' own
+            return aa(paths[3:], rounds=int(paths[2]))
+        return aa(paths[1:])
     sessions: dict[str, list[dict]] = {}
     for path in paths:
         for bench in json.loads(Path(path).read_text())["benchmarks"]:

@@ -1,10 +1,13 @@
 """Benchmarks of the cold trace+lower+compile of the representative points
-(profiler.gates.POINTS). `make bench` compares them with the committed baseline in
-.benchmarks/; `make bench-baseline` records a new one (docs/gates.md)."""
+(profiler.gates.POINTS), under pytest-benchmark: the history of this machine's compile
+times. `make bench-baseline` records one in .benchmarks/<machine fingerprint>/, `make
+bench-history` compares with this machine's newest (tests/benchmarks/history.py); the
+same-run gate against a revision is `make bench` (profiler/bench.py, docs/gates.md)."""
 
 import pytest
 from cold import TIMER, benchmark_cold_compile
 
+from profiler.bench_probe import phase_of
 from profiler.gates import POINTS
 
 # Rounds per point: enough for a median whose run-to-run spread stays well inside the
@@ -12,9 +15,7 @@ from profiler.gates import POINTS
 ROUNDS = 11
 
 
-# The program benchmarked for each point: the decode workload's one-token step (its
-# prefill is checked by the golden values only), every other workload's only program.
-PHASES = {name: "decode" if point.workload == "decode" else "main" for name, point in POINTS.items()}
+PHASES = {name: phase_of(point.workload) for name, point in POINTS.items()}
 
 
 @pytest.mark.benchmark(timer=TIMER)

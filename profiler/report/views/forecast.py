@@ -1,16 +1,16 @@
 """Forecast: each line drawn past its deepest point with its prediction interval, the
 validation of the chosen models, and the planner's answer for a default budget
-(profiler/forecast.py, profiler/plan.py; docs/forecast.md)."""
+(profiler/forecast/, profiler/plan.py; docs/forecast.md)."""
 
 from __future__ import annotations
 
 import math
 
 from profiler import forecast
-from profiler.forecast_figures import forecast_figure
 from profiler.report import registry
 from profiler.report.analysis import Analysis
 from profiler.report.columns import short_of, title_of, unit_of
+from profiler.report.forecast_figures import REACH, forecast_figure, series_curves
 from profiler.report.page import Cell, Figure, Section, Table
 
 DRAWN = ("time_to_compiled_s", "mem_footprint_bytes")
@@ -21,7 +21,7 @@ STEPS = 1000
 
 @registry.section(order=25)
 def forecast_section(an: Analysis) -> Section | None:
-    curves = forecast.series_curves(an.ok, tuple(dict.fromkeys((*DRAWN, *VALIDATED)))) if len(an.ok) else []
+    curves = series_curves(an.ok, tuple(dict.fromkeys((*DRAWN, *VALIDATED)))) if len(an.ok) else []
     if not curves:
         return None
     figures = []
@@ -30,7 +30,7 @@ def forecast_section(an: Analysis) -> Section | None:
         if fig is not None:
             figures.append(Figure(f"forecast-{metric}", f"{title_of(metric)}: forecast",
                                   f"Measured medians, the model chosen for each line and its forecast to "
-                                  f"{forecast.REACH:g}x the deepest point with the prediction interval "
+                                  f"{REACH:g}x the deepest point with the prediction interval "
                                   "(python -m profiler forecast DIR layers=N prints the numbers).", fig))
     rows = []
     for series, metric, curve in curves:

@@ -1,5 +1,5 @@
 """Scaling laws: how each line grows with layers at depth (the local exponent of the model
-the forecast chooses, profiler/forecast.py), as a table and as the summary's sentence."""
+the forecast chooses, profiler/forecast/), as a table and as the summary's sentence."""
 
 from __future__ import annotations
 

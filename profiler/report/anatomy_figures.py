@@ -2,7 +2,7 @@
 
 `rows` is `store.load(DIR)` (or `pandas.read_parquet(DIR)`), `detail` is
 `store.load_detail(DIR)`. Nothing here imports JAX or knows how the numbers were
-measured (profiler/anatomy.py does); the report renders what these return.
+measured (profiler/anatomy/ does); the report renders what these return.
 
 Shares are of the profiled twin's compile (`time_anatomy_compile_s`), the time the
 components split; the row's own `time_compile_s` is the unprofiled one.
@@ -18,7 +18,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from profiler import anatomy, stats
+from profiler import stats
+from profiler.anatomy import taxonomy
 
 DETAIL_ATTR = "anatomy_detail"
 """Key of a results DataFrame's `attrs` under which the report hands a folder's anatomy
@@ -31,8 +32,8 @@ fastest-growing one: a few milliseconds fit any slope."""
 
 def component_columns(rows: pd.DataFrame, stage: str = "compile") -> list[str]:
     """The stage's component columns that hold data, in taxonomy order, unattributed last."""
-    names = anatomy.COMPILE_COMPONENTS if stage == "compile" else tuple(c for c, _ in anatomy.PYTHON_COMPONENTS)
-    columns = [anatomy.column(stage, c) for c in (*names, anatomy.UNATTRIBUTED)]
+    names = taxonomy.COMPILE_COMPONENTS if stage == "compile" else tuple(c for c, _ in taxonomy.PYTHON_COMPONENTS)
+    columns = [taxonomy.column(stage, c) for c in (*names, taxonomy.UNATTRIBUTED)]
     return [c for c in columns if stats.has_data(rows, c)]
 
 
@@ -168,7 +169,7 @@ def fastest(table: pd.DataFrame) -> list[Finding]:
     """Per (mode, phase) of a `fits` table: the component with the steepest slope among
     those holding at least SHARE_FLOOR of the compile at the largest point."""
     findings = []
-    named = table[~table["metric"].str.endswith(f"_{anatomy.UNATTRIBUTED}_s")]
+    named = table[~table["metric"].str.endswith(f"_{taxonomy.UNATTRIBUTED}_s")]
     for (mode, phase), g in named.groupby(["cfg_mode", "cfg_phase"], sort=True):
         g = g[g["share_max"] >= SHARE_FLOOR]
         if g.empty:
@@ -202,7 +203,7 @@ def coverage(rows: pd.DataFrame) -> pd.DataFrame:
     """Share of each row's profiled compile the named components account for, and the
     profiler's slowdown of the compile (profiled twin over the row's own compile)."""
     rows = anatomy_rows(rows)
-    unattributed = anatomy.column("compile", anatomy.UNATTRIBUTED)
+    unattributed = taxonomy.column("compile", taxonomy.UNATTRIBUTED)
     out = rows[["cfg_mode", "cfg_phase", "cfg_layers", "run_repeat"]].copy()
     out["named_share"] = 1 - rows[unattributed] / rows["time_anatomy_compile_s"]
     out["profiled_over_plain"] = rows["time_anatomy_compile_s"] / rows["time_compile_s"]
