@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -37,6 +38,9 @@ class Outcome:
     wall_s: float | None
     started_utc: str | None
     """Both None when nothing is known of the process (its Dask worker was lost)."""
+    span: tuple[float, float] | None = None
+    """Epoch seconds (time.time()) from asking for the process (a fork server's start
+    included) to holding its result: when it occupied a slot of the executor."""
 
 
 Task = tuple[Point, int]
@@ -45,8 +49,27 @@ Done = tuple[Point, int, Outcome, int | None]
 Measure = Callable[..., Outcome]
 
 
+def core_shares(jobs: int, cores: list[int] | None = None) -> list[list[int]] | None:
+    """The cores of each of `jobs` measuring slots: the process's cores (`cores`, default
+    its affinity) cut into `jobs` contiguous shares, or one core each, shared round-robin,
+    when there are more jobs than cores. None for one job (every core) or where affinity
+    cannot be set."""
+    if cores is None:
+        if jobs == 1 or not hasattr(os, "sched_getaffinity"):
+            return None
+        cores = sorted(os.sched_getaffinity(0))
+    if jobs == 1:
+        return None
+    if jobs >= len(cores):
+        return [[cores[i % len(cores)]] for i in range(jobs)]
+    return [cores[i * len(cores) // jobs:(i + 1) * len(cores) // jobs] for i in range(jobs)]
+
+
 class Local:
-    """`jobs` measurements at a time, each watched by a thread of this process."""
+    """`jobs` measurements at a time, each watched by a thread of this process. With more
+    than one job, each thread's measuring processes run on their own share of the cores
+    (core_shares): XLA and Eigen size their thread pools from the cores a process may
+    use, and N processes each sized for every core fight over them."""
 
     def __init__(self, measure: Measure, *, fork: bool, jobs: int) -> None:
         self._measure, self._fork, self.jobs = measure, fork, jobs
@@ -54,14 +77,25 @@ class Local:
     def __enter__(self) -> Local:
         self._stop = threading.Event()
         self._servers = ServerPool() if self._fork else None
-        self._pool = ThreadPoolExecutor(max_workers=self.jobs)
+        self._shares = iter(core_shares(self.jobs) or [None] * self.jobs)
+        self._slot = threading.local()
+        self._pool = ThreadPoolExecutor(max_workers=self.jobs, initializer=self._take_share)
         return self
 
+    def _take_share(self) -> None:
+        self._slot.cpus = next(self._shares)  # once per worker thread, as it starts
+
+    def prestart(self, environs: list[dict[str, str]]) -> None:
+        """Start the fork servers of these environments now, without waiting for them."""
+        if self._servers is not None:
+            for environ in environs:
+                self._servers.prestart(environ)
+
+    def _run(self, point: Point) -> Outcome:
+        return self._measure(point, stop=self._stop, servers=self._servers, cpus=self._slot.cpus)
+
     def results(self, tasks: list[Task]) -> Iterator[Done]:
-        futures = {
-            self._pool.submit(self._measure, point, stop=self._stop, servers=self._servers): (point, repeat)
-            for point, repeat in tasks
-        }
+        futures = {self._pool.submit(self._run, point): (point, repeat) for point, repeat in tasks}
         for future in as_completed(futures):
             point, repeat = futures[future]
             yield point, repeat, future.result(), self.jobs
@@ -116,6 +150,9 @@ class Dask:
                 why = str(e).splitlines()[0] if str(e) else type(e).__name__
                 raise SpecError(f"--scheduler {self._scheduler}: cannot connect ({why})") from None
         return self
+
+    def prestart(self, environs: list[dict[str, str]]) -> None:
+        """Nothing: each worker starts its fork servers with its first measurement."""
 
     def results(self, tasks: list[Task]) -> Iterator[Done]:
         from distributed import as_completed as completed

@@ -102,7 +102,9 @@ def serve(path: str) -> None:
             if kind == "lifeline" and not os.read(lifeline, 4096):
                 for child in children.values():
                     os.kill(child.pid, signal.SIGKILL)
-                return
+                # At once: finalising an interpreter that imported JAX takes a second, and
+                # the sweep waits for its server to end. Nothing is left to flush.
+                os._exit(0)
             if kind == "listener":
                 conn, _ = listener.accept()
                 selector.register(conn, selectors.EVENT_READ, ("request", conn))
@@ -177,6 +179,7 @@ def _fork(request: dict[str, Any], server: int, close: list[int]) -> int:
         from profiler import worker
 
         worker.die_with_parent(server)  # the server dies with the runner, its children with it
+        worker.pin(request.get("cpus"))  # before the child's backend starts its thread pools
         worker.run(request["point"], Path(request["result"]))
         status = 0
     except BaseException:
@@ -244,6 +247,7 @@ class ForkServer:
         self._log = open(Path(self._dir.name) / "stderr", "w+")  # closed by close()
         self._lock = threading.Lock()
         self._closed = False
+        self._ready = False
         # In the sweep's process group: killing the sweep's group ends the server too.
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "profiler.forkserver", self._socket],
@@ -252,7 +256,10 @@ class ForkServer:
 
     def ready(self) -> None:
         """Wait until the server has imported what a measurement needs (seconds)."""
+        if self._ready:
+            return
         if self._proc.stdout.readline() == b"ready\n":
+            self._ready = True
             return
         self._proc.wait()
         try:
@@ -266,12 +273,14 @@ class ForkServer:
     def alive(self) -> bool:
         return self._proc.poll() is None
 
-    def fork(self, point_json: str, result: Path, stderr: Path) -> Forked:
-        """Fork a child that measures the point and writes its rows to `result`."""
+    def fork(self, point_json: str, result: Path, stderr: Path, cpus: list[int] | None = None) -> Forked:
+        """Fork a child that measures the point and writes its rows to `result`, confined
+        to the cores `cpus` (None: those of the server)."""
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        request = {"point": point_json, "result": str(result), "stderr": str(stderr), "cpus": cpus}
         try:
             conn.connect(self._socket)
-            conn.sendall(json.dumps({"point": point_json, "result": str(result), "stderr": str(stderr)}).encode() + b"\n")
+            conn.sendall(json.dumps(request).encode() + b"\n")
         except OSError as e:
             conn.close()
             raise ForkServerError(f"the fork server is unreachable ({e})") from None
@@ -306,6 +315,17 @@ class ServerPool:
         self._locks: dict[tuple[tuple[str, str], ...], threading.Lock] = {}
         self._lock = threading.Lock()
         self._closed = False
+
+    def prestart(self, environ: Mapping[str, str]) -> None:
+        """Start the server of `environ` without waiting for it: its imports (seconds) run
+        while the sweep sets up, or while another server's children measure."""
+        threading.Thread(target=self._start_quietly, args=(environ,), daemon=True).start()
+
+    def _start_quietly(self, environ: Mapping[str, str]) -> None:
+        try:
+            self.server(environ)
+        except ForkServerError:  # said again, as rows, by the measurement that needs it
+            pass
 
     def server(self, environ: Mapping[str, str]) -> ForkServer:
         """The server of `environ`, started now if there is none or it died."""

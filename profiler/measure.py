@@ -108,18 +108,24 @@ def compile_stages(
     return Stages(traced, lowered, compiled, times)
 
 
-def measure(program: Program, *, run: bool = False, steps: int = 5) -> dict[str, Any]:
-    """Trace, lower and compile `program` once, cold for this process, and analyse it."""
+def measure(program: Program, *, run: bool = False, steps: int = 5, clear: bool = True) -> dict[str, Any]:
+    """Trace, lower and compile `program` once, cold for this process, and analyse it.
+
+    `clear` empties JAX's caches first: a workload's second program would otherwise reuse
+    traces of helpers the first one jitted (and their source info). A process's first
+    program needs no clearing, and is compiled without it: clearing would also drop what
+    building the model warmed, which a script that builds a model and then compiles it
+    keeps (docs/scale.md, overhead (a))."""
     with program.context():
-        return _measure(program, run, steps)
+        return _measure(program, run, steps, clear)
 
 
-def _measure(program: Program, run: bool, steps: int) -> dict[str, Any]:
-    # Cold for every program, not only the process's first: a workload's second program
-    # would otherwise reuse traces of helpers the first one jitted (and their source info).
-    jax.clear_caches()
+def _measure(program: Program, run: bool, steps: int, clear: bool) -> dict[str, Any]:
+    if clear:
+        jax.clear_caches()
     stages = compile_stages(program)
     compiled = stages.compiled
+    t0 = time.perf_counter()
     hlo = compiled.as_text()
     parsed = HloText.parse(hlo)
     metrics: dict[str, Any] = {
@@ -129,10 +135,14 @@ def _measure(program: Program, run: bool, steps: int) -> dict[str, Any]:
         **xla_memory(compiled),
         **program.info,
     }
+    t1 = time.perf_counter()
+    metrics["time_analysis_s"] = t1 - t0
     if run and program.run is not None:
         metrics.update(program.run(compiled))
     elif run:
         metrics.update(run_compiled(compiled, program, steps))
+    if run:
+        metrics["time_run_s"] = time.perf_counter() - t1
     metrics["mem_host_rss_peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return metrics
 

@@ -23,6 +23,10 @@ Schema history (bump SCHEMA_VERSION on any change to names, types or meanings):
      size_params, mem_param_device_bytes, mem_grad_device_bytes,
      mem_optimizer_state_device_bytes. Upgrade from 4: profiler/store.py UPGRADES[4]
      (nothing to change: the new columns read as null, as keys that did not apply).
+  6  where a measurement's wall time goes: time_server_start_s, time_process_start_s,
+     time_backend_start_s, time_analysis_s, time_run_s, time_process_exit_s; the cores a
+     measuring process had: run_cpus, run_cpu_affinity. Added columns only (null in
+     older rows). Upgrade from 5: UPGRADES[5].
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import pyarrow as pa
 from profiler import anatomy
 from profiler.spec import Point
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _ARROW = {
     "str": pa.string(),
@@ -87,10 +91,16 @@ COLUMNS: tuple[Column, ...] = (
     Column("run_wall_s", "float", "s", "Wall time of the whole measuring process, its start (see run_start) included."),
     Column("run_start", "str", "", "How the measuring process started: 'fork' = forked from a server that had imported JAX and Flax but started no backend (profiler/forkserver.py); 'fresh' = a new Python interpreter. Both compile cold (docs/scale.md)."),
     Column("run_jobs", "int", "measurements", "Measurements the sweep ran at once at most on the host that ran this one: --jobs (local executor), or the Dask worker threads on that host. Above 1, measurements may have competed for the host's cores (docs/scale.md)."),
+    Column("run_cpus", "int", "cores", "Cores the measuring process was allowed to run on (its CPU affinity). With --jobs N > 1 the runner pins each of the N processes to its own share of the host's cores, so that XLA's and Eigen's thread pools (sized from the affinity) do not fight; with --jobs 1, every core. Compare timings only between rows with the same run_jobs and run_cpus (docs/scale.md)."),
+    Column("run_cpu_affinity", "str", "", "The measuring process's CPU affinity as taskset writes it ('0-1', '0'): the cores run_cpus counts. A run_ column, not an env_ one: under --jobs N the processes of one sweep differ in it by design."),
     # configuration
     *_cfg_columns(),
     Column("cfg_phase", "str", "", "Which program of the workload the row measures ('main' if only one)."),
     # durations
+    # where a measurement's wall time goes, in order (docs/scale.md, "Where a sweep's time goes")
+    Column("time_server_start_s", "float", "s", "Wall time this measurement waited for its fork server to start (the server imports JAX, Flax and the harness once per environment): 0 once it is up; null with run_start 'fresh'. Not part of run_wall_s."),
+    Column("time_process_start_s", "float", "s", "From the runner starting the measuring process (a fork request, or a new interpreter) to the process being ready to measure, its imports done. Part of run_wall_s."),
+    Column("time_backend_start_s", "float", "s", "Starting JAX's backend in the measuring process (and reading the env_ columns), before the build."),
     Column("time_build_s", "float", "s", "Building the point's programs before they are measured, in the same process: the model and its abstract arguments (jax.eval_shape of the initialiser traces the model once). Not part of the measured phases; the same for every program of the point."),
     Column("time_trace_s", "float", "s", "jax.jit(f).trace(*args): Python tracing to a jaxpr."),
     Column("time_lower_s", "float", "s", "traced.lower(): jaxpr to StableHLO."),
@@ -101,6 +111,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("time_event_trace_s", "float", "s", "JAX's own /jax/core/compile/jaxpr_trace_duration event (longest of the stage)."),
     Column("time_event_lower_s", "float", "s", "JAX's own /jax/core/compile/jaxpr_to_mlir_module_duration event."),
     Column("time_event_compile_s", "float", "s", "JAX's own /jax/core/compile/backend_compile_duration event."),
+    Column("time_analysis_s", "float", "s", "After the compile: the optimised HLO text and its parsing, the program sizes, XLA's cost and memory analyses and the trip-count cost correction (profiler/cost.py)."),
+    Column("time_run_s", "float", "s", "Running the compiled program (run on): its arguments made, the first call and the steps; null when compile-only."),
+    Column("time_process_exit_s", "float", "s", "From the measuring process done measuring to the runner holding its result: writing the result file, the process's exit, the runner noticing. Part of run_wall_s; the same for every program of the process."),
     # compile-time anatomy (anatomy on): a profiled twin's stages broken into components
     *(Column(f"time_anatomy_{stage}_s", "float", "s", f"Anatomy: wall time of the {stage} in the profiled twin compile (anatomy on); the time_{'xla' if stage == 'compile' else stage}_* components of the stage add up to it. Profiled, so not a timing to compare with time_{stage}_s: the profilers' overhead is in it (docs/anatomy.md).") for stage in anatomy.STAGES),
     *(Column(name, "float", "s", f"Anatomy ({stage}): {doc}") for name, stage, doc in anatomy.component_docs()),

@@ -40,7 +40,7 @@ from profiler.forkserver import Forked, ForkServer, ForkServerError, ServerPool
 from profiler.record import SCHEMA_VERSION, make_row
 from profiler.spec import BLOCK_FAMILIES, LIMIT_KEYS, Point, Spec, SpecError
 from profiler.store import StoreError
-from profiler.worker import PARENT_ENV
+from profiler.worker import CPUS_ENV, PARENT_ENV
 
 Start = Literal["fork", "fresh"]
 START_METHODS: tuple[Start, ...] = ("fork", "fresh")
@@ -72,6 +72,15 @@ class SweepResult:
     earlier: Counter = field(default_factory=Counter)
     """run_status of the rows of the skipped (point, repeat)s."""
     failures: list[Failure] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    """The rows this invocation wrote."""
+    spans: list[tuple[float, float]] = field(default_factory=list)
+    """Epoch (start, end) of each measurement, its wait for a fork server included."""
+    driver_s: dict[str, float] = field(default_factory=dict)
+    """Seconds of the driver's own serial parts: 'setup' (the spec's blocks checked, the
+    results folder opened) and 'closing' (the last rows written, the servers ended)."""
+    written_s: float = 0.0
+    """Seconds spent writing rows; all but the last write overlap the next measurement."""
 
     @property
     def failed(self) -> Counter:
@@ -116,6 +125,7 @@ def measure_in_subprocess(
     stop: threading.Event | None = None,
     servers: ServerPool | None = None,
     import_paths: Sequence[str] = (),
+    cpus: list[int] | None = None,
 ) -> Outcome:
     """Measure `point` in a process of its own and turn any way it ends into rows.
 
@@ -125,40 +135,49 @@ def measure_in_subprocess(
     children, it is killed ('oom'); dead by a signal it is a 'crash'. The row of a
     stopped process carries the highest RSS the runner sampled. Setting `stop` kills the
     process at once (an interrupted sweep). `import_paths` go first on the process's
-    PYTHONPATH.
+    PYTHONPATH; `cpus` (None: all) are the cores the process may run on.
     """
     environ = worker_environment(point, import_paths)
+    waited = time.time()
     try:
         # A fork server starts (it imports JAX: seconds) outside the measurement's clock and limits.
         server = None if servers is None else servers.server(environ)
     except ForkServerError as e:  # no measuring process was started
-        return Outcome([{**env.host(), "run_status": e.status, "run_error": str(e)}], None, None)
+        return Outcome([{**env.host(), "run_status": e.status, "run_error": str(e)}], None, None, (waited, time.time()))
     started = env.utc_now()
-    t0 = time.perf_counter()
+    phases = {} if server is None else {"time_server_start_s": time.time() - waited}
+    if cpus and server is None:
+        environ[CPUS_ENV] = ",".join(map(str, cpus))
+    t0, epoch0 = time.perf_counter(), time.time()
     peak_rss = 0
     with tempfile.TemporaryDirectory(prefix="profiler-") as tmp:
         result = Path(tmp) / "result.json"
         with open(Path(tmp) / "stderr", "w+") as stderr:
             try:
-                proc = _start(point, result, stderr, environ, server)
+                proc = _start(point, result, stderr, environ, server, cpus)
                 stopped, peak_rss = _watch(proc, timeout_s, max_rss_gb, stop or threading.Event())
                 status, error = stopped or _exit_status(proc.returncode, stderr)
             except ForkServerError as e:
                 status, error = e.status, str(e)
-        wall = time.perf_counter() - t0
         if status == "ok" and result.is_file():
-            return Outcome(json.loads(result.read_text()), wall, started)
+            written = json.loads(result.read_text())
+            wall, ended = time.perf_counter() - t0, time.time()
+            clock = written["clock"]
+            phases.update(time_process_start_s=clock["ready"] - epoch0, time_process_exit_s=ended - clock["done"])
+            return Outcome([{**row, **phases} for row in written["rows"]], wall, started, (waited, ended))
+        wall, ended = time.perf_counter() - t0, time.time()
     if status == "ok":
         status, error = "error", "the measuring process exited without a result"
     row = {**env.host(), "run_status": status, "run_error": error, "mem_host_rss_peak_bytes": peak_rss or None}
-    return Outcome([row], wall, started)
+    return Outcome([{**row, **phases}], wall, started, (waited, ended))
 
 
 def _start(
-    point: Point, result: Path, stderr: IO[str], environ: dict[str, str], server: ForkServer | None
+    point: Point, result: Path, stderr: IO[str], environ: dict[str, str], server: ForkServer | None,
+    cpus: list[int] | None,
 ) -> subprocess.Popen | Forked:
     if server is not None:
-        return server.fork(point.model_dump_json(), result, Path(stderr.name))
+        return server.fork(point.model_dump_json(), result, Path(stderr.name), cpus)
     # Same process group as the sweep: killing the sweep's group ends its
     # measurements too, instead of leaving them running unobserved.
     proc = subprocess.Popen(
@@ -321,6 +340,7 @@ def run_sweep(
     workers on this machine. Each runs in a process of its own, started by `start`, with
     `import_paths` first on its PYTHONPATH (folders of user code).
     """
+    began = time.perf_counter()
     check_blocks(spec.points)
     measure = functools.partial(measure_in_subprocess, timeout_s=spec.sweep.timeout_s,
                                 max_rss_gb=spec.sweep.max_rss_gb, import_paths=tuple(map(str, import_paths)))
@@ -348,11 +368,18 @@ def run_sweep(
             for point in spec.points
             if (point.id, repeat) not in have
         ]
+        # The servers of the first measurements start now, importing JAX (seconds) while the
+        # driver finishes setting up. Not every server: one importing while another's child
+        # measures would take cores from that measurement.
+        environs = {tuple(sorted(e.items())): e for e in (worker_environment(p, measure.keywords["import_paths"])
+                                                           for p, _ in tasks[:jobs])}
+        pool.prestart(list(environs.values()))
         wanted = {(p.id, r) for p in spec.points for r in range(spec.sweep.repeats)}
         earlier = Counter(s for pair, statuses in have.items() if pair in wanted for s in statuses)
         result = SweepResult(folder, skipped=len(wanted) - len(tasks), earlier=earlier)
         run_id = uuid.uuid4().hex[:12]
         say = progress or (lambda done, total, line: None)
+        result.driver_s["setup"] = time.perf_counter() - began
         # Leaving the `with` by an exception (Ctrl-C, a failed write) kills the running
         # measurements and drops the rest, rather than run on with nobody to store their rows.
         for done_count, (point, repeat, outcome, run_jobs) in enumerate(pool.results(tasks), 1):
@@ -376,7 +403,11 @@ def run_sweep(
             ]
             if detail:  # before the rows: a (point, repeat) with rows is done, detail included
                 store.write_detail(folder, f"{point.id}-r{repeat}", detail)
+            writing = time.perf_counter()
             store.write_rows(folder, f"{point.id}-r{repeat}", rows)
+            result.written_s += time.perf_counter() - writing
+            result.rows += rows
+            result.spans += [outcome.span] if outcome.span else []
             statuses = Counter(row["run_status"] for row in rows)
             result.statuses.update(statuses)
             result.failures += [
@@ -385,4 +416,6 @@ def run_sweep(
             ]
             took = "" if outcome.wall_s is None else f" ({outcome.wall_s:.1f} s)"
             say(done_count, len(tasks), f"{point.label()} repeat {repeat}: {', '.join(statuses)}{took}")
+        last = max((end for _, end in result.spans), default=time.time())
+    result.driver_s["closing"] = time.time() - last  # the last rows written, the servers ended
     return result

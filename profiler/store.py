@@ -234,7 +234,13 @@ def _from_v4(table: pa.Table) -> pa.Table:
     return table
 
 
-UPGRADES: dict[int, Upgrade] = {1: _from_v1, 2: _from_v2, 3: _from_v3, 4: _from_v4}
+def _from_v5(table: pa.Table) -> pa.Table:
+    """Version 6 only added measured columns (phase times, cores): absent from version 5
+    files, they read as null, as they were not measured."""
+    return table
+
+
+UPGRADES: dict[int, Upgrade] = {1: _from_v1, 2: _from_v2, 3: _from_v3, 4: _from_v4, 5: _from_v5}
 
 
 def upgrade(table: pa.Table, version: int) -> pa.Table:

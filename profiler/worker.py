@@ -30,8 +30,11 @@ def _error(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}{where}"
 
 
-def measure_point(point: Point) -> list[dict[str, Any]]:
-    """One row per program of the point: measurements, environment, and outcome."""
+def measure_point(point: Point, clock: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """One row per program of the point: measurements, environment, and outcome.
+
+    `clock` receives the epoch times (time.time(), comparable with the runner's) at which
+    the process was ready to measure (its imports done) and done measuring."""
     import jax
 
     jax.config.update("jax_enable_compilation_cache", False)
@@ -40,27 +43,59 @@ def measure_point(point: Point) -> list[dict[str, Any]]:
     from profiler.env import jax_env
     from profiler.measure import measure
 
+    clock = {} if clock is None else clock
+    clock["ready"] = time.time()
     # The twin forks before anything here starts the backend: a fork must not inherit
     # XLA's threads, and both compiles must be equally cold.
     twin = profiled_twin(point) if point.anatomy else {}
-    env = jax_env()
     t0 = time.perf_counter()
+    env = {**jax_env(), **cpus()}  # jax_env starts the backend: timed apart from the build
+    t1 = time.perf_counter()
     try:
         programs = workloads.build(point)
     except Exception as e:  # a broken point must not stop the sweep
+        clock["done"] = time.time()
         return [{**env, "run_status": "error", "run_error": _error(e)}]
-    built = {"time_build_s": time.perf_counter() - t0}
+    built = {"time_backend_start_s": t1 - t0, "time_build_s": time.perf_counter() - t1}
     rows = []
-    for program in programs:
+    for index, program in enumerate(programs):
         row: dict[str, Any] = {**env, **built, "cfg_phase": program.phase}
         try:
-            row.update(measure(program, run=point.run, steps=point.steps), run_status="ok")
+            row.update(measure(program, run=point.run, steps=point.steps, clear=index > 0), run_status="ok")
         except Exception as e:
             row.update(run_status="error", run_error=_error(e))
         if point.anatomy:
             row.update(_anatomy_values(twin, program.phase))
         rows.append(row)
+    clock["done"] = time.time()
     return rows
+
+
+def cpus() -> dict[str, Any]:
+    """The cores this process may run on (`run_cpus`, `run_cpu_affinity`): under --jobs N
+    the runner gives each measuring process its share of the host's cores."""
+    if not hasattr(os, "sched_getaffinity"):
+        return {"run_cpus": os.cpu_count()}
+    allowed = sorted(os.sched_getaffinity(0))
+    return {"run_cpus": len(allowed), "run_cpu_affinity": _ranges(allowed)}
+
+
+def _ranges(cores: list[int]) -> str:
+    """0,1,2,5 -> '0-2,5' (taskset's notation)."""
+    runs: list[list[int]] = []
+    for core in cores:
+        if runs and core == runs[-1][1] + 1:
+            runs[-1][1] = core
+        else:
+            runs.append([core, core])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def pin(cores: list[int] | None) -> None:
+    """Confine this process, and the thread pools XLA and Eigen size from its affinity when
+    the backend starts, to `cores` (None: leave it as it is)."""
+    if cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores)
 
 
 def profiled_twin(point: Point) -> dict[str, Any]:
@@ -130,18 +165,29 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+CPUS_ENV = "PROFILER_CPUS"
+"""Set by the runner for a fresh measuring process: the cores it may use, e.g. '0,1'."""
+
+
 def run(point_json: str, result: Path) -> None:
-    """Measure the point described by `point_json` and write its rows to `result`."""
+    """Measure the point described by `point_json` and write {"rows", "clock"} to `result`."""
     faulthandler.enable()  # a crash leaves its Python frames on stderr for the runner
-    rows = measure_point(Point(**json.loads(point_json)))
-    write_atomic(result, json.dumps(rows), durable=False)
+    clock: dict[str, float] = {}
+    rows = measure_point(Point(**json.loads(point_json)), clock)
+    write_atomic(result, json.dumps({"rows": rows, "clock": clock}), durable=False)
 
 
 def main() -> None:
     parent = int(os.environ.get(PARENT_ENV, "0"))
     if parent:
         die_with_parent(parent)
+    pin([int(c) for c in os.environ[CPUS_ENV].split(",")] if os.environ.get(CPUS_ENV) else None)
     run(sys.stdin.read(), Path(sys.argv[1]))
+    # The result is written: skip the interpreter's finalisation, which for a process that
+    # imported JAX takes about as long as a small point's compile, and is no measurement's.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

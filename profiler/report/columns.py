@@ -10,6 +10,7 @@ Pandas-free, so that text-only commands (`check`) can use it.
 from __future__ import annotations
 
 from profiler import anatomy
+from profiler.breakdown import OVERHEAD_COLUMNS
 from profiler.record import COLUMNS
 
 _COLUMN = {c.name: c for c in COLUMNS}
@@ -72,6 +73,7 @@ RAW_OF = {
 NOT_PLOTTED = {
     "time_trace_lower_s", "time_event_trace_s", "time_event_lower_s", "time_event_compile_s",
     *ANATOMY_COLUMNS,  # drawn together by views/anatomy.py
+    *OVERHEAD_COLUMNS,  # tabled together by views/overhead.py
     "size_stablehlo_bytes", "size_hlo_while_loops", "cost_xla_optimal_seconds",
     "cost_analytic_flops", "mem_xla_peak_bytes", *RAW_OF.values(),
 }

@@ -10,18 +10,22 @@ variants and rotates their order.
       lower + compile (median) divided by the bare script's; target 1.00 +- 0.05. The
       per-phase medians of 'fork' and 'fresh' side by side show whether a forked child
       compiles as a fresh interpreter does.
-  (b) Sweeps of 5 repeats (the whole `python -m profiler sweep` command), `--rounds` times
-      per start method: the share of their wall time spent inside the measured phases;
-      target >= 70 %.
+  (b) The issue's sweep, `python -m profiler sweep sweeps/seed.toml mode=loop repeats=5
+      run=false` (its report included), `--rounds` times per start method: the share of
+      its wall time in build + trace + lower + compile (target >= 80 %), and the line the
+      sweep prints at its end, its wall time cut into parts.
   (c) Sweeps of the seed's point in its three modes, 4 repeats each, with --jobs 1 and 2,
-      `--rounds` times each: points per minute of --jobs 2 over --jobs 1 (target >= 1.6),
-      and the shift of the compile medians.
+      `--rounds` times each: points per minute of --jobs 2 over --jobs 1 (target >= 1.8),
+      and the shift of the compile medians (CPU time: target within 10 %).
+  (d) The same for the default sweep (sweeps/default.toml, report included: `make sweep`;
+      minutes per sweep).
+  (e) CPU time of each analysis after the compile, at 42 and 128 layers.
 
 Every phase is also reported in CPU time (process time, all threads): unlike wall time it
 hardly moves with the load of other users, so it shows whether two variants do the same
 work; wall ÷ CPU shows how long a process waited for a core.
 
-    python tests/benchmarks/overhead.py [--samples 10] [--rounds 3] [--out DIR]
+    python tests/benchmarks/overhead.py [--samples 10] [--rounds 3] [--parts abc] [--out DIR]
 
 Raw numbers go to DIR/overhead.json, a Markdown summary to stdout.
 """
@@ -77,16 +81,20 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def sweep(out: Path, overrides: list[str], *flags: str) -> dict[str, Any]:
-    """One sweep command: its wall time, the CPU time of all its processes, its rows' timings."""
+def sweep(out: Path, overrides: list[str], *flags: str, spec: str = "sweeps/seed.toml", report: bool = False) -> dict[str, Any]:
+    """One sweep command: its wall time, the CPU time of all its processes, its rows'
+    timings, and its own breakdown of its wall time (the `time:` line it prints)."""
     t0, c0 = time.perf_counter(), _children_cpu()
-    subprocess.run([sys.executable, "-m", "profiler", "sweep", "sweeps/seed.toml", "run=false", *overrides,
-                    "--out", str(out), "--no-report", *flags], cwd=REPO, check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "profiler", "sweep", spec, *overrides,
+                           "--out", str(out), *([] if report else ["--no-report"]), *flags],
+                          cwd=REPO, check=True, capture_output=True, text=True)
     wall, cpu = time.perf_counter() - t0, _children_cpu() - c0  # the sweep waited for all of its processes
     rows = store.load(out)
     assert (rows["run_status"] == "ok").all(), rows["run_error"].dropna().tolist()
-    return {"wall": wall, "cpu": cpu, "rows": [
-        {"mode": r.cfg_mode, "wall": r.run_wall_s, "build": r.time_build_s, **{t: getattr(r, f"time_{t}_s") for t in TIMES}}
+    line = next(line for line in done.stdout.splitlines() if line.startswith("time: "))
+    return {"wall": wall, "cpu": cpu, "line": line, "rows": [
+        {"point": r.run_point_id, "mode": r.cfg_mode, "wall": r.run_wall_s, "build": r.time_build_s, "cpus": r.run_cpus,
+         **{t: getattr(r, f"time_{t}_s") for t in TIMES}}
         for r in rows.itertuples()]}
 
 
@@ -118,15 +126,62 @@ def main() -> None:
                                         "bare": lambda i: bare()}, args.samples)
         finally:
             servers.close()
-    if "b" in args.parts:
-        seed = [f"{k}={json.dumps(v)}" for k, v in SEED.items()] + ["repeats=5"]
-        raw["sweeps"] = interleave({start: lambda i, s=start: sweep(args.out / f"{s}-{i}", seed, "--start", s)
+    if "b" in args.parts:  # the issue's command: the seed's point (SEED), 5 repeats, its report included
+        seed = ['mode="loop"', "repeats=5", "run=false"]
+        raw["sweeps"] = interleave({start: lambda i, s=start: sweep(args.out / f"{s}-{i}", seed, "--start", s, report=True)
                                     for start in ("fork", "fresh")}, args.rounds)
     if "c" in args.parts:
-        raw["jobs"] = interleave({f"jobs{j}": lambda i, j=j: sweep(args.out / f"jobs{j}-{i}", ["repeats=4"], "--jobs", str(j))
+        raw["jobs"] = interleave({f"jobs{j}": lambda i, j=j: sweep(args.out / f"jobs{j}-{i}", ["repeats=4", "run=false"], "--jobs", str(j))
                                   for j in (1, 2)}, args.rounds)
+    if "d" in args.parts:  # `make sweep` (the default sweep, its report included), --jobs 1 and 2: minutes each
+        raw["default"] = interleave({f"jobs{j}": lambda i, j=j: sweep(args.out / f"default-jobs{j}-{i}", [], "--jobs", str(j),
+                                                                      spec="sweeps/default.toml", report=True)
+                                     for j in (1, 2)}, args.rounds)
+    if "e" in args.parts:
+        print("\n".join(analyses()))
     (args.out / "overhead.json").write_text(json.dumps(raw, indent=1))
     print(summary(raw))
+
+
+def analyses() -> list[str]:
+    """(e) CPU seconds of each analysis measure() runs after the compile, at 42 and 128
+    layers, in this process (jax imported here only)."""
+    from profiler import measure as m
+    from profiler.workloads import build
+
+    lines = []
+    for mode, layers in (("loop", 42), ("loop", 128), ("scan", 128)):
+        program = build(Point(**{**SEED, "mode": mode, "layers": layers}))[0]
+        with program.context():
+            m.jax.clear_caches()
+            stages = m.compile_stages(program)
+            parts = _analysis_cpu(stages)
+        spent = sum(stages.times[f"time_{p}_cpu_s"] for p in PHASES)
+        lines.append(f"(e) {mode} {layers}: analyses {sum(parts.values()):.3f} s CPU = {sum(parts.values()) / spent:.1%} "
+                     f"of the stages' {spent:.2f} s: " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
+    return lines
+
+
+def _analysis_cpu(stages: Any) -> dict[str, float]:
+    from profiler import measure as m
+    from profiler.cost import loop_corrected
+    from profiler.hlo import HloText
+
+    parts: dict[str, float] = {}
+
+    def cpu(name: str, f: Callable[[], Any]) -> Any:
+        c0 = time.process_time()
+        out = f()
+        parts[name] = time.process_time() - c0
+        return out
+
+    hlo = cpu("HLO text", stages.compiled.as_text)
+    parsed = cpu("parsing it", lambda: HloText.parse(hlo))
+    stablehlo = cpu("StableHLO text", stages.lowered.as_text)
+    cpu("sizes", lambda: m.program_sizes(stages.traced.jaxpr, stablehlo, hlo, parsed))
+    cpu("cost + trip-count correction", lambda: loop_corrected(stages.compiled, parsed))
+    cpu("memory_analysis", stages.compiled.memory_analysis)
+    return parts
 
 
 def total(m: dict[str, float], cpu: bool = False) -> float:
@@ -146,7 +201,7 @@ def med(values: list[float]) -> float:
 
 
 def summary(raw: dict[str, Any]) -> str:
-    parts = {"single": summary_a, "sweeps": summary_b, "jobs": summary_c}
+    parts = {"single": summary_a, "sweeps": summary_b, "jobs": summary_c, "default": summary_c}
     lines = [line for part, lines in parts.items() if part in raw for line in [*lines(raw[part]), ""]]
     loads = [m["load"] for part in raw.values() for runs in part.values() for m in runs]
     lines.append(f"1-minute load average at the start of each run: {min(loads):.1f} to {max(loads):.1f}, "
@@ -180,16 +235,20 @@ def summary_a(single: dict[str, list[Any]]) -> list[str]:
 
 def summary_b(sweeps: dict[str, list[Any]]) -> list[str]:
     lines = ["(b) sweeps of 5 repeats", "", "| | fork | fresh |", "| --- | --- | --- |"]
-    names = ["**share of the sweep's wall time in the measured phases**",
+    names = ["share of the sweep's wall time in the measured phases (trace + lower + compile)",
              "share in building the programs (time_build_s: jax.eval_shape of the initialiser)",
              "share in the rest of the measuring processes (start, imports, backend, analysis, exit)",
              "share outside the measuring processes (the command's start, the fork server's start)"]
     split = {s: [shares(sw) for sw in sweeps[s]] for s in sweeps}
+    cells = [_join([sh[0] + sh[1] for sh in split[s]], "{:.0%}") for s in ("fork", "fresh")]
+    lines.append(f"| **share in build + trace + lower + compile (target ≥ 80 %)** | **{cells[0]}** | **{cells[1]}** |")
     for i, name in enumerate(names):
         cells = [_join([sh[i] for sh in split[s]], "{:.0%}") for s in ("fork", "fresh")]
-        lines.append(f"| {name} | " + " | ".join(f"**{c}**" if i == 0 else c for c in cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append(f"| sweep wall (s) | {_join([sw['wall'] for sw in sweeps['fork']])} | "
                  f"{_join([sw['wall'] for sw in sweeps['fresh']])} |")
+    lines += ["", "The sweeps' own breakdowns (the line each prints at its end):", ""]
+    lines += [f"- {start}: `{sw['line']}`" for start in ("fork", "fresh") for sw in sweeps[start]]
     return lines
 
 
@@ -197,7 +256,7 @@ def summary_c(jobs: dict[str, list[Any]]) -> list[str]:
     ppm = {j: [len(sw["rows"]) / sw["wall"] * 60 for sw in jobs[j]] for j in jobs}
     cores = {j: [sw["cpu"] / sw["wall"] for sw in jobs[j]] for j in jobs}
     per_point = {j: [sw["cpu"] / len(sw["rows"]) for sw in jobs[j]] for j in jobs}
-    lines = ["(c) sweeps of the seed's point in 3 modes × 4 repeats", "",
+    lines = [f"(c/d) sweeps of {len(jobs['jobs1'][0]['rows'])} measurements, --jobs 1 and 2", "",
               "| | --jobs 1 | --jobs 2 | 2 ÷ 1 (medians) |", "| --- | --- | --- | --- |",
               f"| **points per minute** | {_join(ppm['jobs1'])} | {_join(ppm['jobs2'])} | "
               f"**{med(ppm['jobs2']) / med(ppm['jobs1']):.2f}** |",
@@ -205,7 +264,18 @@ def summary_c(jobs: dict[str, list[Any]]) -> list[str]:
               f"{_join(cores['jobs2'], '{:.2f}')} | {med(cores['jobs2']) / med(cores['jobs1']):.2f} |",
               f"| CPU seconds per point | {_join(per_point['jobs1'], '{:.2f}')} | {_join(per_point['jobs2'], '{:.2f}')} | "
               f"{med(per_point['jobs2']) / med(per_point['jobs1']):.2f} |"]
-    for mode in ("loop", "scan", "scan_shared"):
+    lines.append(f"| cores per measuring process (run_cpus) | {sorted({r['cpus'] for sw in jobs['jobs1'] for r in sw['rows']})} | "
+                 f"{sorted({r['cpus'] for sw in jobs['jobs2'] for r in sw['rows']})} | |")
+    for cpu in (False, True):  # point by point: the median over points of the ratio of their medians
+        per = {j: {} for j in jobs}
+        for j in jobs:
+            for sw in jobs[j]:
+                for r in sw["rows"]:
+                    per[j].setdefault(r["point"], []).append(total(r, cpu))
+        ratios = [med(per["jobs2"][k]) / med(v) for k, v in per["jobs1"].items() if k in per["jobs2"]]
+        lines.append(f"| trace + lower + compile, {'CPU' if cpu else 'wall'}: median over {len(ratios)} points of "
+                     f"jobs 2 ÷ jobs 1 (range) | | | **{med(ratios):.2f}** ({min(ratios):.2f}-{max(ratios):.2f}) |")
+    for mode in sorted({r["mode"] for sw in jobs["jobs1"] for r in sw["rows"]}):
         m = {(j, cpu): med([total(r, cpu) for sw in jobs[j] for r in sw["rows"] if r["mode"] == mode])
              for j in jobs for cpu in (False, True)}
         lines.append(f"| {mode}: trace + lower + compile, wall (CPU) (s, median) | {m['jobs1', False]:.3f} "
