@@ -1,7 +1,7 @@
 """Where measurements run: threads of the sweep's own process, or the workers of a Dask cluster.
 
 Either way each measurement runs in a process of its own under the sweep's limits
-(`measure`, runner.measure_in_subprocess), and only the driver writes the results folder:
+(`measure`, supervise.measure_in_subprocess), and only the driver writes the results folder:
 an executor hands each (point, repeat) back with its outcome and `run_jobs`, the number
 of measurements its host ran at most at once.
 

@@ -14,8 +14,9 @@ from profiler import stats
 from profiler.forkserver import ServerPool
 from profiler.measure import measure
 from profiler.report import environment_warnings
-from profiler.runner import measure_in_subprocess, run_sweep
+from profiler.runner import run_sweep
 from profiler.spec import Point, build_spec, load_spec
+from profiler.supervise import measure_in_subprocess
 from profiler.workloads import build
 
 REPO = Path(__file__).resolve().parent.parent

@@ -339,7 +339,7 @@ def test_checking_a_block_starts_no_backend_in_the_driver(api, block):
 
 def test_folders_of_notebook_code_reach_the_measuring_process_as_an_argument():
     """Not through os.environ, which every thread of the process shares."""
-    from profiler.runner import worker_environment
+    from profiler.supervise import worker_environment
 
     path = worker_environment(Point(), ["/tmp/notebook-code"])["PYTHONPATH"].split(os.pathsep)
     assert path.index("/tmp/notebook-code") < path.index(os.getcwd())

@@ -49,8 +49,8 @@ from scipy.stats import mannwhitneyu
 
 from profiler import store
 from profiler.forkserver import ServerPool
-from profiler.runner import measure_in_subprocess
 from profiler.spec import Point
+from profiler.supervise import measure_in_subprocess
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = dict(mode="loop", layers=42, hidden=512, heads=4, batch=16, seq=32)
