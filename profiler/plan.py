@@ -156,10 +156,8 @@ def plan_target(results: str | Path | pd.DataFrame, target: Mapping[str, Any] | 
             rows = rows[rows[column] == value]
         series_keys = [c for c in stats.varying(rows, stats.config_columns(rows))
                        if c not in parsed and c not in ("cfg_run", "cfg_steps")]
-        groups = rows.groupby(series_keys, dropna=False, sort=True) if series_keys else [((), rows)]
-        for values, group in groups:
-            values = values if isinstance(values, tuple) else (values,)
-            series = {c.removeprefix("cfg_"): stats.key_value(v) for c, v in zip(series_keys, values, strict=True)}
+        for values, group in stats.groups(rows, series_keys):
+            series = {c.removeprefix("cfg_"): stats.key_value(v) for c, v in values.items()}
             options.append(_option(series, {m: _measured(group, m) for m in metrics}, budget))
     return _rank(options, {c.removeprefix("cfg_"): v for c, v in parsed.items()}, budget, steps, metrics)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,20 +174,29 @@ def fit_power_law(layers: Sequence[float], values: Sequence[float], confidence: 
                     float(fit.slope + half), len(x), float(r2))
 
 
+def groups(df: pd.DataFrame, keys: Sequence[str]) -> Iterator[tuple[dict[str, object], pd.DataFrame]]:
+    """`df` split by the values of `keys` (NaN a value like any other), in sorted order:
+    ({key: value}, rows) per group; the whole frame as one group when there are no keys."""
+    keys = list(keys)
+    if not keys:
+        yield {}, df
+        return
+    for values, group in df.groupby(keys, dropna=False, sort=True):
+        yield dict(zip(keys, values if isinstance(values, tuple) else (values,), strict=True)), group
+
+
 def fit_table(df: pd.DataFrame, metrics: Sequence[str], by: Sequence[str]) -> pd.DataFrame:
     """Power-law fits of each metric against cfg_layers for each group of `by`, from the
     raw ok repeats: columns `by`, metric, a, k, k_low, k_high, n, r2."""
     df = ok_rows(df)
     records = []
-    groups = df.groupby(list(by), dropna=False, sort=True) if by else [((), df)]
-    for values, group in groups:
-        values = values if isinstance(values, tuple) else (values,)
+    for values, group in groups(df, by):
         for metric in metrics:
             if not has_data(group, metric):
                 continue
             fit = fit_power_law(group["cfg_layers"], group[metric])
             if fit is not None:
-                records.append({**dict(zip(by, values, strict=True)), "metric": metric, **fit.__dict__})
+                records.append({**values, "metric": metric, **fit.__dict__})
     return pd.DataFrame.from_records(
         records, columns=[*by, "metric", "a", "k", "k_low", "k_high", "n", "r2"])
 

@@ -201,10 +201,8 @@ def forecast_target(results: str | Path | pd.DataFrame, target: Mapping[str, Any
     if not wanted:
         raise ForecastError("the results hold none of the metrics asked for")
     out = []
-    groups = rows.groupby(series_keys, dropna=False, sort=True) if series_keys else [((), rows)]
-    for values, group in groups:
-        values = values if isinstance(values, tuple) else (values,)
-        series = {c: stats.key_value(v) for c, v in zip(series_keys, values, strict=True)}
+    for values, group in stats.groups(rows, series_keys):
+        series = {c: stats.key_value(v) for c, v in values.items()}
         for metric in wanted:
             if not stats.has_data(group, metric):
                 continue

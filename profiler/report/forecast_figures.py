@@ -31,10 +31,8 @@ def series_curves(df: pd.DataFrame, metrics: Sequence[str] = REPORT_METRICS,
     df = prepare(df)
     keys = [c for c in stats.varying(df, stats.config_columns(df)) if c not in ("cfg_layers", "cfg_run", "cfg_steps")]
     out = []
-    groups = df.groupby(keys, dropna=False, sort=True) if keys else [((), df)]
-    for values, group in groups:
-        values = values if isinstance(values, tuple) else (values,)
-        series = {c: stats.key_value(v) for c, v in zip(keys, values, strict=True)}
+    for values, group in stats.groups(df, keys):
+        series = {c: stats.key_value(v) for c, v in values.items()}
         for metric in metrics:
             if not stats.has_data(group, metric):
                 continue
