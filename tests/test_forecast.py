@@ -102,10 +102,14 @@ def test_forecast_of_a_real_sweep_matches_a_real_deeper_measurement(deep: Path):
         assert size.exact and "run=false" in size.measure and "layers=32" in size.measure
         assert [p["layers"] for p in size.based_on] == [1, 2, 4, 8, 16]
         # The trace's CPU time: the steadiest timing on a shared machine (one Python thread).
-        # How compile times fare at 2x and 3x, with their misses, is in docs/forecast.md.
+        # One noisy measurement can fall outside a 95% interval (it did once in four suite
+        # runs, at load 10), so the test holds the forecast to the measurement within a
+        # factor of 1.5, which a wrong model misses; the intervals' coverage is measured
+        # over a real sweep, with its misses, in docs/forecast.md.
         timing = _one(forecasts, "time_trace_cpu_s", mode=mode)
         measured = _measured(df, "time_trace_cpu_s", mode=mode, layers=32)
-        assert timing.low <= measured <= timing.high, (timing.predicted, timing.low, timing.high, measured)
+        assert timing.low < timing.predicted < timing.high
+        assert measured / 1.5 <= timing.predicted <= measured * 1.5, (timing.predicted, timing.low, timing.high, measured)
         assert not timing.exact and timing.measure is None
         assert timing.validation and all(v["test"] <= 16 for v in timing.validation)
     flops = _one(forecasts, "cost_flops", mode="loop")
