@@ -85,6 +85,22 @@ def test_noisy_repeats_widen_the_interval_and_it_covers_the_truth():
     assert exact_high - exact_low < high - low
 
 
+def test_an_accelerating_metric_s_upper_end_allows_quadratic_growth_past_the_measured_depths():
+    # Linear up to 128 layers, then XLA's scheduling takes over (docs/forecast.md): the
+    # chosen model cannot see it; only the upper end of a timing's interval allows it.
+    x = np.array([2, 8, 32, 64, 128], float)
+    y = 0.1 + 0.03 * x
+    plain, accelerating = F.fit_curve(x, y, 256), F.fit_curve(x, y, 256, accelerating=True)
+    assert plain.at(256)[0] == pytest.approx(accelerating.at(256)[0])
+    assert plain.at(256)[2] < 0.1 + 0.03 * 256 * 1.01  # an exact line: a narrow interval
+    assert accelerating.at(256)[2] == pytest.approx(0.1 + 0.03 * 128 * 2**2)
+    assert accelerating.at(384)[2] == pytest.approx(0.1 + 0.03 * 128 * 3**2)
+    assert accelerating.at(100) == plain.at(100)  # inside the measured depths: nothing added
+    assert accelerating.parts(256)["acceleration"] > 0.9
+    flat = F.fit_curve(x, np.full_like(x, 0.5), 256, accelerating=True)  # a scan: nothing grows
+    assert flat.at(256)[2] < 0.51
+
+
 def test_too_few_depths_is_an_error():
     with pytest.raises(F.ForecastError, match="too few points"):
         F.fit_curve([2, 8, 2, 8], [1.0, 2.0, 1.1, 2.1], 64)

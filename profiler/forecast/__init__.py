@@ -25,7 +25,10 @@ m = the worst validation error per unit of log-extrapolation times the target's 
 distance beyond the largest measured depth (a model off by 5% at 2x is allowed 8% at 3x);
 r = the largest in-sample relative residual; q = the relative half-range of the repeats
 at the largest depths (what one more measurement would scatter by); b = the half-width
-of the 95% bootstrap band of the prediction, repeats resampled per depth.
+of the 95% bootstrap band of the prediction, repeats resampled per depth. For the
+stages' timings (ACCELERATING) the upper end also reaches what the depth-dependent part
+would be if it grew as L^2 past the deepest point (ACCELERATION): a loop's compile
+accelerates past the depths a cheap sweep measures.
 
 Modules, one job each (rows only: no JAX, no plotly):
   models  the candidate models, their leave-largest-out validation, the choice
@@ -36,7 +39,15 @@ Modules, one job each (rows only: no JAX, no plotly):
 The report's figure and tables of a forecast are in profiler/report/forecast_figures.py.
 """
 
-from profiler.forecast.curve import BOOTSTRAP, MIN_DEPTHS, PRECISION, RIVAL_SCORE, Curve, fit_curve
+from profiler.forecast.curve import (
+    ACCELERATION,
+    BOOTSTRAP,
+    MIN_DEPTHS,
+    PRECISION,
+    RIVAL_SCORE,
+    Curve,
+    fit_curve,
+)
 from profiler.forecast.models import (
     MODEL_TEXT,
     MODELS,
@@ -56,6 +67,7 @@ from profiler.forecast.models import (
     validate,
 )
 from profiler.forecast.target import (
+    ACCELERATING,
     CPU_DERIVED,
     EXACT_PREFIXES,
     METRICS,
@@ -68,6 +80,8 @@ from profiler.forecast.target import (
 from profiler.forecast.text import fmt, format_text
 
 __all__ = [
+    "ACCELERATING",
+    "ACCELERATION",
     "BOOTSTRAP",
     "CPU_DERIVED",
     "EXACT_PREFIXES",

@@ -19,6 +19,13 @@ BOOTSTRAP = 100
 RIVAL_SCORE = (1.5, 0.005)
 """A candidate whose validation error is within 1.5x the chosen one's + half a point is a
 rival: as plausible on the evidence of two folds."""
+ACCELERATION = 2.0
+"""The exponent the upper end of an accelerating metric's interval assumes past the
+deepest measured point, for the part of it that grows with depth. Measured on a loop's
+compile (docs/forecast.md): XLA's scheduling and buffer assignment, negligible up to 64
+layers, grow locally as L^2-L^3 past 128, and time to a compiled program as L^1.4-L^1.7
+from 128 to 384 layers, while every fit of the points up to 128 layers sees at most
+L^1.2; no model chosen on them can see it coming."""
 PRECISION = 1e-6
 """Narrowest relative interval: an exact fit of values up to 1e12 (FLOPs) still carries
 the rounding of its least squares."""
@@ -44,6 +51,10 @@ class Curve:
     rivals: list[Fit] = field(repr=False, default_factory=list)
     """The other candidates that validated nearly as well (RIVAL_SCORE): the interval
     reaches their forecasts too, since the folds could not tell them apart."""
+    acceleration: Fit | None = field(repr=False, default=None)
+    """For a metric that may accelerate past the measured depths (timings): the upper end
+    of the interval reaches a + b·L_max·(L / L_max)^ACCELERATION beyond the deepest
+    measured point L_max, a + b·L fitted on the deeper half of the depths."""
 
     @property
     def growth(self) -> float:
@@ -61,7 +72,16 @@ class Curve:
         parts["total"] = max(PRECISION, parts["model"] + math.sqrt(self.residual**2 + self.repeats**2 + boot**2))
         rivals = [float(r(layers)) for r in self.rivals]
         parts["rivals"] = max((abs(r - predicted) / abs(predicted) for r in rivals), default=0.0) if predicted else 0.0
+        parts["acceleration"] = max(0.0, self._accelerated(layers) / predicted - 1) if predicted > 0 else 0.0
         return parts
+
+    def _accelerated(self, layers: float) -> float:
+        """The accelerating upper end at `layers` (-inf: none, or inside the measured range)."""
+        top = float(self.depths[-1])
+        if self.acceleration is None or layers <= top:
+            return -math.inf
+        a, b = self.acceleration.params
+        return a + b * top * (layers / top) ** ACCELERATION if b > 0 else -math.inf
 
     def at(self, layers: float) -> tuple[float, float, float]:
         """(predicted, low, high) at `layers`."""
@@ -69,16 +89,18 @@ class Curve:
         w = self.parts(layers)["total"]
         low, high = predicted - w * abs(predicted), predicted + w * abs(predicted)
         rivals = [float(r(layers)) for r in self.rivals]
-        low, high = min([low, *rivals]), max([high, *rivals])
+        low, high = min([low, *rivals]), max([high, *rivals, self._accelerated(layers)])
         if np.all(self.medians >= 0):
             low = max(low, 0.0)
         return predicted, low, high
 
 
 def fit_curve(layers: Sequence[float], values: Sequence[float], target: float | None = None,
-              *, bootstrap: int = BOOTSTRAP, seed: int = 0) -> Curve:
+              *, bootstrap: int = BOOTSTRAP, seed: int = 0, accelerating: bool = False) -> Curve:
     """Choose and fit the model of y against layers from raw repeats (layers[i], values[i]);
-    `target` rules out models that would forecast a positive metric at or below zero there."""
+    `target` rules out models that would forecast a positive metric at or below zero there.
+    `accelerating`: the metric may grow faster past the measured depths than within them
+    (a compile's time): the interval's upper end allows for it (ACCELERATION)."""
     frame = pd.DataFrame({"x": np.asarray(layers, float), "y": np.asarray(values, float)}).dropna()
     groups = {x: g["y"].to_numpy() for x, g in frame.groupby("x", sort=True)}
     x = np.array(sorted(groups))
@@ -103,7 +125,8 @@ def fit_curve(layers: Sequence[float], values: Sequence[float], target: float | 
               and (r := MODELS[c.model](x, y)) is not None]
     if np.all(y > 0) and target is not None:
         rivals = [r for r in rivals if float(r(target)) > 0]
-    return Curve(fit, chosen, candidates, x, y, rate, residual, repeats, boots, rivals)
+    acceleration = MODELS["linear_tail"](x, y) if accelerating else None
+    return Curve(fit, chosen, candidates, x, y, rate, residual, repeats, boots, rivals, acceleration)
 
 
 def _across(xs: np.ndarray, preds: np.ndarray, lows: np.ndarray, highs: np.ndarray, target: float,

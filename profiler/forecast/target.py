@@ -31,6 +31,9 @@ METRICS = (
     "mem_temp_bytes", "mem_argument_bytes", "mem_footprint_bytes",
 )
 CPU_DERIVED = {"time_to_compiled_cpu_s": ("time_trace_cpu_s", "time_lower_cpu_s", "time_compile_cpu_s")}
+# Timings of the stages: they may grow faster past the measured depths (forecast/curve.py
+# ACCELERATION). A step's time follows its FLOPs.
+ACCELERATING = tuple(m for m in METRICS if m.startswith("time_") and m != "time_step_median_s")
 # Deterministic for a configuration: compiling the target abstractly measures them
 # exactly, in the time of one compile, without allocating anything.
 EXACT_PREFIXES = ("size_", "cost_", "mem_")
@@ -225,7 +228,8 @@ def _one(group: pd.DataFrame, metric: str, series: dict[str, Any], goal: dict[st
 
     def stage1(g: pd.DataFrame) -> Curve:
         vals = g[["cfg_layers", metric]].dropna()
-        return fit_curve(vals["cfg_layers"], vals[metric], layers, bootstrap=bootstrap)
+        return fit_curve(vals["cfg_layers"], vals[metric], layers, bootstrap=bootstrap,
+                         accelerating=metric in ACCELERATING)
 
     if not others:
         curve = stage1(group)

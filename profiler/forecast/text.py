@@ -48,5 +48,6 @@ def format_text(forecasts: Sequence[Forecast]) -> str:
             lines.append(f"    {exact[0].measure}")
         lines.append("")
     lines.append("interval: ±(validation error per log-extrapolation × distance + residual, repeat spread "
-                 "and bootstrap in quadrature); docs/forecast.md")
+                 "and bootstrap in quadrature); for timings the upper end also allows the depth-dependent part to grow as "
+                 "L^2 past the deepest point; docs/forecast.md")
     return "\n".join(lines)

@@ -16,7 +16,15 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from profiler import stats
-from profiler.forecast import BOOTSTRAP, MIN_DEPTHS, MODEL_TEXT, Curve, fit_curve, prepare
+from profiler.forecast import (
+    ACCELERATING,
+    BOOTSTRAP,
+    MIN_DEPTHS,
+    MODEL_TEXT,
+    Curve,
+    fit_curve,
+    prepare,
+)
 
 REPORT_METRICS = ("time_to_compiled_s", "time_compile_s", "time_step_median_s", "size_hlo_instructions",
                   "mem_footprint_bytes")
@@ -40,7 +48,8 @@ def series_curves(df: pd.DataFrame, metrics: Sequence[str] = REPORT_METRICS,
             if rows["cfg_layers"].nunique() < MIN_DEPTHS:
                 continue
             top = float(rows["cfg_layers"].max()) * REACH
-            out.append((series, metric, fit_curve(rows["cfg_layers"], rows[metric], top, bootstrap=bootstrap)))
+            out.append((series, metric, fit_curve(rows["cfg_layers"], rows[metric], top, bootstrap=bootstrap,
+                                                  accelerating=metric in ACCELERATING)))
     return out
 
 
