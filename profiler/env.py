@@ -53,6 +53,7 @@ def host() -> dict[str, Any]:
     return {
         "env_hostname": socket.gethostname(),
         "env_cpu_model": cpu_model(),
+        "env_cpu_flags": " ".join(cpu_flags()),
         "env_cpu_count": os.cpu_count(),
         "env_python": platform.python_version(),
         "env_platform": platform.platform(),

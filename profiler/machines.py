@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-# Facts whose difference makes timings incomparable. env_cpu_flags is compared when the
-# results have it (the schema does not record CPU flags yet).
+# Facts whose difference makes timings incomparable. env_cpu_flags is compared when both
+# sides recorded it (rows before schema 7 did not).
 MACHINE = ("env_backend", "env_device_kind", "env_cpu_model", "env_cpu_flags")
 # Facts whose difference makes the deterministic metrics expected to change.
 VERSIONS = ("env_jax_version", "env_jaxlib_version")
@@ -46,6 +46,9 @@ class Difference:
         return self.column in MACHINE
 
     def __str__(self) -> str:
+        if self.column == "env_cpu_flags" and len(self.a) == len(self.b) == 1:  # hundreds of flags: the difference
+            a, b = set(self.a[0].split()), set(self.b[0].split())
+            return f"{self.name} {' '.join(sorted(a - b)) or '–'} vs {' '.join(sorted(b - a)) or '–'} (the rest alike)"
         return f"{self.name} {', '.join(self.a) or '–'} vs {', '.join(self.b) or '–'}"
 
 

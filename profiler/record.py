@@ -27,6 +27,8 @@ Schema history (bump SCHEMA_VERSION on any change to names, types or meanings):
      time_backend_start_s, time_analysis_s, time_run_s, time_process_exit_s; the cores a
      measuring process had: run_cpus, run_cpu_affinity. Added columns only (null in
      older rows). Upgrade from 5: UPGRADES[5].
+  7  env_cpu_flags: the CPU's feature flags (the same model differs between hosts in them,
+     and XLA's CPU compile with them). Null in older rows. Upgrade from 6: UPGRADES[6].
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import pyarrow as pa
 from profiler import anatomy
 from profiler.spec import Point
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _ARROW = {
     "str": pa.string(),
@@ -161,6 +163,7 @@ COLUMNS: tuple[Column, ...] = (
     # environment
     Column("env_hostname", "str", "", "Host name."),
     Column("env_cpu_model", "str", "", "CPU model name."),
+    Column("env_cpu_flags", "str", "", "The CPU's feature flags as the kernel lists them (/proc/cpuinfo flags or Features), sorted, space-separated: the same CPU model differs between hosts in them (AVX-512 or not), and timings with them (profiler/machines.py)."),
     Column("env_cpu_count", "int", "cores", "Logical CPUs of the host."),
     Column("env_python", "str", "", "Python version."),
     Column("env_platform", "str", "", "Operating system (platform.platform())."),

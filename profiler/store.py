@@ -240,7 +240,13 @@ def _from_v5(table: pa.Table) -> pa.Table:
     return table
 
 
-UPGRADES: dict[int, Upgrade] = {1: _from_v1, 2: _from_v2, 3: _from_v3, 4: _from_v4, 5: _from_v5}
+def _from_v6(table: pa.Table) -> pa.Table:
+    """Version 7 added env_cpu_flags: absent from version 6 files, it reads as null (not
+    recorded); machine comparisons then rest on the CPU model alone."""
+    return table
+
+
+UPGRADES: dict[int, Upgrade] = {1: _from_v1, 2: _from_v2, 3: _from_v3, 4: _from_v4, 5: _from_v5, 6: _from_v6}
 
 
 def upgrade(table: pa.Table, version: int) -> pa.Table:

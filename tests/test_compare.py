@@ -90,6 +90,18 @@ def test_machines_compares_recorded_facts_only():
     assert [str(d) for d in machines.other_machine(a, b)] == ["cpu_model CPU A vs CPU B"]
     assert machines.other_machine(a, {**a, "env_cpu_flags": ["avx2"]}) == []
     assert machines.within({"env_cpu_model": ["CPU A", "CPU B"], "env_backend": ["cpu"]}) == ["env_cpu_model"]
+    # same model, other flags: another machine, named by the flags that differ
+    flags = {**a, "env_cpu_flags": ["avx avx2 avx512f sse4_2"]}
+    assert [str(d) for d in machines.other_machine(flags, {**a, "env_cpu_flags": ["avx avx2 sse4_2"]})] == [
+        "cpu_flags avx512f vs – (the rest alike)"]
+
+
+def test_rows_record_this_machine_s_cpu_flags():
+    from profiler import env
+
+    row = env.host()
+    assert row["env_cpu_flags"] == " ".join(env.cpu_flags())
+    assert not env.cpu_flags() or len(row["env_cpu_flags"].split()) > 5  # /proc/cpuinfo lists dozens
 
 
 def test_cli_exit_codes(slower, tmp_path):
