@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from profiler.errors import StoreError
 from profiler.files import TMP_GLOB, write_atomic
 from profiler.record import ARROW_SCHEMA, COLUMN_NAMES, DETAIL_SCHEMA, SCHEMA_VERSION
 
@@ -35,10 +36,6 @@ if TYPE_CHECKING:  # pandas is imported by to_pandas() when a folder is loaded, 
 MANIFEST = "_manifest.json"
 DETAIL_FOLDER = "_anatomy"
 """Under a name readers skip: `pandas.read_parquet(DIR)` reads the rows alone."""
-
-
-class StoreError(ValueError):
-    """A results folder cannot be used as asked. The message is one line."""
 
 
 
