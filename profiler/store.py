@@ -271,7 +271,8 @@ def _read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
         table = upgrade(table, versions.pop())
     except ValueError as e:
         raise StoreError(f"'{path}': {e}") from None
-    missing = [name for name in COLUMN_NAMES if name not in table.column_names]
+    present = set(table.column_names)  # a list built afresh at every access: once, not once per column
+    missing = [name for name in COLUMN_NAMES if name not in present]
     for name in missing:
         table = table.append_column(ARROW_SCHEMA.field(name), pa.nulls(len(table), ARROW_SCHEMA.field(name).type))
     table = table.select(list(COLUMN_NAMES))
