@@ -204,11 +204,14 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from profiler.compare import compare
+    from profiler import store
 
     if args.fail_above is not None and args.fail_above < 0:
         raise SpecError(f"--fail-above: must be a percentage >= 0 (got {args.fail_above:g})")
-    result = compare(args.a, args.b, args.out, fail_above=args.fail_above, cross_machine=args.cross_machine)
+    rows = store.load(args.a), store.load(args.b)  # bad folders are refused before the plotting libraries load
+    from profiler.compare import compare
+
+    result = compare(args.a, args.b, args.out, fail_above=args.fail_above, cross_machine=args.cross_machine, rows=rows)
     print(f"comparison: {result.path}")
     if result.failed:
         worst = result.ratios[result.ratios["exceeds"]].sort_values("ratio").iloc[-1]
