@@ -5,19 +5,26 @@ Public API (everything else is private to the package). `profile`, `sweep`,
 `forecast_target` (profiler/forecast/) and `plan_target` (profiler/plan.py) are
 imported on first use: every measuring process imports this package, and must not pay
 for plotting. (Not `forecast` and `plan`: importing a submodule binds its name on the
-package.)
+package.) So are the others, from the modules that define them: `python -m profiler`
+imports this package first, and refuses bad input before it imports pyarrow or numpy.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from profiler.record import COLUMNS, SCHEMA_VERSION, Record
-from profiler.runner import SweepResult, run_sweep
-from profiler.spec import Point, Spec, SpecError, Sweep, build_spec, load_spec
-from profiler.store import StoreError, load
+if TYPE_CHECKING:
+    from profiler.record import COLUMNS, SCHEMA_VERSION, Record
+    from profiler.runner import SweepResult, run_sweep
+    from profiler.spec import Point, Spec, SpecError, Sweep, build_spec, load_spec
+    from profiler.store import StoreError, load
 
 _LAZY = {"profile": "profiler.api", "sweep": "profiler.api", "MeasurementError": "profiler.api",
          "Profile": "profiler.api", "figures": "profiler.report", "forecast_target": "profiler.forecast",
-         "plan_target": "profiler.plan"}
+         "plan_target": "profiler.plan",
+         "COLUMNS": "profiler.record", "SCHEMA_VERSION": "profiler.record", "Record": "profiler.record",
+         "SweepResult": "profiler.runner", "run_sweep": "profiler.runner",
+         "Point": "profiler.spec", "Spec": "profiler.spec", "SpecError": "profiler.spec", "Sweep": "profiler.spec",
+         "build_spec": "profiler.spec", "load_spec": "profiler.spec",
+         "StoreError": "profiler.store", "load": "profiler.store"}
 
 __all__ = [
     "COLUMNS",

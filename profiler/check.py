@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from profiler import machines, store
-from profiler.store import StoreError
+from profiler import machines
+from profiler.errors import StoreError
 
 if TYPE_CHECKING:  # pandas is imported when a check runs, not when the command line starts
     import pandas as pd
@@ -93,7 +93,7 @@ def check(new: str | Path, baseline: str | Path, max_slowdown_pct: float = MAX_S
     checked)."""
     import pandas as pd
 
-    from profiler import stats
+    from profiler import stats, store
 
     base_rows, new_rows = store.load(baseline), store.load(new)
     env_base, env_new = stats.environment(stats.ok_rows(base_rows)), stats.environment(stats.ok_rows(new_rows))

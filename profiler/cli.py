@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 
 from profiler.breakdown import sweep_breakdown
 from profiler.check import MAX_SLOWDOWN_PCT
+from profiler.errors import StoreError
 from profiler.machines import OtherMachine
 from profiler.progress import progress
 from profiler.spec import SpecError
-from profiler.store import StoreError
 
 if TYPE_CHECKING:
     from profiler.runner import SweepResult
@@ -121,7 +121,7 @@ def _default_out(name: str) -> Path:
 
 
 def _check_executor(args: argparse.Namespace) -> None:
-    from profiler.runner import DEFAULT_START
+    from profiler.supervise import DEFAULT_START
 
     if args.jobs is not None and args.jobs < 1:
         raise SpecError(f"--jobs: must be at least 1 (got {args.jobs})")
@@ -136,13 +136,15 @@ def _check_executor(args: argparse.Namespace) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from profiler.runner import DEFAULT_START, run_sweep
     from profiler.spec import load_spec
 
     _check_executor(args)
     spec = load_spec(args.spec, args.overrides, yes=args.yes)
     if args.resume and args.out is None:
         raise SpecError("--resume needs --out DIR: the folder of the sweep to continue")
+    # pyarrow and numpy, once the input is good: bad input is refused in a fraction of the time
+    from profiler.runner import DEFAULT_START, run_sweep
+
     folder = args.out or _default_out(spec.sweep.name)
     if not args.no_report:
         _import_meanwhile("profiler.report.render")
@@ -192,18 +194,24 @@ def _say_failures(result: SweepResult) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from profiler import store
+
+    rows = store.load(args.folder)  # a folder that cannot be used is refused before the plotting libraries load
     from profiler.report import write_report
 
-    print(f"report: {write_report(args.folder, args.out)}")
+    print(f"report: {write_report(args.folder, args.out, rows=rows)}")
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from profiler.compare import compare
+    from profiler import store
 
     if args.fail_above is not None and args.fail_above < 0:
         raise SpecError(f"--fail-above: must be a percentage >= 0 (got {args.fail_above:g})")
-    result = compare(args.a, args.b, args.out, fail_above=args.fail_above, cross_machine=args.cross_machine)
+    rows = store.load(args.a), store.load(args.b)  # bad folders are refused before the plotting libraries load
+    from profiler.compare import compare
+
+    result = compare(args.a, args.b, args.out, fail_above=args.fail_above, cross_machine=args.cross_machine, rows=rows)
     print(f"comparison: {result.path}")
     if result.failed:
         worst = result.ratios[result.ratios["exceeds"]].sort_values("ratio").iloc[-1]

@@ -55,13 +55,15 @@ class Comparison:
 
 
 def compare(folder_a: str | Path, folder_b: str | Path, out: str | Path | None = None,
-            fail_above: float | None = None, cross_machine: bool = False) -> Comparison:
+            fail_above: float | None = None, cross_machine: bool = False, *,
+            rows: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> Comparison:
     """Compare two results folders and write the HTML page (default:
     reports/compare-<A>-vs-<B>.html under the current working directory). Bad folders
     raise StoreError; gating (`fail_above`) folders from different machines raises
-    machines.OtherMachine unless `cross_machine`, which gates the deterministic metrics only."""
+    machines.OtherMachine unless `cross_machine`, which gates the deterministic metrics only.
+    `rows`: the folders' rows, when the caller has loaded them already (`store.load`)."""
     folder_a, folder_b = Path(folder_a), Path(folder_b)
-    a, b = store.load(folder_a), store.load(folder_b)
+    a, b = (store.load(folder_a), store.load(folder_b)) if rows is None else rows
     env_a, env_b = stats.environment(stats.ok_rows(a)), stats.environment(stats.ok_rows(b))
     other = machines.other_machine(env_a, env_b)
     if other and fail_above is not None and not cross_machine:

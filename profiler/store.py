@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from profiler.errors import StoreError
 from profiler.files import TMP_GLOB, write_atomic
 from profiler.record import ARROW_SCHEMA, COLUMN_NAMES, DETAIL_SCHEMA, SCHEMA_VERSION
 
@@ -35,10 +36,6 @@ if TYPE_CHECKING:  # pandas is imported by to_pandas() when a folder is loaded, 
 MANIFEST = "_manifest.json"
 DETAIL_FOLDER = "_anatomy"
 """Under a name readers skip: `pandas.read_parquet(DIR)` reads the rows alone."""
-
-
-class StoreError(ValueError):
-    """A results folder cannot be used as asked. The message is one line."""
 
 
 
@@ -280,7 +277,8 @@ def _read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
         table = upgrade(table, versions.pop())
     except ValueError as e:
         raise StoreError(f"'{path}': {e}") from None
-    missing = [name for name in COLUMN_NAMES if name not in table.column_names]
+    present = set(table.column_names)  # a list built afresh at every access: once, not once per column
+    missing = [name for name in COLUMN_NAMES if name not in present]
     for name in missing:
         table = table.append_column(ARROW_SCHEMA.field(name), pa.nulls(len(table), ARROW_SCHEMA.field(name).type))
     table = table.select(list(COLUMN_NAMES))

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -24,8 +25,11 @@ from tests.processes import group_ended
 
 # The healthy points, 3 at a time, take ~5 s at a load of 6 on 2 cores, ~16 s at 15.
 TIMEOUT_S = 30.0
+# The sleeper never ends by itself: it runs in a sweep of its own whose timeout stops it
+# early, beside the sweep of the others (whose limit must leave the healthy points room).
+SLEEP_TIMEOUT_S = 2.0
 MAX_RSS_GB = 1.0  # a measuring process of a tiny program peaks near 0.3 GiB
-FAULTS = ["sleep", "ok", "segfault", "abort", "hog", "raises"]  # the sleeper first: it runs longest
+FAULTS = ["sleep", "ok", "segfault", "abort", "hog", "raises"]
 USER_MODULE = """
 import jax
 import jax.numpy as jnp
@@ -38,37 +42,41 @@ def make(batch):
 @pytest.fixture(scope="module")
 def faulty_sweep(tmp_path_factory):
     """The faults next to healthy points, one of them a user's module in the current
-    directory, measured 3 at a time."""
+    directory, measured 3 at a time; the sleeper meanwhile in a sweep of its own, with a
+    short timeout. The two results, and the rows of both folders."""
     cwd = tmp_path_factory.mktemp("user")
     (cwd / "userprog.py").write_text(USER_MODULE)
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(Path(__file__).parent.parent))  # tests.faults, from another directory
         mp.chdir(cwd)
-        spec = build_spec({
-            "name": "faults", "program": [*(f"tests.faults:{name}" for name in FAULTS), "userprog:make"],
-            "hidden": 32, "heads": 2, "batch": 3, "repeats": 1, "timeout_s": TIMEOUT_S, "max_rss_gb": MAX_RSS_GB,
-        })
-        result = run_sweep(spec, cwd / "res", jobs=3)
+        common = {"name": "faults", "hidden": 32, "heads": 2, "batch": 3, "repeats": 1, "max_rss_gb": MAX_RSS_GB}
+        spec = build_spec({**common, "timeout_s": TIMEOUT_S, "program": [
+            *(f"tests.faults:{name}" for name in FAULTS if name != "sleep"), "userprog:make"]})
+        sleeper = build_spec({**common, "timeout_s": SLEEP_TIMEOUT_S, "program": "tests.faults:sleep"})
+        with ThreadPoolExecutor(1) as pool:
+            slept = pool.submit(run_sweep, sleeper, cwd / "sleep", jobs=1)
+            results = [run_sweep(spec, cwd / "res", jobs=3), slept.result()]
     leftovers = psutil.Process().children(recursive=True)
-    rows = pd.read_parquet(cwd / "res")
-    return result, rows.set_index(rows["cfg_program"].str.split(":").str[-1]), leftovers
+    rows = pd.concat([pd.read_parquet(cwd / "res"), pd.read_parquet(cwd / "sleep")], ignore_index=True)
+    return results, rows.set_index(rows["cfg_program"].str.split(":").str[-1]), leftovers
 
 
 def test_each_fault_is_recorded_as_its_kind(faulty_sweep):
-    result, rows, _ = faulty_sweep
+    (result, slept), rows, _ = faulty_sweep
     assert rows["run_status"].to_dict() == {
         "ok": "ok", "make": "ok", "segfault": "crash", "abort": "crash", "sleep": "timeout", "hog": "oom", "raises": "error",
     }
     assert "SIGSEGV" in rows.loc["segfault", "run_error"]
     assert "segfault (faults.py:" in rows.loc["segfault", "run_error"]  # where it crashed
     assert "SIGABRT" in rows.loc["abort", "run_error"]
-    assert f"timeout_s = {TIMEOUT_S:g}" in rows.loc["sleep", "run_error"]
-    assert rows.loc["sleep", "run_wall_s"] >= TIMEOUT_S
+    assert f"timeout_s = {SLEEP_TIMEOUT_S:g}" in rows.loc["sleep", "run_error"]
+    assert rows.loc["sleep", "run_wall_s"] >= SLEEP_TIMEOUT_S
     assert "max_rss_gb = 1" in rows.loc["hog", "run_error"]
     assert rows.loc["hog", "mem_host_rss_peak_bytes"] > MAX_RSS_GB * 2**30
     assert rows.loc["raises", "run_error"].startswith("ValueError: a broken factory")
-    assert result.failed == Counter(crash=2, timeout=1, oom=1, error=1) and not result.ok
-    assert {(f.label.split()[0], f.status) for f in result.failures} == {
+    assert result.failed == Counter(crash=2, oom=1, error=1) and not result.ok
+    assert slept.failed == Counter(timeout=1) and not slept.ok
+    assert {(f.label.split()[0], f.status) for f in result.failures + slept.failures} == {
         ("tests.faults:segfault", "crash"), ("tests.faults:abort", "crash"), ("tests.faults:sleep", "timeout"),
         ("tests.faults:hog", "oom"), ("tests.faults:raises", "error"),
     }

@@ -62,14 +62,15 @@ def render(template: str, **context: Any) -> str:
         meta_json=script_json(context.get("meta", {})), meta_id=META_ID, **context)
 
 
-def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
+def write_report(folder: str | Path, out: str | Path | None = None, *, rows: pd.DataFrame | None = None) -> Path:
     """Write the HTML report of a results folder; return its path.
 
     Default `out`: reports/<folder name>.html under the current working directory. The
-    index of the folder the report lands in is refreshed (see `write_index`).
+    index of the folder the report lands in is refreshed (see `write_index`). `rows`:
+    the folder's rows, when the caller has loaded them already (`store.load(folder)`).
     """
     folder = Path(folder)
-    df = store.load(folder)
+    df = store.load(folder) if rows is None else rows
     df.attrs[anatomy_figures.DETAIL_ATTR] = store.load_detail(folder)  # for views/anatomy.py
     out = Path(out) if out else reports_folder() / f"{folder.resolve().name}.html"
     return write_page(out, report_html(df, store.read_manifest(folder), str(folder)))
