@@ -74,6 +74,7 @@ from profiler.forecast.target import (
     Forecast,
     backtest,
     forecast_target,
+    metric_curve,
     parse_target,
     prepare,
 )
@@ -111,6 +112,7 @@ __all__ = [
     "fmt",
     "forecast_target",
     "format_text",
+    "metric_curve",
     "parse_target",
     "prepare",
     "validate",

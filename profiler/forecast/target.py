@@ -149,6 +149,15 @@ def parse_target(df: pd.DataFrame, target: Mapping[str, Any] | Sequence[str]) ->
     return out, extrapolate
 
 
+def metric_curve(rows: pd.DataFrame, metric: str, target: float | None = None, *,
+                 bootstrap: int = BOOTSTRAP) -> Curve:
+    """The curve of `metric` against cfg_layers over one series' rows (the rows with a
+    value): fit_curve, with the stages' timings allowed to accelerate (ACCELERATING)."""
+    vals = rows[["cfg_layers", metric]].dropna()
+    return fit_curve(vals["cfg_layers"], vals[metric], target, bootstrap=bootstrap,
+                     accelerating=metric in ACCELERATING)
+
+
 def _measure_command(manifest: Mapping[str, Any] | None, series: Mapping[str, Any], target: Mapping[str, Any],
                      folder: Path) -> str:
     """A sweep command that measures the target point exactly: compile-only, once."""
@@ -227,9 +236,7 @@ def _one(group: pd.DataFrame, metric: str, series: dict[str, Any], goal: dict[st
                              "median": float(vals.median()), "repeats": len(vals)})
 
     def stage1(g: pd.DataFrame) -> Curve:
-        vals = g[["cfg_layers", metric]].dropna()
-        return fit_curve(vals["cfg_layers"], vals[metric], layers, bootstrap=bootstrap,
-                         accelerating=metric in ACCELERATING)
+        return metric_curve(g, metric, layers, bootstrap=bootstrap)
 
     if not others:
         curve = stage1(group)

@@ -17,12 +17,11 @@ import plotly.graph_objects as go
 
 from profiler import stats
 from profiler.forecast import (
-    ACCELERATING,
     BOOTSTRAP,
     MIN_DEPTHS,
     MODEL_TEXT,
     Curve,
-    fit_curve,
+    metric_curve,
     prepare,
 )
 
@@ -48,8 +47,7 @@ def series_curves(df: pd.DataFrame, metrics: Sequence[str] = REPORT_METRICS,
             if rows["cfg_layers"].nunique() < MIN_DEPTHS:
                 continue
             top = float(rows["cfg_layers"].max()) * REACH
-            out.append((series, metric, fit_curve(rows["cfg_layers"], rows[metric], top, bootstrap=bootstrap,
-                                                  accelerating=metric in ACCELERATING)))
+            out.append((series, metric, metric_curve(rows, metric, top, bootstrap=bootstrap)))
     return out
 
 
