@@ -62,13 +62,17 @@ def test_ctrl_c_stops_the_sweep_and_its_measurements_at_once(tmp_path, executor)
     (tmp_path / "spec.toml").write_text('name = "slow"\nprogram = "tests.faults:slow"\nhidden = 32\nheads = 2\n'
                                         'layers = [1, 2, 3, 4]\nrepeats = 2\n')
     out = tmp_path / "res"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "profiler", "sweep", str(tmp_path / "spec.toml"), "--out", str(out), "--jobs", "2",
-         "--executor", executor, "--no-report"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        # As from a terminal's foreground: a shell starts background jobs with SIGINT
-        # ignored, and an ignored signal stays ignored across exec (pytest run with `&`).
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # As from a terminal's foreground: a shell starts background jobs with SIGINT ignored,
+    # and an ignored signal stays ignored across exec (pytest run with `&`); a handled one
+    # is reset to its default there.
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "profiler", "sweep", str(tmp_path / "spec.toml"), "--out", str(out), "--jobs", "2",
+             "--executor", executor, "--no-report"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     deadline = time.monotonic() + 120
     while not list(out.glob("part-*")):  # measuring, and one row is in
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr and proc.stderr.read()
