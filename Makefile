@@ -44,9 +44,14 @@ report: $(STAMP)
 	$(BIN)/python -m profiler report $(RESULTS)
 
 # Timing benchmarks are skipped here (they run in `make bench`); the golden values of
-# the deterministic metrics are checked (tests/test_golden.py).
+# the deterministic metrics are checked (tests/test_golden.py). Two phases: the tests run
+# TEST_JOBS at a time (pytest-xdist, a module per worker: module fixtures run once), then
+# the `serial` ones, which check timings another test beside them would disturb, run
+# alone. Exit status 5 (no test selected, e.g. PYTEST_ARGS picked no serial test) is fine.
+TEST_JOBS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest --benchmark-skip $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --benchmark-skip -n $(TEST_JOBS) --dist loadfile -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest --benchmark-skip -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 bench: $(STAMP)
 	$(BIN)/python -m profiler bench $(if $(BASE),--base $(BASE)) $(if $(BENCH_MAX_SLOWDOWN),--max-slowdown $(BENCH_MAX_SLOWDOWN)) $(BENCH_ARGS)

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import uuid
@@ -111,6 +112,21 @@ class Local:
             self._servers.close()
 
 
+def _refused(address: str) -> str | None:
+    """Why a tcp:// scheduler address refuses connections, or None. Dask's Client retries a
+    refused connection until its timeout (10 s); nothing listening is known at once."""
+    parts = urlsplit(address)
+    if parts.scheme != "tcp" or not parts.hostname or not parts.port:
+        return None
+    try:
+        socket.create_connection((parts.hostname, parts.port), timeout=2).close()
+    except ConnectionRefusedError as e:
+        return e.strerror or "connection refused"
+    except OSError:
+        return None  # not known to refuse: the Client's own timeout and message decide
+    return None
+
+
 class Dask:
     """Measurements as tasks of a Dask cluster: the one at `scheduler`, or else a
     LocalCluster of `jobs` single-threaded worker processes on the loopback interface."""
@@ -144,6 +160,9 @@ class Dask:
                 self.__exit__(*sys.exc_info())
                 raise
         else:
+            refused = _refused(self._scheduler)
+            if refused:
+                raise SpecError(f"--scheduler {self._scheduler}: cannot connect ({refused})")
             try:
                 self._client = Client(self._scheduler, timeout="10s")
             except (OSError, TimeoutError) as e:

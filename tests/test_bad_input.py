@@ -57,14 +57,8 @@ SWEEP_CASES = [
 ]
 
 
-def _run(args, nice=0):
-    prefix = ["nice", "-n", str(nice)] if nice else []
-    return subprocess.run([*prefix, sys.executable, "-m", "profiler", *args], capture_output=True, text=True)
-
-
-# Waits 10 s for the connection (executors.Dask): the others run at a lower priority, so
-# that its wait starts at once rather than after their imports.
-WAITS = "unreachable-scheduler"
+def _run(args):
+    return subprocess.run([sys.executable, "-m", "profiler", *args], capture_output=True, text=True)
 
 
 def _snapshot(folder):
@@ -101,8 +95,7 @@ def sweep_outcomes(tmp_path_factory):
         args = [a for a in args if a not in paths]
         jobs[case] = (["sweep", spec, *args, "--out", str(out), "--no-report"], out, _snapshot(out))
     with ThreadPoolExecutor(len(jobs)) as pool:
-        done = dict(zip(jobs, pool.map(_run, [argv for argv, _, _ in jobs.values()],
-                                       [0 if case == WAITS else 10 for case in jobs]), strict=True))
+        done = dict(zip(jobs, pool.map(_run, [argv for argv, _, _ in jobs.values()]), strict=True))
     return {case: (done[case], out, before) for case, (_, out, before) in jobs.items()}
 
 

@@ -87,6 +87,8 @@ def _verdicts(stdout: str) -> dict[str, tuple[float, float, str]]:
     return {name: (float(ratio), float(low), verdict) for name, ratio, low, verdict in rows}
 
 
+# A/B timings in one run: a test beside it loads one side's rounds more than the other's.
+@pytest.mark.serial
 def test_a_planted_50pct_regression_fails_and_5pct_passes(clone, tmp_path):
     saved_json = tmp_path / "run.json"
     done = _bench(clone, "--base", "HEAD", "--points", "points.json", "--rounds", "4", "--repeats", "2",
@@ -117,6 +119,7 @@ def test_a_planted_50pct_regression_fails_and_5pct_passes(clone, tmp_path):
     assert (clone / ".bench" / f"base-{sha}").is_dir()  # kept for the next run
 
 
+@pytest.mark.serial  # shares the clone with the A/B above: one clone per phase
 def test_bad_input_exits_2_with_one_line(clone):
     for flags, message in [
         (["--base", "no-such-ref"], "--base no-such-ref: not a commit of"),
@@ -129,6 +132,7 @@ def test_bad_input_exits_2_with_one_line(clone):
         assert done.stdout == "" and len(done.stderr.splitlines()) == 1 and message in done.stderr, done.stderr
 
 
+@pytest.mark.serial  # likewise
 def test_a_dirty_base_checkout_exits_2(clone):
     sha = _git(clone, "rev-parse", "HEAD~1").strip()
     base = clone / ".bench" / f"base-{sha[:12]}"
@@ -226,7 +230,8 @@ def test_history_ignores_another_machines_baseline_and_gates_against_its_own(tmp
     refused = subprocess.run(
         [sys.executable, "-m", "pytest", str(bench / "test_tiny_bench.py"), "-q", "-p", "no:cacheprovider",
          "--rootdir", str(bench), "--benchmark-enable", f"--benchmark-storage=file://{foreign.parent.parent}",
-         f"--benchmark-compare={foreign}"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+         f"--benchmark-compare={foreign}"], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")})  # as history.py does
     assert refused.returncode == 4, refused.stdout + refused.stderr
     assert "the baseline was recorded on another machine (no fingerprint" in refused.stderr, refused.stderr
 

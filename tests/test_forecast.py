@@ -27,6 +27,11 @@ DEEP_SPEC = {
 }
 
 
+# The forecast of a timing is checked against a timing measured in the same sweep: a test
+# running beside it would make the depths' load differ.
+pytestmark = pytest.mark.serial
+
+
 @pytest.fixture(scope="module")
 def deep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real sweep to 32 layers: forecasts from 1-16 are checked against 32."""
@@ -118,14 +123,18 @@ def test_forecast_of_a_real_sweep_matches_a_real_deeper_measurement(deep: Path):
         assert size.exact and "run=false" in size.measure and "layers=32" in size.measure
         assert [p["layers"] for p in size.based_on] == [1, 2, 4, 8, 16]
         # The trace's CPU time: the steadiest timing on a shared machine (one Python thread).
-        # One noisy measurement can fall outside a 95% interval (it did once in four suite
-        # runs, at load 10), so the test holds the forecast to the measurement within a
-        # factor of 1.5, which a wrong model misses; the intervals' coverage is measured
-        # over a real sweep, with its misses, in docs/forecast.md.
+        # What a forecast promises is its interval, so that is what is held to the
+        # measurement, and the prediction itself within 2x (the scan's flat curve is 10x
+        # under the loop's at 32 layers). Two repeats per depth are noisy: a CI run measured
+        # the loop at 32 layers 2.6x its time at 16, where an idle run of 4 repeats measures
+        # 2.1x, and its prediction was 1.52x low, inside its interval. The coverage of the intervals
+        # is measured over a real sweep, with its misses, in docs/forecast.md.
         timing = _one(forecasts, "time_trace_cpu_s", mode=mode)
         measured = _measured(df, "time_trace_cpu_s", mode=mode, layers=32)
         assert timing.low < timing.predicted < timing.high
-        assert measured / 1.5 <= timing.predicted <= measured * 1.5, (timing.predicted, timing.low, timing.high, measured)
+        why = (timing.predicted, timing.low, timing.high, measured)
+        assert timing.low <= measured <= timing.high, why
+        assert measured / 2 <= timing.predicted <= measured * 2, why
         assert not timing.exact and timing.measure is None
         assert timing.validation and all(v["test"] <= 16 for v in timing.validation)
     flops = _one(forecasts, "cost_flops", mode="loop")

@@ -12,6 +12,7 @@ for it. Further arguments after `--` go to pytest (e.g. another benchmark file).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -54,7 +55,10 @@ def main(argv: list[str]) -> int:
         print(f"no baseline recorded on this machine ({fingerprint}), nothing compared"
               + (f"; baselines of other machines are never compared: {', '.join(elsewhere)}" if elsewhere else "")
               + "; `make bench-baseline` records one", flush=True)
-    return subprocess.run(command, cwd=REPO).returncode
+    # Started from a pytest-xdist worker (the suite), pytest-benchmark would take the child
+    # for a worker too and disable itself.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
+    return subprocess.run(command, cwd=REPO, env=env).returncode
 
 
 if __name__ == "__main__":
