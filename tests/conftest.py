@@ -7,8 +7,10 @@ built from known power laws, for tests whose expected answer must be known exact
 
 from __future__ import annotations
 
+import fcntl
 import importlib.metadata
 import itertools
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,10 +31,20 @@ REAL_SPEC = {
 
 @pytest.fixture(scope="session")
 def real_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real sweep: loop and scan at 1, 2 and 4 layers, two repeats, run on."""
-    folder = tmp_path_factory.mktemp("real") / "tiny-real"
-    result = run_sweep(build_spec(REAL_SPEC), folder, jobs=2)
-    assert result.ok, result.statuses
+    """A real sweep: loop and scan at 1, 2 and 4 layers, two repeats, run on. Read only.
+
+    Under pytest-xdist (`make test`) each worker has a session of its own: the first worker
+    to ask runs the sweep into the run's shared temporary folder, the others wait for it."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder, above each worker's
+    folder = shared / "tiny-real"
+    with open(shared / "tiny-real.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "tiny-real.done").exists():
+            result = run_sweep(build_spec(REAL_SPEC), folder, jobs=2)
+            assert result.ok, result.statuses
+            (shared / "tiny-real.done").touch()
     return folder
 
 
