@@ -52,7 +52,7 @@ SWEEP_CASES = [
     ("jobs-with-scheduler", ["--executor", "dask", "--scheduler", "tcp://127.0.0.1:9", "--jobs", "2"],
      ("--jobs", "--scheduler")),
     ("unreachable-scheduler", ["--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"],
-     ("--scheduler", "tcp://127.0.0.1:9", "connect")),
+     ("--scheduler", "tcp://127.0.0.1:9", "connect", "refused")),  # at once, not after the Client's 10 s
     ("resume-without-manifest", ["--resume"], "nothing to resume"),
 ]
 
