@@ -113,13 +113,18 @@ class Local:
 
 
 def _refused(address: str) -> str | None:
-    """Why a tcp:// scheduler address refuses connections, or None. Dask's Client retries a
-    refused connection until its timeout (10 s); nothing listening is known at once."""
+    """Why a tcp:// scheduler address refuses connections (or has no valid port), or None.
+    Dask's Client retries a refused connection until its timeout (10 s); nothing listening
+    is known at once."""
     parts = urlsplit(address)
-    if parts.scheme != "tcp" or not parts.hostname or not parts.port:
+    try:
+        port = parts.port
+    except ValueError as e:  # not a number, or out of range: no connection to try
+        return str(e)
+    if parts.scheme != "tcp" or not parts.hostname or not port:
         return None
     try:
-        socket.create_connection((parts.hostname, parts.port), timeout=2).close()
+        socket.create_connection((parts.hostname, port), timeout=2).close()
     except ConnectionRefusedError as e:
         return e.strerror or "connection refused"
     except OSError:

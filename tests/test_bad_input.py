@@ -53,6 +53,8 @@ SWEEP_CASES = [
      ("--jobs", "--scheduler")),
     ("unreachable-scheduler", ["--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"],
      ("--scheduler", "tcp://127.0.0.1:9", "connect", "refused")),  # at once, not after the Client's 10 s
+    ("scheduler-bad-port", ["--executor", "dask", "--scheduler", "tcp://127.0.0.1:99999"],
+     ("--scheduler", "tcp://127.0.0.1:99999", "out of range")),
     ("resume-without-manifest", ["--resume"], "nothing to resume"),
 ]
 
