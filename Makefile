@@ -47,11 +47,15 @@ report: $(STAMP)
 # the deterministic metrics are checked (tests/test_golden.py). Two phases: the tests run
 # TEST_JOBS at a time (pytest-xdist, a module per worker: module fixtures run once), then
 # the `serial` ones, which check timings another test beside them would disturb, run
-# alone. Exit status 5 (no test selected, e.g. PYTEST_ARGS picked no serial test) is fine.
+# alone. A phase that selects no test (exit status 5, e.g. PYTEST_ARGS names a file without
+# serial tests) is fine; both selecting none is not (a mistyped -k).
 TEST_JOBS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest --benchmark-skip -n $(TEST_JOBS) --dist loadfile -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
-	$(BIN)/python -m pytest --benchmark-skip -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	@rc=0; $(BIN)/python -m pytest --benchmark-skip -n $(TEST_JOBS) --dist loadfile -m "not serial" $(PYTEST_ARGS) || rc=$$?; \
+	[ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc; \
+	rc2=0; $(BIN)/python -m pytest --benchmark-skip -m serial $(PYTEST_ARGS) || rc2=$$?; \
+	[ $$rc2 -eq 0 ] || [ $$rc2 -eq 5 ] || exit $$rc2; \
+	[ $$rc -eq 0 ] || [ $$rc2 -eq 0 ] || { echo "make test: no test selected" >&2; exit 5; }
 
 bench: $(STAMP)
 	$(BIN)/python -m profiler bench $(if $(BASE),--base $(BASE)) $(if $(BENCH_MAX_SLOWDOWN),--max-slowdown $(BENCH_MAX_SLOWDOWN)) $(BENCH_ARGS)
