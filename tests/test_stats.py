@@ -44,6 +44,17 @@ def test_power_law_fit_recovers_known_exponent():
     assert noisy.k_high - noisy.k_low < 0.1
 
 
+def test_power_law_interval_is_the_t_interval_of_the_least_squares_slope():
+    # Four points: 2 degrees of freedom, whose two-sided 95% t quantile is 4.302653 (tables).
+    layers, values = np.array([1.0, 2, 4, 8]), np.array([1.0, 2.3, 3.7, 8.9])
+    (slope, intercept), cov = np.polyfit(np.log(layers), np.log(values), 1, cov=True)
+    fit = stats.fit_power_law(layers, values)
+    assert (fit.k, fit.a, fit.n) == (pytest.approx(slope), pytest.approx(np.exp(intercept)), 4)
+    half = 4.302653 * math.sqrt(cov[0, 0])
+    assert (fit.k_low, fit.k_high) == (pytest.approx(slope - half, rel=1e-6), pytest.approx(slope + half, rel=1e-6))
+    assert fit.r2 == pytest.approx(np.corrcoef(np.log(layers), np.log(values))[0, 1] ** 2)
+
+
 def test_power_law_fit_of_flat_and_degenerate_data():
     flat = stats.fit_power_law([1, 1, 2, 2, 4, 4], [35] * 6)
     assert (flat.k, flat.k_low, flat.k_high, flat.r2) == (0.0, 0.0, 0.0, 1.0)
