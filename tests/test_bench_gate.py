@@ -28,6 +28,7 @@ import pytest
 from profiler.measure import compile_stages
 from profiler.spec import Point
 from profiler.workloads import build
+from tests.benchmarks.history import outside_xdist
 
 REPO = Path(__file__).resolve().parent.parent
 FOREIGN = REPO / ".benchmarks" / "Linux-CPython-3.11-64bit" / "0001_baseline.json"
@@ -231,7 +232,7 @@ def test_history_ignores_another_machines_baseline_and_gates_against_its_own(tmp
         [sys.executable, "-m", "pytest", str(bench / "test_tiny_bench.py"), "-q", "-p", "no:cacheprovider",
          "--rootdir", str(bench), "--benchmark-enable", f"--benchmark-storage=file://{foreign.parent.parent}",
          f"--benchmark-compare={foreign}"], capture_output=True, text=True, cwd=tmp_path, timeout=300,
-        env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")})  # as history.py does
+        env=outside_xdist())
     assert refused.returncode == 4, refused.stdout + refused.stderr
     assert "the baseline was recorded on another machine (no fingerprint" in refused.stderr, refused.stderr
 

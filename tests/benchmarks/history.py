@@ -55,10 +55,14 @@ def main(argv: list[str]) -> int:
         print(f"no baseline recorded on this machine ({fingerprint}), nothing compared"
               + (f"; baselines of other machines are never compared: {', '.join(elsewhere)}" if elsewhere else "")
               + "; `make bench-baseline` records one", flush=True)
-    # Started from a pytest-xdist worker (the suite), pytest-benchmark would take the child
-    # for a worker too and disable itself.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
-    return subprocess.run(command, cwd=REPO, env=env).returncode
+    return subprocess.run(command, cwd=REPO, env=outside_xdist()).returncode
+
+
+def outside_xdist() -> dict[str, str]:
+    """This environment without pytest-xdist's variables: a pytest started from an xdist
+    worker (the suite) would otherwise take itself for a worker, and pytest-benchmark
+    then disables itself."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
 
 
 if __name__ == "__main__":
