@@ -18,7 +18,7 @@ RESULTS ?= $(shell ls -td results/*/ 2>/dev/null | head -n 1)
 
 # `make bench` measures the working tree against BASE (a git ref; default: the merge-base
 # with main) in one run and fails when a benchmark is slower by more than BENCH_MAX_SLOWDOWN
-# percent with its bootstrap interval (default: profiler.bench.MAX_SLOWDOWN_PCT, chosen
+# percent with its bootstrap interval (default: profiler.gates.bench.MAX_SLOWDOWN_PCT, chosen
 # from the noise measured in docs/gates.md). BENCH_ARGS: more flags of `profiler bench`.
 BASE ?=
 BENCH_MAX_SLOWDOWN ?=
@@ -67,7 +67,7 @@ bench-history: $(STAMP)
 	$(BIN)/python tests/benchmarks/history.py compare --max-slowdown $(HISTORY_MAX_SLOWDOWN) $(if $(PYTEST_ARGS),-- tests/benchmarks $(PYTEST_ARGS))
 
 golden: $(STAMP)
-	$(BIN)/python -m profiler.gates tests/golden/golden.json
+	$(BIN)/python -m profiler.gates.golden tests/golden/golden.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check profiler tests

@@ -30,11 +30,12 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 
-from profiler import refs, store
-from profiler.progress import progress as show_progress
-from profiler.record import COLUMNS
-from profiler.runner import SweepResult, run_sweep
+from profiler import refs
+from profiler.processes.progress import progress as show_progress
+from profiler.processes.runner import SweepResult, run_sweep
 from profiler.spec import build_spec, read_toml
+from profiler.storage import store
+from profiler.storage.record import COLUMNS
 
 USER_CODE_KEYS = ("block", "program")
 """Spec keys that name user code: in a Python spec they may hold the object itself."""

@@ -16,15 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from profiler.breakdown import sweep_breakdown
-from profiler.check import MAX_SLOWDOWN_PCT
+from profiler.analysis.breakdown import sweep_breakdown
+from profiler.analysis.machines import OtherMachine
 from profiler.errors import StoreError
-from profiler.machines import OtherMachine
-from profiler.progress import progress
+from profiler.gates.check import MAX_SLOWDOWN_PCT
+from profiler.processes.progress import progress
 from profiler.spec import SpecError
 
 if TYPE_CHECKING:
-    from profiler.runner import SweepResult
+    from profiler.processes.runner import SweepResult
 
 
 
@@ -121,7 +121,7 @@ def _default_out(name: str) -> Path:
 
 
 def _check_executor(args: argparse.Namespace) -> None:
-    from profiler.supervise import DEFAULT_START
+    from profiler.processes.supervise import DEFAULT_START
 
     if args.jobs is not None and args.jobs < 1:
         raise SpecError(f"--jobs: must be at least 1 (got {args.jobs})")
@@ -143,7 +143,7 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.resume and args.out is None:
         raise SpecError("--resume needs --out DIR: the folder of the sweep to continue")
     # pyarrow and numpy, once the input is good: bad input is refused in a fraction of the time
-    from profiler.runner import DEFAULT_START, run_sweep
+    from profiler.processes.runner import DEFAULT_START, run_sweep
 
     folder = args.out or _default_out(spec.sweep.name)
     if not args.no_report:
@@ -194,7 +194,7 @@ def _say_failures(result: SweepResult) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from profiler import store
+    from profiler.storage import store
 
     rows = store.load(args.folder)  # a folder that cannot be used is refused before the plotting libraries load
     from profiler.report import write_report
@@ -204,12 +204,12 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from profiler import store
+    from profiler.storage import store
 
     if args.fail_above is not None and args.fail_above < 0:
         raise SpecError(f"--fail-above: must be a percentage >= 0 (got {args.fail_above:g})")
     rows = store.load(args.a), store.load(args.b)  # bad folders are refused before the plotting libraries load
-    from profiler.compare import compare
+    from profiler.gates.compare import compare
 
     result = compare(args.a, args.b, args.out, fail_above=args.fail_above, cross_machine=args.cross_machine, rows=rows)
     print(f"comparison: {result.path}")
@@ -222,7 +222,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from profiler.check import check, format_result
+    from profiler.gates.check import check, format_result
 
     if args.max_slowdown < 0:
         raise SpecError(f"--max-slowdown: must be at least 0 (got {args.max_slowdown:g})")
@@ -257,7 +257,7 @@ def _forecast_parsers(commands: argparse._SubParsersAction) -> None:
 def _forecast(args: argparse.Namespace) -> int:
     import json
 
-    from profiler.forecast import forecast_target, format_text
+    from profiler.analysis.forecast import forecast_target, format_text
 
     forecasts = forecast_target(args.folder, args.target)
     print(json.dumps([f.as_dict() for f in forecasts], indent=1) if args.json else format_text(forecasts))
@@ -265,7 +265,7 @@ def _forecast(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from profiler.plan import format_plan, plan_target
+    from profiler.analysis.plan import format_plan, plan_target
 
     result = plan_target(args.folder, args.target, memory=args.memory_per_device, devices=args.devices, steps=args.steps)
     print(result.to_json() if args.json else format_plan(result))
@@ -273,7 +273,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _bench_parser(commands: argparse._SubParsersAction) -> None:
-    from profiler import bench
+    from profiler.gates import bench
 
     p = commands.add_parser(
         "bench", help="compile times of the working tree against a git revision, measured in one run",
@@ -284,7 +284,7 @@ def _bench_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=bench.ROUNDS, help="fresh processes per side (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=1, help="cold compiles per benchmark in each process (default: 1)")
     p.add_argument("--benchmarks", nargs="+", metavar="NAME", help="only these points (default: all)")
-    p.add_argument("--points", type=Path, metavar="JSON", help="points to use instead of profiler.gates.POINTS: "
+    p.add_argument("--points", type=Path, metavar="JSON", help="points to use instead of profiler.gates.golden.POINTS: "
                    "a JSON object {name: {point field: value}}")
     p.add_argument("--clock", choices=list(bench.CLOCKS), default="cpu", help="the gated clock (default: cpu)")
     p.add_argument("--max-slowdown", type=float, metavar="PCT", default=bench.MAX_SLOWDOWN_PCT,
@@ -294,7 +294,7 @@ def _bench_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from profiler.bench import BenchError, bench
+    from profiler.gates.bench import BenchError, bench
 
     try:
         _, verdicts, text = bench(args.base, rounds=args.rounds, repeats=args.repeats, names=args.benchmarks,
@@ -309,7 +309,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _columns(args: argparse.Namespace) -> int:
-    from profiler.record import columns_markdown
+    from profiler.storage.record import columns_markdown
 
     print(columns_markdown(), end="")
     return 0

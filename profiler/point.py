@@ -204,7 +204,7 @@ class Point(BaseModel):
         data, model = self.mesh_shape
         if self.workload == "train" and data * model != self.devices:
             raise ValueError(f"key 'mesh': {self.mesh} has {data * model} devices, devices={self.devices}")
-        # Each mesh axis must divide every dimension it shards (profiler/sharding.py RULES).
+        # Each mesh axis must divide every dimension it shards (profiler/models/sharding.py RULES).
         sharded = (("batch", self.batch, "data"), ("hidden", self.hidden, "data"), ("heads", self.heads, "model"),
                    ("kv_heads", kv_heads, "model"), ("mlp", self.mlp or 4 * self.hidden, "model"),
                    ("vocab", self.vocab, "model"))
@@ -310,7 +310,7 @@ def remat_names() -> tuple[str, ...]:
 
 DECODE_KEYS = ("prompt_len", "max_len", "kv_heads", "vocab", "mesh", "donate", "kv_cache", "gen_tokens")
 BLOCK_FAMILIES = ("llama", "moe")
-"""Built-in blocks named by `block` (profiler/llama.py, profiler/moe.py)."""
+"""Built-in blocks named by `block` (profiler/models/llama.py, profiler/models/moe.py)."""
 FAMILY_DECODE_KEYS = ("kv_heads", "vocab", "mesh")
 """Decode keys that the block families use too (mesh: workload 'train')."""
 FAMILY_KEYS = ("preset", "mlp", "weight_dtype")

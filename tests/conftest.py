@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from profiler import env, store
-from profiler.record import make_row
-from profiler.runner import run_sweep
+from profiler.measurement import env
+from profiler.processes.runner import run_sweep
 from profiler.spec import Point, build_spec
+from profiler.storage import store
+from profiler.storage.record import make_row
 
 REAL_SPEC = {
     "name": "tiny-real", "mode": ["loop", "scan"], "layers": [1, 2, 4], "hidden": 32,

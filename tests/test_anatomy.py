@@ -10,10 +10,11 @@ import jax.numpy as jnp
 import pandas as pd
 import pytest
 
-from profiler import anatomy, store
-from profiler.record import COLUMN_NAMES, DETAIL_SCHEMA, make_row
-from profiler.runner import run_sweep
+from profiler.measurement import anatomy
+from profiler.processes.runner import run_sweep
 from profiler.spec import Point, build_spec
+from profiler.storage import store
+from profiler.storage.record import COLUMN_NAMES, DETAIL_SCHEMA, make_row
 from profiler.workloads import Program
 
 XLA = [c for c in COLUMN_NAMES if c.startswith("time_xla_")]
@@ -183,7 +184,7 @@ def test_the_report_side_does_not_import_jax():
     import subprocess
     import sys
 
-    code = "import sys, profiler.report.anatomy_figures, profiler.store; assert 'jax' not in sys.modules, 'jax imported'"
+    code = "import sys, profiler.report.anatomy_figures, profiler.storage.store; assert 'jax' not in sys.modules, 'jax imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -205,7 +206,7 @@ def test_version_3_rows_read_as_anatomy_off(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from profiler.record import ARROW_SCHEMA
+    from profiler.storage.record import ARROW_SCHEMA
 
     point = Point(layers=3)
     table = pa.Table.from_pylist([make_row(point, run_status="ok", cfg_phase="main", time_compile_s=1.5)],
@@ -243,7 +244,8 @@ def test_the_report_page_has_the_anatomy_section():
 
 
 def test_compare_page_lists_the_component_that_moved_first_per_point():
-    from profiler import compare, stats
+    from profiler.analysis import stats
+    from profiler.gates import compare
 
     a = _synthetic_rows()
     b = a.copy()

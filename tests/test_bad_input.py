@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from profiler import store
-from profiler.record import ARROW_SCHEMA, SCHEMA_VERSION, make_row
 from profiler.spec import Point, SpecError, build_spec
+from profiler.storage import store
+from profiler.storage.record import ARROW_SCHEMA, SCHEMA_VERSION, make_row
 from tests.messages import says
 
 SPEC = 'name = "bad"\nlayers = [1, 2]\nhidden = 32\nheads = 2\nbatch = 2\nseq = 8\nrepeats = 1\n'

@@ -1,7 +1,7 @@
 """The compile-time gates can fail, and only for a real difference.
 
 `profiler bench` (make bench) in a temporary clone of this checkout: a regression
-planted as an uncommitted edit of `profiler/measure.py` that burns 50% more CPU in every
+planted as an uncommitted edit of `profiler/measurement/measure.py` that burns 50% more CPU in every
 compile of one point fails it, the same edit at 5% does not, nor does a point the edit
 leaves alone; bad input exits 2 with one line. (No
 change at all: the A/A runs of docs/gates.md, too long for a test.) pytest-benchmark's per-machine history
@@ -25,7 +25,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from profiler.measure import compile_stages
+from profiler.measurement.measure import compile_stages
 from profiler.spec import Point
 from profiler.workloads import build
 from tests.benchmarks.history import outside_xdist
@@ -37,7 +37,7 @@ FOREIGN = REPO / ".benchmarks" / "Linux-CPython-3.11-64bit" / "0001_baseline.jso
 POINTS = {name: dict(mode="scan", layers=2, hidden=hidden, heads=2, batch=2, seq=8)
           for name, hidden in (("same", 32), ("slower-5pct", 40), ("slower-50pct", 48))}
 
-# Appended to profiler/measure.py of the clone: after the backend compile, burn a fraction
+# Appended to profiler/measurement/measure.py of the clone: after the backend compile, burn a fraction
 # of the CPU time the compile has used so far (by hidden size: the points above).
 PLANTED = '''
 
@@ -66,10 +66,13 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if name and (REPO / name).is_file():
             (path / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, path / name)
+    for name in _git(path, "ls-files", "-z").split("\0"):  # deleted or moved in the working tree
+        if name and not (REPO / name).exists():
+            (path / name).unlink()
     _git(path, "add", "--all")
     _git(path, "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "--quiet",
          "--allow-empty", "-m", "the working tree under test")
-    measure = path / "profiler" / "measure.py"
+    measure = path / "profiler" / "measurement" / "measure.py"
     source, planted = COMPILE_LINE.subn(r"\g<0>\1_planted(program, c0)\n", measure.read_text())
     assert planted == 1
     measure.write_text(source + PLANTED)
@@ -138,7 +141,7 @@ def test_a_dirty_base_checkout_exits_2(clone):
     sha = _git(clone, "rev-parse", "HEAD~1").strip()
     base = clone / ".bench" / f"base-{sha[:12]}"
     _git(clone, "worktree", "add", "--quiet", "--detach", str(base), sha)
-    (base / "profiler" / "measure.py").write_text("# changed by hand\n")
+    (base / "profiler" / "measurement" / "measure.py").write_text("# changed by hand\n")
     done = _bench(clone, "--base", "HEAD~1", "--points", "points.json")
     assert done.returncode == 2, done.stdout + done.stderr
     assert len(done.stderr.splitlines()) == 1 and "the base checkout has local changes" in done.stderr
@@ -189,7 +192,7 @@ def _history(tmp_path: Path, action: str) -> subprocess.CompletedProcess:
 
 
 def test_history_ignores_another_machines_baseline_and_gates_against_its_own(tmp_path):
-    from profiler.env import machine_fingerprint
+    from profiler.measurement.env import machine_fingerprint
 
     bench = tmp_path / "bench"
     bench.mkdir()

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from profiler import report, store
-from profiler.compare import compare
+from profiler import report
+from profiler.gates.compare import compare
+from profiler.storage import store
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

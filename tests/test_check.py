@@ -8,11 +8,11 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from profiler import store
-from profiler.check import DETERMINISTIC, check
 from profiler.cli import main
-from profiler.runner import run_sweep
+from profiler.gates.check import DETERMINISTIC, check
+from profiler.processes.runner import run_sweep
 from profiler.spec import build_spec
+from profiler.storage import store
 
 TINY = dict(hidden=32, heads=2, batch=2, seq=8, layers=[2, 4])
 
@@ -160,9 +160,9 @@ def test_the_command_line_runs_as_a_module(sweeps, tmp_path):
 
 
 def test_check_loads_no_plotting(sweeps):
-    """A text-only gate: importing profiler.check and running a check in a fresh
+    """A text-only gate: importing profiler.gates.check and running a check in a fresh
     interpreter leaves plotly and jinja2 unimported."""
-    script = (f"import sys\nfrom profiler.check import check\n"
+    script = (f"import sys\nfrom profiler.gates.check import check\n"
               f"result = check({str(sweeps['again'])!r}, {str(sweeps['baseline'])!r}, max_slowdown_pct=1e6)\n"
               "print(result.points, [m for m in ('plotly', 'jinja2') if m in sys.modules])")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)

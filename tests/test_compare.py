@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from profiler import machines
-from profiler.compare import compare
+from profiler.analysis import machines
+from profiler.gates.compare import compare
 
 
 def profiler(*args):
@@ -97,7 +97,7 @@ def test_machines_compares_recorded_facts_only():
 
 
 def test_rows_record_this_machine_s_cpu_flags():
-    from profiler import env
+    from profiler.measurement import env
 
     row = env.host()
     assert row["env_cpu_flags"] == " ".join(env.cpu_flags())

@@ -1,4 +1,4 @@
-"""Trip-count-correct cost (profiler/cost.py) on real compiled programs, tiny sizes."""
+"""Trip-count-correct cost (profiler/measurement/cost.py) on real compiled programs, tiny sizes."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from profiler.cost import loop_corrected
-from profiler.measure import measure
-from profiler.program import Program
-from profiler.record import make_row
+from profiler.measurement.cost import loop_corrected
+from profiler.measurement.measure import measure
+from profiler.models.program import Program
 from profiler.spec import Point
+from profiler.storage.record import make_row
 from profiler.workloads import build
 
 TINY = dict(hidden=32, heads=2, batch=2, seq=8)

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from profiler.measure import measure
+from profiler.measurement.measure import measure
+from profiler.processes.supervise import worker_environment
 from profiler.spec import Point, SpecError, build_spec
-from profiler.supervise import worker_environment
 from profiler.workloads import build
 from profiler.workloads.decode import DecodeSetup
 from tests.messages import says

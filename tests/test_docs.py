@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from profiler.record import COLUMNS, columns_markdown
 from profiler.spec import keys_markdown
+from profiler.storage.record import COLUMNS, columns_markdown
 
 
 def test_generated_docs_are_current():

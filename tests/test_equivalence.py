@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from profiler import model
-from profiler.program import random_like
+from profiler.models import stacked
+from profiler.models.program import random_like
 from profiler.spec import Point
 from profiler.workloads import train
 
@@ -48,7 +48,7 @@ def to_layers(point: Point, params: Any) -> list[dict[str, Any]]:
     return [tree]
 
 
-def from_layers(point: Point, net: model.Model, layers: list[dict[str, Any]]) -> Any:
+def from_layers(point: Point, net: stacked.Model, layers: list[dict[str, Any]]) -> Any:
     """Parameters in `point`'s layout from per-layer parameters in linen names."""
     if point.mode == "scan":
         layers = [jax.tree.map(lambda *a: np.stack(a), *layers)]
@@ -65,7 +65,7 @@ def from_layers(point: Point, net: model.Model, layers: list[dict[str, Any]]) ->
 
 def evaluate(point: Point, layers: list[dict[str, Any]]) -> dict[str, Any]:
     """Output, per-layer intermediates, loss and per-layer gradients of `point`'s stack."""
-    net = model.build(point)
+    net = stacked.build(point)
     params = from_layers(point, net, layers)
     x = random_like(net.x, seed=1, scale=1.0)
 
@@ -96,7 +96,7 @@ def assert_close(actual: dict[str, Any], expected: dict[str, Any]) -> None:
 def reference() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Distinct per-layer parameters and what the linen loop computes with them."""
     point = Point(mode="loop", **SIZES)
-    layers = to_layers(point, random_like(model.build(point).params, seed=0, scale=0.1))
+    layers = to_layers(point, random_like(stacked.build(point).params, seed=0, scale=0.1))
     return layers, evaluate(point, layers)
 
 
@@ -141,7 +141,7 @@ def test_restacking_round_trips(reference):
     for api in ("linen", "nnx"):
         for mode in ("loop", "scan"):
             point = Point(api=api, mode=mode, **SIZES)
-            restacked = to_layers(point, from_layers(point, model.build(point), layers))
+            restacked = to_layers(point, from_layers(point, stacked.build(point), layers))
             assert_close({"params": restacked}, {"params": layers})
 
 
@@ -175,7 +175,7 @@ def split_family(point: Point, params: Any) -> tuple[dict[str, Any], list[dict[s
     return outer, [stack]
 
 
-def join_family(point: Point, net: model.Model, outer: dict[str, Any], layers: list[dict[str, Any]]) -> Any:
+def join_family(point: Point, net: stacked.Model, outer: dict[str, Any], layers: list[dict[str, Any]]) -> Any:
     if point.mode == "scan":
         layers = [jax.tree.map(lambda *a: np.stack(a), *layers)]
     if point.api == "linen":
@@ -190,7 +190,7 @@ def join_family(point: Point, net: model.Model, outer: dict[str, Any], layers: l
 
 def evaluate_family(point: Point, outer: dict[str, Any], layers: list[dict[str, Any]]) -> dict[str, Any]:
     """Logits, loss and gradients (outside the stack and per layer) of `point`'s model."""
-    net = model.build(point)
+    net = stacked.build(point)
     params = join_family(point, net, outer, layers)
     tokens = np.random.default_rng(1).integers(0, point.vocab, net.x.shape, np.int32)
 
@@ -206,7 +206,7 @@ def evaluate_family(point: Point, outer: dict[str, Any], layers: list[dict[str, 
 def family_reference(request) -> tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     block = request.param
     point = family_point(block, mode="loop")
-    outer, layers = split_family(point, random_like(model.build(point).params, seed=0, scale=0.2))
+    outer, layers = split_family(point, random_like(stacked.build(point).params, seed=0, scale=0.2))
     return block, outer, layers, evaluate_family(point, outer, layers)
 
 

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pandas as pd
 import pytest
 
-from profiler.runner import run_sweep
+from profiler.processes.runner import run_sweep
 from tests.processes import group_ended
 from tests.test_scale import deterministic, tiny_spec
 

@@ -17,8 +17,8 @@ import pandas as pd
 import psutil
 import pytest
 
-from profiler.measure import measure
-from profiler.runner import run_sweep
+from profiler.measurement.measure import measure
+from profiler.processes.runner import run_sweep
 from profiler.spec import Point, build_spec
 from profiler.workloads import build
 from tests.processes import group_ended

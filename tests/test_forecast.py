@@ -13,12 +13,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from profiler import forecast as F
+from profiler.analysis import forecast as F
+from profiler.analysis.plan import parse_size, plan_target
 from profiler.cli import main
-from profiler.plan import parse_size, plan_target
-from profiler.runner import run_sweep
+from profiler.processes.runner import run_sweep
 from profiler.spec import build_spec
-from profiler.store import load, part_files
+from profiler.storage.store import load, part_files
 
 # Compile-only would do for the sizes; run on gives the planner step times to weigh.
 DEEP_SPEC = {

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from profiler import gates
+from profiler.gates import golden
 from profiler.spec import Point
 
 GOLDEN_FILE = Path(__file__).resolve().parent / "golden" / "golden.json"
-KEY = gates.version_key()
-GOLDEN = gates.read_golden(GOLDEN_FILE)
+KEY = golden.version_key()
+GOLDEN = golden.read_golden(GOLDEN_FILE)
 
 
 def in_ci() -> bool:
@@ -33,33 +33,33 @@ def missing_golden_values(message: str) -> None:
 
 @pytest.fixture(scope="module")
 def measured():
-    return {name: gates.deterministic_metrics(point) for name, point in gates.POINTS.items()}
+    return {name: golden.deterministic_metrics(point) for name, point in golden.POINTS.items()}
 
 
-@pytest.mark.parametrize("name", list(gates.POINTS))
+@pytest.mark.parametrize("name", list(golden.POINTS))
 def test_deterministic_metrics_match_the_golden_values(name, measured):
     try:
-        want = gates.expected(name, GOLDEN, KEY, GOLDEN_FILE)
+        want = golden.expected(name, GOLDEN, KEY, GOLDEN_FILE)
     except LookupError as e:
         missing_golden_values(str(e))
-    problems = gates.differences(name, want, measured[name])
+    problems = golden.differences(name, want, measured[name])
     assert not problems, "deterministic metrics changed:\n" + "\n".join(problems)
 
 
 def test_a_scan_compiled_unrolled_fails_the_gate(measured):
     # The loop program stands in for a scan that silently got unrolled: the gate,
     # given the scan's values as expected, must name what changed.
-    problems = gates.differences("seed-scan", measured["seed-scan"], measured["seed-loop"])
+    problems = golden.differences("seed-scan", measured["seed-scan"], measured["seed-loop"])
     text = "\n".join(problems)
     assert "size_hlo_instructions expected" in text
     assert "mem_temp_bytes expected" in text
     assert "cost_flops expected" in text  # the corrected FLOPs differ by 6e-7 relative
-    assert gates.differences("seed-scan", measured["seed-scan"], measured["seed-scan"]) == []
+    assert golden.differences("seed-scan", measured["seed-scan"], measured["seed-scan"]) == []
 
 
 def test_a_training_step_that_lost_remat_fails_the_gate(measured):
-    lost = Point(**{**gates.POINTS["train-scan-remat"].model_dump(), "remat": "none"})
-    problems = gates.differences("train-scan-remat", measured["train-scan-remat"], gates.deterministic_metrics(lost))
+    lost = Point(**{**golden.POINTS["train-scan-remat"].model_dump(), "remat": "none"})
+    problems = golden.differences("train-scan-remat", measured["train-scan-remat"], golden.deterministic_metrics(lost))
     text = "\n".join(problems)
     # Without remat the backward pass keeps every activation instead of recomputing it.
     assert "mem_temp_bytes expected" in text and "cost_flops expected" in text
@@ -67,14 +67,14 @@ def test_a_training_step_that_lost_remat_fails_the_gate(measured):
 
 def test_a_missing_phase_fails_the_gate(measured):
     want = {**measured["seed-scan"], "decode": measured["seed-scan"]["main"]}
-    assert gates.differences("seed-scan", want, measured["seed-scan"]) == ["seed-scan [decode]: phase missing"]
+    assert golden.differences("seed-scan", want, measured["seed-scan"]) == ["seed-scan [decode]: phase missing"]
 
 
 def test_an_unknown_version_skips_with_the_command_that_records_it(tmp_path):
     path = tmp_path / "golden.json"
     path.write_text(json.dumps({"jax 0.0.1 / jaxlib 0.0.1 / cpu": {"seed-scan": {}}}))
     with pytest.raises(LookupError, match=r"for jax 9 .* \(recorded: jax 0\.0\.1 .*`make golden`"):
-        gates.expected("seed-scan", gates.read_golden(path), "jax 9 / jaxlib 9 / cpu", path)
+        golden.expected("seed-scan", golden.read_golden(path), "jax 9 / jaxlib 9 / cpu", path)
 
 
 @pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
@@ -90,4 +90,4 @@ def test_the_committed_golden_values_hold_every_point_and_metric():
         assert key.startswith("jax ") and " / jaxlib " in key
         for name, phases in points.items():
             for phase, values in phases.items():
-                assert set(values) == set(gates.DETERMINISTIC), (key, name, phase)
+                assert set(values) == set(golden.DETERMINISTIC), (key, name, phase)

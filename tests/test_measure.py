@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from profiler.measure import measure
+from profiler.measurement.measure import measure
 from profiler.spec import Point
 from profiler.workloads import build
 

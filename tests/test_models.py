@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 import jax
 import pytest
 
-from profiler import api, model, palm
-from profiler.measure import measure
+from profiler import api
+from profiler.measurement.measure import measure
+from profiler.models import palm, stacked
 from profiler.spec import Point, SpecError, build_spec
 from profiler.workloads import build
 
@@ -37,7 +38,7 @@ SMALL = dict(workload="train", block="llama", layers=2, hidden=128, heads=4, kv_
     ("mixtral-8x7b", 46_702_792_704),
 ])
 def test_presets_have_the_published_parameter_counts(preset, published):
-    net = model.build(Point(workload="train", preset=preset))
+    net = stacked.build(Point(workload="train", preset=preset))
     assert sum(math.prod(a.shape) for a in jax.tree.leaves(net.params)) == published
 
 
@@ -71,7 +72,7 @@ def test_formula_parameters_are_the_models_matmul_parameters():
     """N of the formula, from the configuration, is the model's parameters less the
     embedding table (a lookup) and the norm scales."""
     point = Point(**SMALL)
-    params = model.build(point).params["params"]
+    params = stacked.build(point).params["params"]
     norms = sum(a.size for path, a in jax.tree_util.tree_leaves_with_path(params) if "norm" in jax.tree_util.keystr(path))
     total = sum(a.size for a in jax.tree.leaves(params))
     assert palm.matmul_params(point) == total - params["embed"].size - norms

@@ -1,12 +1,12 @@
 """random_like: the arguments a run point runs on. Large leaves copy from one pool of
-normal draws (profiler/program.py): they must still look like independent draws where a
+normal draws (profiler/models/program.py): they must still look like independent draws where a
 step could tell, and be the same for the same seed."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from profiler.program import _DRAWN, _POOL, random_like
+from profiler.models.program import _DRAWN, _POOL, random_like
 
 
 def test_large_leaves_are_normal_at_the_scale_and_no_two_layers_alike():

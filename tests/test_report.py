@@ -6,12 +6,14 @@ import pandas as pd
 import pytest
 from plotly.offline import get_plotlyjs
 
-from profiler import report, stats, store
+from profiler import report
+from profiler.analysis import stats
 from profiler.report import registry, write_report
 from profiler.report.analysis import Analysis
 from profiler.report.columns import unit_of
 from profiler.report.format import fmt_ratio
 from profiler.report.page import Section, Table
+from profiler.storage import store
 
 EVIL_NAME = "<script>alert(1)</script>"
 EVIL_ERROR = "<script>alert(2)</script> & friends"

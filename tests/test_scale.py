@@ -11,13 +11,13 @@ import pandas as pd
 import psutil
 import pytest
 
-from profiler import stats
-from profiler.forkserver import ServerPool
-from profiler.measure import measure
+from profiler.analysis import stats
+from profiler.measurement.measure import measure
+from profiler.processes.forkserver import ServerPool
+from profiler.processes.runner import run_sweep
+from profiler.processes.supervise import measure_in_subprocess
 from profiler.report import environment_warnings
-from profiler.runner import run_sweep
 from profiler.spec import Point, build_spec, load_spec
-from profiler.supervise import measure_in_subprocess
 from profiler.workloads import build
 
 REPO = Path(__file__).resolve().parent.parent
@@ -100,7 +100,7 @@ def test_forked_and_fresh_processes_measure_the_same_programs(tmp_path):
 
 
 def forkservers():
-    return [p for p in psutil.Process().children() if "profiler.forkserver" in " ".join(p.cmdline())]
+    return [p for p in psutil.Process().children() if "profiler.processes.forkserver" in " ".join(p.cmdline())]
 
 
 def test_a_fork_server_serves_one_environment(monkeypatch):

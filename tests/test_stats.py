@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from profiler import stats, store
+from profiler.analysis import stats
 from profiler.report import registry
 from profiler.report.analysis import Analysis
+from profiler.storage import store
 
 
 def test_spread_quartiles_and_cv():

@@ -5,10 +5,10 @@ import json
 import pandas as pd
 import pytest
 
-from profiler import store
-from profiler.record import COLUMN_NAMES, SCHEMA_VERSION, make_row
-from profiler.runner import check_resumable
+from profiler.processes.runner import check_resumable
 from profiler.spec import Point
+from profiler.storage import store
+from profiler.storage.record import COLUMN_NAMES, SCHEMA_VERSION, make_row
 from tests.messages import says
 
 MANIFEST = {"spec": {"name": "t", "layers": [1, 2]}}

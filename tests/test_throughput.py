@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from profiler import store
-from profiler.breakdown import MEASURED, process_seconds, sweep_breakdown, union_seconds
-from profiler.executors import core_shares
+from profiler.analysis.breakdown import MEASURED, process_seconds, sweep_breakdown, union_seconds
+from profiler.processes.executors import core_shares
+from profiler.processes.runner import run_sweep
+from profiler.processes.worker import _ranges
 from profiler.report.analysis import Analysis
 from profiler.report.views.overhead import overhead_section, share_lines
-from profiler.runner import run_sweep
 from profiler.spec import load_spec
-from profiler.worker import _ranges
+from profiler.storage import store
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ['mode=["loop", "scan"]', "layers=2", "hidden=32", "heads=2", "batch=2", "seq=8", "run=false"]

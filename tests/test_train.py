@@ -6,7 +6,7 @@ import jax
 import pytest
 
 from profiler import workloads
-from profiler.measure import measure
+from profiler.measurement.measure import measure
 from profiler.spec import Point
 from profiler.workloads import train
 

@@ -20,8 +20,8 @@ from flax import nnx
 
 import profiler
 from profiler import workloads
-from profiler.measure import measure
-from profiler.runner import check_blocks
+from profiler.measurement.measure import measure
+from profiler.processes.runner import check_blocks
 from profiler.spec import Point, SpecError, build_spec
 from tests.messages import says
 
@@ -320,7 +320,7 @@ def test_examples_run_as_their_readme_says(monkeypatch):
 
 def test_profiler_exports_the_notebook_api_without_importing_it_in_workers():
     assert callable(profiler.profile) and callable(profiler.sweep) and callable(profiler.figures)
-    code = "import sys, profiler.worker; print('profiler.api' in sys.modules, 'plotly' in sys.modules)"
+    code = "import sys, profiler.processes.worker; print('profiler.api' in sys.modules, 'plotly' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True)
     assert done.stdout.split() == ["False", "False"], done.stderr
 
@@ -329,7 +329,7 @@ def test_profiler_exports_the_notebook_api_without_importing_it_in_workers():
 def test_checking_a_block_starts_no_backend_in_the_driver(api, block):
     """On a GPU a started backend would hold most of the memory the measuring processes need."""
     code = ("from jax._src import xla_bridge; from profiler.spec import build_spec; "
-            "from profiler.runner import check_blocks; "
+            "from profiler.processes.runner import check_blocks; "
             f"check_blocks(build_spec({{'name': 'x', 'block': '{MODULE}:{block}', 'api': '{api}', "
             "'mode': ['loop', 'scan']}).points); "
             "print(bool(xla_bridge._backends))")
@@ -339,7 +339,7 @@ def test_checking_a_block_starts_no_backend_in_the_driver(api, block):
 
 def test_folders_of_notebook_code_reach_the_measuring_process_as_an_argument():
     """Not through os.environ, which every thread of the process shares."""
-    from profiler.supervise import worker_environment
+    from profiler.processes.supervise import worker_environment
 
     path = worker_environment(Point(), ["/tmp/notebook-code"])["PYTHONPATH"].split(os.pathsep)
     assert path.index("/tmp/notebook-code") < path.index(os.getcwd())

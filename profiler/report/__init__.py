@@ -14,7 +14,7 @@ Modules, one job each:
   page         Cell, Table, Figure, Section: what a page is made of (pandas-free)
   style        Layout (configuration -> lines, colours, panels) and plotly styling
   analysis     Analysis: spreads, medians, fits and contrasts, computed once per page
-  environment  environment table and warnings (which facts differ: profiler/machines.py)
+  environment  environment table and warnings (which facts differ: profiler/analysis/machines.py)
   registry     where sections and findings are registered, in page order
   views/       one module per subject: its figures, tables and summary sentences
   forecast_figures  the forecast's curves per series, bands, validation table, figure

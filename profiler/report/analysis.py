@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from profiler import stats
-from profiler.forecast import Curve
+from profiler.analysis import stats
+from profiler.analysis.forecast import Curve
+from profiler.analysis.stats import key_value
 from profiler.report.columns import FITTED, NOT_PLOTTED, RAW_OF
 from profiler.report.forecast_figures import series_curves
 from profiler.report.format import sort_key
 from profiler.report.style import Layout
-from profiler.stats import key_value
 
 # (group of the other layout keys, base value, other value, layer count, ratios other / base)
 Contrast = tuple[dict[str, Any], Any, Any, int, dict[str, float]]
@@ -45,7 +45,7 @@ class Analysis:
 
     @functools.cached_property
     def curves(self) -> list[tuple[dict[str, Any], str, Curve]]:
-        """The forecast's chosen model per series for each FITTED metric (profiler/forecast/;
+        """The forecast's chosen model per series for each FITTED metric (profiler/analysis/forecast/;
         no bootstrap: the scaling table and the summary need the growth, not the band)."""
         return series_curves(self.ok, FITTED, bootstrap=0) if len(self.ok) else []
 

@@ -2,7 +2,7 @@
 
 `rows` is `store.load(DIR)` (or `pandas.read_parquet(DIR)`), `detail` is
 `store.load_detail(DIR)`. Nothing here imports JAX or knows how the numbers were
-measured (profiler/anatomy/ does); the report renders what these return.
+measured (profiler/measurement/anatomy/ does); the report renders what these return.
 
 Shares are of the profiled twin's compile (`time_anatomy_compile_s`), the time the
 components split; the row's own `time_compile_s` is the unprofiled one.
@@ -18,8 +18,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from profiler import stats
-from profiler.anatomy import taxonomy
+from profiler.analysis import stats
+from profiler.measurement.anatomy import taxonomy
 
 DETAIL_ATTR = "anatomy_detail"
 """Key of a results DataFrame's `attrs` under which the report hands a folder's anatomy

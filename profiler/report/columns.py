@@ -1,6 +1,6 @@
 """How each result column reads on a page: title, short name, unit, whether it is drawn.
 
-The schema (profiler/record.py) says what a column holds and in which unit; this module
+The schema (profiler/storage/record.py) says what a column holds and in which unit; this module
 says how the report names it. A column without an entry here still reads well: its title
 comes from its name (`time_foo_s` -> "Foo"), its unit from the schema or its suffix, and a
 measurement column lands in the figure section of its prefix (views/curves.py).
@@ -9,13 +9,13 @@ Pandas-free, so that text-only commands (`check`) can use it.
 
 from __future__ import annotations
 
-from profiler import anatomy
-from profiler.breakdown import OVERHEAD_COLUMNS
-from profiler.record import COLUMNS
+from profiler.analysis.breakdown import OVERHEAD_COLUMNS
+from profiler.measurement import anatomy
+from profiler.storage.record import COLUMNS
 
 _COLUMN = {c.name: c for c in COLUMNS}
 ANATOMY_COLUMNS = {name for name, _, _ in anatomy.component_docs()} | {f"time_anatomy_{s}_s" for s in anatomy.STAGES}
-# Columns the statistics derive per repeat (profiler/stats.py DERIVED).
+# Columns the statistics derive per repeat (profiler/analysis/stats.py DERIVED).
 _DERIVED_DOC = {
     "time_trace_lower_s": "trace + lower, per repeat.",
     "time_to_compiled_s": "trace + lower + compile, per repeat: time to a compiled program.",

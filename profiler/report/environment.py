@@ -1,6 +1,6 @@
 """The environment on a page: the table of `env_` facts, the warnings when rows come from
 different machines or software, and the one-line description in the index. Which facts
-differ, and what that means, is profiler/machines.py's."""
+differ, and what that means, is profiler/analysis/machines.py's."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from profiler import machines
+from profiler.analysis import machines
 from profiler.report.columns import doc_of
 from profiler.report.page import Cell, Table
 

@@ -1,7 +1,7 @@
 """The report's forecast builders: each series' fitted curve (series_curves), the band
 ahead of it, the validation table, the growth sentences, and the figure of measured
 medians, the chosen model drawn past the last measured depth and its prediction interval
-as a band (profiler/forecast/ fits them).
+as a band (profiler/analysis/forecast/ fits them).
 
 Kept in the report so that `python -m profiler forecast` and `plan` never import plotly.
 """
@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from profiler import stats
-from profiler.forecast import (
+from profiler.analysis import stats
+from profiler.analysis.forecast import (
     BOOTSTRAP,
     MIN_DEPTHS,
     MODEL_TEXT,

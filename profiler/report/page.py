@@ -1,5 +1,5 @@
 """What a page is made of: sections holding figures, tables and notes. Views build these;
-the templates (profiler/templates/) draw them. Nothing here draws or computes."""
+the templates (profiler/report/templates/) draw them. Nothing here draws or computes."""
 
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ import pandas as pd
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from profiler import env, stats, store
-from profiler.files import write_atomic
+from profiler.analysis import stats
+from profiler.measurement import env
 from profiler.report import anatomy_figures, registry
 from profiler.report.analysis import Analysis
 from profiler.report.environment import (
@@ -28,8 +28,10 @@ from profiler.report.environment import (
     environment_warnings,
 )
 from profiler.report.page import Figure
+from profiler.storage import store
+from profiler.storage.files import write_atomic
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 META_ID = "profiler-report-meta"
 
 

@@ -14,9 +14,9 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from profiler import stats
+from profiler.analysis import stats
+from profiler.analysis.stats import key_value
 from profiler.report.format import fmt, fmt_exponent, fmt_pct, sort_key
-from profiler.stats import key_value
 
 _DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
 _SYMBOLS = ["circle", "square", "triangle-up", "diamond", "cross", "x", "star", "pentagon"]

@@ -6,7 +6,7 @@ shapes: phase 'prefill' writes a prompt of `prompt_len` tokens into an empty cac
 cache is donated to both when `donate` is on, so XLA may update it in place.
 
 Everything is laid out on a 'data' x 'model' mesh: the shardings of arguments and
-outputs come from the model's logical axis names (see `profiler.decoder.RULES`).
+outputs come from the model's logical axis names (see `profiler.models.decoder.RULES`).
 With `run` on, the decode row times a greedy generation of `gen_tokens` tokens.
 """
 
@@ -25,9 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from profiler import decoder
-from profiler.decoder import KVCache
-from profiler.program import Program, random_like
+from profiler.models import decoder
+from profiler.models.decoder import KVCache
+from profiler.models.program import Program, random_like
 from profiler.spec import Point
 
 

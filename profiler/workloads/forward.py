@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from profiler import model, palm
-from profiler.blocks import forward_matmul_flops
-from profiler.program import Program
+from profiler.models import palm, stacked
+from profiler.models.blocks import forward_matmul_flops
+from profiler.models.program import Program
 from profiler.spec import Point
 
 
 def build(point: Point) -> list[Program]:
-    net = model.build(point)
+    net = stacked.build(point)
     # Known for the built-in block only; a user's block has no analytic count.
     info = {} if point.block else {"cost_analytic_flops": float(forward_matmul_flops(
         layers=point.layers, batch=point.batch, seq=point.seq, hidden=point.hidden))}

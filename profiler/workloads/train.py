@@ -6,7 +6,7 @@ optimizer state are donated, as a training loop would, so XLA may update them in
 (`mem_alias_bytes`); when the point runs, each step's new state feeds the next.
 
 The block families are laid out on the point's 'data' x 'model' mesh
-(`profiler.sharding.TRAIN_RULES`: batch and FSDP on 'data', tensor parallel on 'model'):
+(`profiler.models.sharding.TRAIN_RULES`: batch and FSDP on 'data', tensor parallel on 'model'):
 parameters by their logical axes, the AdamW moments like their parameters, the tokens by
 batch. The per-device bytes of each follow from those shardings.
 """
@@ -21,10 +21,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from profiler import model, palm, sharding
-from profiler.blocks import forward_matmul_flops
-from profiler.model import Model
-from profiler.program import Program
+from profiler.models import palm, sharding, stacked
+from profiler.models.blocks import forward_matmul_flops
+from profiler.models.program import Program
+from profiler.models.stacked import Model
 from profiler.spec import Point
 
 OPTIMIZER = optax.adamw(learning_rate=1e-3)
@@ -82,7 +82,7 @@ def layout(point: Point, net: Model, opt_state: Any) -> dict[str, Any]:
 
 
 def build(point: Point) -> list[Program]:
-    net = model.build(point)
+    net = stacked.build(point)
     grad_fn = jax.value_and_grad(functools.partial(loss, net))
 
     def step(params: Any, opt_state: Any, x: jax.Array) -> tuple[Any, Any, jax.Array]:
@@ -105,7 +105,7 @@ def build(point: Point) -> list[Program]:
         "size_params": sum(math.prod(a.shape) for a in jax.tree.leaves(net.params)),
     }
     sharded = {}
-    if point.block in model.FAMILIES:
+    if point.block in stacked.FAMILIES:
         sharded = layout(point, net, opt_state)
         info |= sharded.pop("info")
         in_shardings = sharded["jit_kwargs"]["in_shardings"]

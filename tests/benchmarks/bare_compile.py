@@ -21,8 +21,8 @@ import sys  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from profiler.blocks import SimpleBlock  # noqa: E402
-from profiler.stacking import Stack  # noqa: E402
+from profiler.models.blocks import SimpleBlock  # noqa: E402
+from profiler.models.stacking import Stack  # noqa: E402
 
 
 def main() -> None:

@@ -17,9 +17,9 @@ from typing import Any
 import jax
 
 from profiler import workloads
-from profiler.bench_probe import cold_compile, fresh_program
-from profiler.env import jax_env
-from profiler.program import Program
+from profiler.gates.bench_probe import cold_compile, fresh_program
+from profiler.measurement.env import jax_env
+from profiler.models.program import Program
 from profiler.spec import Point
 
 jax.config.update("jax_enable_compilation_cache", False)

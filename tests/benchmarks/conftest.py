@@ -1,11 +1,11 @@
 """pytest-benchmark files every saved run with the machine's fingerprint
-(`profiler.env.machine_fingerprint`: CPU model, flags, core count) and refuses to compare
+(`profiler.measurement.env.machine_fingerprint`: CPU model, flags, core count) and refuses to compare
 with a run saved on another machine: compile times of the same program differ 2.5-3x
 between two 2-core EPYCs (docs/gates.md)."""
 
 import pytest
 
-from profiler.env import machine_fingerprint
+from profiler.measurement.env import machine_fingerprint
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

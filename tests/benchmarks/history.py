@@ -3,7 +3,7 @@
     python tests/benchmarks/history.py save      # `make bench-baseline`: record a baseline here
     python tests/benchmarks/history.py compare   # `make bench-history`: compare with this machine's newest
 
-Runs are saved under STORAGE/<machine fingerprint>/ (profiler.env.machine_fingerprint),
+Runs are saved under STORAGE/<machine fingerprint>/ (profiler.measurement.env.machine_fingerprint),
 so a baseline is only ever compared on the machine that recorded it. On a machine with
 none of its own, `compare` says so in one line, runs the benchmarks and does not fail
 for it. Further arguments after `--` go to pytest (e.g. another benchmark file).
@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(REPO))
 
-from profiler.env import machine_fingerprint  # noqa: E402
+from profiler.measurement.env import machine_fingerprint  # noqa: E402
 
 MAX_SLOWDOWN_PCT = 30
 

@@ -58,7 +58,7 @@ def _spread(name: str, sessions: list[list[float]], cvs: bool) -> str:
 
 def aa(paths: list[str], thresholds: tuple[float, ...] = (5, 10, 15, 20), draws: int = 1000,
        rounds: int | None = None) -> int:
-    from profiler.stats import bootstrap_ratio
+    from profiler.analysis.stats import bootstrap_ratio
 
     runs = [json.loads(Path(path).read_text()) for path in paths]
     for path, run in zip(paths, runs, strict=True):

@@ -47,10 +47,10 @@ from typing import Any
 
 from scipy.stats import mannwhitneyu
 
-from profiler import store
-from profiler.forkserver import ServerPool
+from profiler.processes.forkserver import ServerPool
+from profiler.processes.supervise import measure_in_subprocess
 from profiler.spec import Point
-from profiler.supervise import measure_in_subprocess
+from profiler.storage import store
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = dict(mode="loop", layers=42, hidden=512, heads=4, batch=16, seq=32)
@@ -146,7 +146,7 @@ def main() -> None:
 def analyses() -> list[str]:
     """(e) CPU seconds of each analysis measure() runs after the compile, at 42 and 128
     layers, in this process (jax imported here only)."""
-    from profiler import measure as m
+    from profiler.measurement import measure as m
     from profiler.workloads import build
 
     lines = []
@@ -163,9 +163,9 @@ def analyses() -> list[str]:
 
 
 def _analysis_cpu(stages: Any) -> dict[str, float]:
-    from profiler import measure as m
-    from profiler.cost import loop_corrected
-    from profiler.hlo import HloText
+    from profiler.measurement import measure as m
+    from profiler.measurement.cost import loop_corrected
+    from profiler.measurement.hlo import HloText
 
     parts: dict[str, float] = {}
 

@@ -1,14 +1,14 @@
 """Benchmarks of the cold trace+lower+compile of the representative points
-(profiler.gates.POINTS), under pytest-benchmark: the history of this machine's compile
+(profiler.gates.golden.POINTS), under pytest-benchmark: the history of this machine's compile
 times. `make bench-baseline` records one in .benchmarks/<machine fingerprint>/, `make
 bench-history` compares with this machine's newest (tests/benchmarks/history.py); the
-same-run gate against a revision is `make bench` (profiler/bench.py, docs/gates.md)."""
+same-run gate against a revision is `make bench` (profiler/gates/bench.py, docs/gates.md)."""
 
 import pytest
 from cold import TIMER, benchmark_cold_compile
 
-from profiler.bench_probe import phase_of
-from profiler.gates import POINTS
+from profiler.gates.bench_probe import phase_of
+from profiler.gates.golden import POINTS
 
 # Rounds per point: enough for a median whose run-to-run spread stays well inside the
 # gate's threshold (docs/gates.md has the measurement).

@@ -9,7 +9,7 @@ import math
 
 import pandas as pd
 
-from profiler import stats
+from profiler.analysis import stats
 from profiler.report import anatomy_figures, registry
 from profiler.report.analysis import Analysis
 from profiler.report.format import fmt, fmt_exponent, fmt_pct
@@ -53,7 +53,7 @@ def _events_table(an: Analysis) -> Table | None:
     return Table(["mode", "layers", "component", "event", "calls", "wall", "self (threads)", "share"], rows,
                  f"The {TOP_EVENTS} XLA events with the most wall time at the largest point of each mode, "
                  "median of repeats. Every event of every point: the folder's _anatomy/ "
-                 "(profiler.store.load_detail, docs/anatomy.md).")
+                 "(profiler.storage.store.load_detail, docs/anatomy.md).")
 
 
 @registry.section(order=45)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from profiler import stats
+from profiler.analysis import stats
+from profiler.analysis.stats import key_value
 from profiler.report import registry
 from profiler.report.analysis import Analysis, where_text
 from profiler.report.format import fmt
 from profiler.report.page import Cell, Section, Table
-from profiler.stats import key_value
 
 
 @registry.section(order=20)

@@ -1,5 +1,5 @@
 """What the summary says about cost: points whose cost is a lower bound, and how far XLA's
-raw FLOP count is from the corrected one (profiler/cost.py, docs/cost.md)."""
+raw FLOP count is from the corrected one (profiler/measurement/cost.py, docs/cost.md)."""
 
 from __future__ import annotations
 

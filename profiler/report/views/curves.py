@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from profiler.analysis.stats import key_value
 from profiler.report import registry
 from profiler.report.analysis import Analysis
 from profiler.report.columns import NOT_PLOTTED, RAW_OF, doc_of, title_of, unit_of
@@ -25,7 +26,6 @@ from profiler.report.page import Figure, Section
 from profiler.report.style import panels, series_trace, style_axes
 from profiler.report.views.cost import RAW_DIFFERS, inexact_line, inexact_points
 from profiler.report.views.remat import remat_figure
-from profiler.stats import key_value
 
 # Figures per section, in order; a metric without data is left out.
 SECTIONS = {

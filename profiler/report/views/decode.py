@@ -7,13 +7,13 @@ import html
 
 from plotly.subplots import make_subplots
 
+from profiler.analysis.stats import key_value
 from profiler.report import registry
 from profiler.report.analysis import Analysis, where_text
 from profiler.report.columns import title_of
 from profiler.report.format import DECODE_PHASES, fmt, fmt_ratio
 from profiler.report.page import Cell, Figure, Section, Table
 from profiler.report.style import FONT, series_trace, spans_decades
-from profiler.stats import key_value
 
 
 def decode_figure(an: Analysis) -> Figure | None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from profiler.analysis.stats import key_value
 from profiler.report import registry
 from profiler.report.analysis import Analysis
 from profiler.report.page import Cell, Section, Table
-from profiler.stats import key_value
 
 
 @registry.section(order=90)

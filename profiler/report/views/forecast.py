@@ -1,12 +1,12 @@
 """Forecast: each line drawn past its deepest point with its prediction interval, the
 validation of the chosen models, and the planner's answer for a default budget
-(profiler/forecast/, profiler/plan.py; docs/forecast.md)."""
+(profiler/analysis/forecast/, profiler/analysis/plan.py; docs/forecast.md)."""
 
 from __future__ import annotations
 
 import math
 
-from profiler import forecast
+from profiler.analysis import forecast
 from profiler.report import registry
 from profiler.report.analysis import Analysis
 from profiler.report.columns import short_of, title_of, unit_of
@@ -50,7 +50,7 @@ def forecast_section(an: Analysis) -> Section | None:
     tables = [table]
     notes = []
     try:
-        from profiler.plan import plan_target
+        from profiler.analysis.plan import plan_target
 
         plan = plan_target(an.df, memory=BUDGET, steps=STEPS)
     except forecast.ForecastError as e:  # e.g. no compile times: say why there is no plan

@@ -1,9 +1,9 @@
 """Overhead: where the measuring processes' wall time went (the phase columns, as
-profiler/breakdown.py adds them up), and on how many cores the timings were taken."""
+profiler/analysis/breakdown.py adds them up), and on how many cores the timings were taken."""
 
 from __future__ import annotations
 
-from profiler.breakdown import MEASURED, process_seconds
+from profiler.analysis.breakdown import MEASURED, process_seconds
 from profiler.report import registry
 from profiler.report.analysis import Analysis
 from profiler.report.format import fmt

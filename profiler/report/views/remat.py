@@ -8,13 +8,13 @@ import html
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from profiler.analysis.stats import key_value
 from profiler.report import registry
 from profiler.report.analysis import Analysis, where_text
 from profiler.report.columns import title_of, unit_of
 from profiler.report.format import fmt, fmt_ratio, sort_key
 from profiler.report.page import Figure
 from profiler.report.style import FONT
-from profiler.stats import key_value
 
 
 def remat_figure(an: Analysis) -> Figure | None:

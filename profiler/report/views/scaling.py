@@ -1,17 +1,17 @@
 """Scaling laws: how each line grows with layers at depth (the local exponent of the model
-the forecast chooses, profiler/forecast/), as a table and as the summary's sentence."""
+the forecast chooses, profiler/analysis/forecast/), as a table and as the summary's sentence."""
 
 from __future__ import annotations
 
 import math
 
-from profiler import forecast, stats
+from profiler.analysis import forecast, stats
+from profiler.analysis.stats import key_value
 from profiler.report import registry
 from profiler.report.analysis import Analysis, where_text
 from profiler.report.columns import FITTED, short_of, unit_of
 from profiler.report.format import fmt, fmt_exponent, sort_key
 from profiler.report.page import Cell, Section, Table
-from profiler.stats import key_value
 
 
 @registry.section(order=10)

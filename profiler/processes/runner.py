@@ -1,0 +1,220 @@
+"""Run a sweep: every (point, repeat) in a process of its own, rows stored as they land.
+
+The runner decides where and how a measurement runs; what is measured is the worker's
+business and how rows are kept is the store's. A measurement that fails in any way
+becomes rows with a non-ok `run_status`; the sweep goes on.
+
+A measuring process is forked from a fork server that has imported JAX and Flax
+(profiler/processes/forkserver.py, start 'fork', the default) or is a fresh interpreter (start
+'fresh'). Measurements run on threads of this process or on a Dask cluster
+(profiler/processes/executors.py); either way only this process writes the results folder.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from profiler.measurement import env
+from profiler.measurement.anatomy import DETAIL_KEY
+from profiler.processes import executors
+from profiler.processes.supervise import (
+    DEFAULT_START,
+    Start,
+    measure_in_subprocess,
+    worker_environment,
+)
+from profiler.spec import BLOCK_FAMILIES, LIMIT_KEYS, Point, Spec, SpecError
+from profiler.storage import store
+from profiler.storage.record import SCHEMA_VERSION, make_row
+from profiler.storage.store import StoreError
+
+
+@dataclass
+class Failure:
+    """One (point, repeat) of this invocation whose rows are not all ok."""
+
+    label: str
+    repeat: int
+    status: str
+    error: str | None
+
+
+@dataclass
+class SweepResult:
+    folder: Path
+    statuses: Counter = field(default_factory=Counter)
+    """run_status of the rows this invocation wrote."""
+    skipped: int = 0
+    """(point, repeat)s already in the folder (a resumed sweep)."""
+    earlier: Counter = field(default_factory=Counter)
+    """run_status of the rows of the skipped (point, repeat)s."""
+    failures: list[Failure] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    """The rows this invocation wrote."""
+    spans: list[tuple[float, float]] = field(default_factory=list)
+    """Epoch (start, end) of each measurement, its wait for a fork server included."""
+    driver_s: dict[str, float] = field(default_factory=dict)
+    """Seconds of the driver's own serial parts: 'setup' (the spec's blocks checked, the
+    results folder opened) and 'closing' (the last rows written, the servers ended)."""
+    written_s: float = 0.0
+    """Seconds spent writing rows; all but the last write overlap the next measurement."""
+
+    @property
+    def failed(self) -> Counter:
+        """Rows that are not ok, by run_status, over the whole folder."""
+        return Counter({s: n for s, n in (self.statuses + self.earlier).items() if s != "ok"})
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def check_blocks(points: tuple[Point, ...]) -> None:
+    """Run each user block of `points` once on abstract input (profiler/models/stacked.py), so that a
+    block which cannot be stacked fails before the sweep starts, as one SpecError naming the
+    key, and not in every measuring process. Starts no JAX backend."""
+    user = [p for p in points if p.block and p.block not in BLOCK_FAMILIES]  # built-ins fit
+    if not user:
+        return
+    from profiler.models.stacked import check_blocks as check  # imports JAX: only for user blocks
+
+    try:
+        check(user)
+    except ValueError as e:
+        raise SpecError(f"key 'block': {e}") from None
+
+
+def check_resumable(folder: Path, existing: dict[str, Any] | None, manifest: dict[str, Any]) -> None:
+    """StoreError unless the sweep of `manifest` continues the one whose manifest in
+    `folder` is `existing` (None: the store says there is nothing to resume): the same
+    spec, but for the keys that only bound how it runs (spec.LIMIT_KEYS), and the same
+    point ids."""
+    if existing is None or existing.get("schema_version") != manifest["schema_version"]:
+        return  # the store refuses these, saying why
+    theirs, ours = existing.get("spec") or {}, _jsonable(manifest["spec"])
+    changed = sorted(k for k in theirs.keys() | ours.keys() if k not in LIMIT_KEYS and theirs.get(k) != ours.get(k))
+    if changed:
+        diffs = "; ".join(f"{k} = {_show(theirs.get(k))} there, {_show(ours.get(k))} here" for k in changed[:3])
+        raise StoreError(f"'{folder}' holds a sweep of a different spec ({diffs}); resume with the same spec or choose another --out")
+    if {p["id"] for p in existing.get("points", [])} != {p["id"] for p in manifest["points"]}:
+        # Same spec, other ids: a newer profiler added a point key. Resuming would measure
+        # every point again under its new id, next to its old rows.
+        raise StoreError(f"'{folder}' was started by a version of the profiler that identifies points "
+                         "differently; start the sweep in another --out")
+
+
+def _jsonable(value: Any) -> Any:
+    """`value` as the manifest stores it, so that a comparison sees what a reader sees."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _show(value: Any) -> str:
+    return "unset" if value is None else json.dumps(value)
+
+
+def run_sweep(
+    spec: Spec,
+    folder: str | Path,
+    *,
+    resume: bool = False,
+    jobs: int = 1,
+    start: Start = DEFAULT_START,
+    executor: Literal["local", "dask"] = "local",
+    scheduler: str | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+    import_paths: Sequence[str] = (),
+) -> SweepResult:
+    """Measure every (point, repeat) of `spec` not yet in `folder`, storing rows as they land.
+
+    Measurements run `jobs` at a time on this machine (`executor` 'local'), or on a Dask
+    cluster: the one at `scheduler` (tcp://HOST:PORT), or else a LocalCluster of `jobs`
+    workers on this machine. Each runs in a process of its own, started by `start`, with
+    `import_paths` first on its PYTHONPATH (folders of user code).
+    """
+    began = time.perf_counter()
+    check_blocks(spec.points)
+    measure = functools.partial(measure_in_subprocess, timeout_s=spec.sweep.timeout_s,
+                                max_rss_gb=spec.sweep.max_rss_gb, import_paths=tuple(map(str, import_paths)))
+    if executor == "dask":
+        pool = executors.Dask(measure, fork=start == "fork", jobs=jobs, scheduler=scheduler)
+    else:
+        pool = executors.Local(measure, fork=start == "fork", jobs=jobs)
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "spec": spec.as_dict(),
+        "points": [{"id": p.id, **p.model_dump()} for p in spec.points],
+        "environment": env.host(),
+        "started_utc": env.utc_now(),
+    }
+    if resume:
+        check_resumable(Path(folder), store.read_manifest(folder), manifest)
+    # The executor first: a cluster that cannot be reached is refused before anything is written.
+    with pool, store.open_for_sweep(folder, manifest, resume=resume) as folder:
+        have = store.done(folder)
+        # Repeat-major order: a sweep stopped early still covers every point, and slow drift
+        # of the machine spreads over all points rather than biasing the last ones.
+        tasks = [
+            (point, repeat)
+            for repeat in range(spec.sweep.repeats)
+            for point in spec.points
+            if (point.id, repeat) not in have
+        ]
+        # The servers of the first measurements start now, importing JAX (seconds) while the
+        # driver finishes setting up. Not every server: one importing while another's child
+        # measures would take cores from that measurement.
+        environs = {tuple(sorted(e.items())): e for e in (worker_environment(p, measure.keywords["import_paths"])
+                                                           for p, _ in tasks[:jobs])}
+        pool.prestart(list(environs.values()))
+        wanted = {(p.id, r) for p in spec.points for r in range(spec.sweep.repeats)}
+        earlier = Counter(s for pair, statuses in have.items() if pair in wanted for s in statuses)
+        result = SweepResult(folder, skipped=len(wanted) - len(tasks), earlier=earlier)
+        run_id = uuid.uuid4().hex[:12]
+        say = progress or (lambda done, total, line: None)
+        result.driver_s["setup"] = time.perf_counter() - began
+        # Leaving the `with` by an exception (Ctrl-C, a failed write) kills the running
+        # measurements and drops the rest, rather than run on with nobody to store their rows.
+        for done_count, (point, repeat, outcome, run_jobs) in enumerate(pool.results(tasks), 1):
+            detail = [
+                {"run_id": run_id, "run_point_id": point.id, "run_repeat": repeat, "cfg_phase": values.get("cfg_phase"), **event}
+                for values in outcome.rows for event in values.pop(DETAIL_KEY, None) or ()
+            ]
+            rows = [
+                make_row(
+                    point,
+                    run_id=run_id,
+                    run_sweep=spec.sweep.name,
+                    run_repeat=repeat,
+                    run_wall_s=outcome.wall_s,
+                    run_started_utc=outcome.started_utc,
+                    run_jobs=run_jobs,
+                    run_start=start,
+                    **values,
+                )
+                for values in outcome.rows
+            ]
+            if detail:  # before the rows: a (point, repeat) with rows is done, detail included
+                store.write_detail(folder, f"{point.id}-r{repeat}", detail)
+            writing = time.perf_counter()
+            store.write_rows(folder, f"{point.id}-r{repeat}", rows)
+            result.written_s += time.perf_counter() - writing
+            result.rows += rows
+            result.spans += [outcome.span] if outcome.span else []
+            statuses = Counter(row["run_status"] for row in rows)
+            result.statuses.update(statuses)
+            result.failures += [
+                Failure(point.label(), repeat, row["run_status"], row["run_error"])
+                for row in rows if row["run_status"] != "ok"
+            ]
+            took = "" if outcome.wall_s is None else f" ({outcome.wall_s:.1f} s)"
+            say(done_count, len(tasks), f"{point.label()} repeat {repeat}: {', '.join(statuses)}{took}")
+        last = max((end for _, end in result.spans), default=time.time())
+    result.driver_s["closing"] = time.time() - last  # the last rows written, the servers ended
+    return result
