@@ -1,4 +1,5 @@
-"""The package's import graph has no cycle: data flows one way (docs/architecture.md).
+"""The package's import graph has no cycle, and each stage package imports only the stages
+below it: data flows one way (docs/architecture.md).
 
 Every import counts, at module level or inside a function (a lazy import is still a
 dependency), `if TYPE_CHECKING:` ones included.
@@ -110,6 +111,68 @@ def _shortest_cycle(graph: dict[str, set[str]], component: set[str]) -> list[str
                     following.append(w)
         frontier = following
     raise AssertionError(f"{sorted(component)} is not strongly connected")
+
+
+LAYERS: list[tuple[str, ...]] = [
+    # The spec: what a sweep is, before anything is built or measured.
+    ("profiler.errors", "profiler.refs", "profiler.presets", "profiler.point", "profiler.spec"),
+    ("profiler.models",),        # what is compiled
+    ("profiler.workloads",),     # a point to its programs
+    ("profiler.measurement",),   # measuring one program, inside a measuring process
+    ("profiler.storage",),       # rows and results folders
+    ("profiler.processes",),     # the processes that run measurements
+    ("profiler.analysis",),      # statistics, forecast, plan over stored rows
+    ("profiler.report",),        # the HTML report
+    ("profiler.gates",),         # compare, check, bench, golden values
+    ("profiler", "profiler.__main__", "profiler.api", "profiler.cli"),  # the front ends
+]
+"""The package's stages, lowest first. A module may import its own layer (the cycle test
+keeps that acyclic) and the layers below it, never one above."""
+
+
+def layer_of(module: str, layers: list[tuple[str, ...]]) -> int:
+    """The index of the layer whose longest name is `module` or a package around it."""
+    best, length = None, -1
+    for index, names in enumerate(layers):
+        for name in names:
+            if (module == name or module.startswith(name + ".")) and len(name) > length:
+                best, length = index, len(name)
+    if best is None:
+        raise AssertionError(f"{module} belongs to no layer: add it to LAYERS")
+    return best
+
+
+def upward_imports(graph: dict[str, set[str]], layers: list[tuple[str, ...]]) -> list[str]:
+    """'a -> b' for every import of a module in a higher layer."""
+    return sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets
+                  if layer_of(b, layers) > layer_of(a, layers))
+
+
+def test_each_stage_imports_only_the_stages_below_it():
+    found = upward_imports(import_graph(PACKAGE), LAYERS)
+    assert not found, "imports of a higher layer: " + "; ".join(found)
+
+
+def test_the_top_level_keeps_only_the_front_ends_and_the_spec():
+    modules = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(modules) <= 10, modules
+    named = {name for names in (LAYERS[0], LAYERS[-1]) for name in names}
+    assert {f"profiler.{p[:-3]}" for p in modules} - {"profiler.__init__"} <= named
+
+
+@pytest.mark.parametrize(("modules", "found"), [
+    # A lower layer that imports a higher one, at module level or lazily.
+    ({"__init__": "", "low/__init__": "", "low/a": "def f():\n    from pkg.high import b\n",
+      "high/__init__": "", "high/b": "from pkg.low import a\n"}, ["pkg.low.a -> pkg.high.b"]),
+    ({"__init__": "", "low/__init__": "from pkg.high import b\n", "high/__init__": "", "high/b": ""},
+     ["pkg.low -> pkg.high.b"]),
+    # Downward and same-layer imports are fine.
+    ({"__init__": "", "low/__init__": "", "low/a": "from pkg.low import c\n", "low/c": "",
+      "high/__init__": "", "high/b": "from pkg.low import a\n"}, []),
+])
+def test_an_upward_import_is_found_and_named(tmp_path, modules, found):
+    layers = [("pkg.low",), ("pkg.high", "pkg")]
+    assert upward_imports(import_graph(write_package(tmp_path, modules)), layers) == found
 
 
 def test_the_profiler_package_has_no_import_cycle():
