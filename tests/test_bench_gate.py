@@ -25,6 +25,7 @@ from pathlib import Path
 import jax
 import pytest
 
+from profiler.gates.bench import MAX_SLOWDOWN_PCT, Side, decide, interleave
 from profiler.measurement.measure import compile_stages
 from profiler.spec import Point
 from profiler.workloads import build
@@ -145,6 +146,82 @@ def test_a_dirty_base_checkout_exits_2(clone):
     done = _bench(clone, "--base", "HEAD~1", "--points", "points.json")
     assert done.returncode == 2, done.stdout + done.stderr
     assert len(done.stderr.splitlines()) == 1 and "the base checkout has local changes" in done.stderr
+
+
+# The verdict rule on fixed samples, through the `measure` hook `interleave` takes: what
+# the gate decides for a given set of timings does not depend on how loaded the machine is.
+BASE_CPU_S = [1.00, 1.02, 0.98, 1.01, 0.99, 1.00, 1.03, 0.97]
+"""A base side's CPU seconds per cold compile, one per (round, repeat): 2% spread."""
+NOISY_HEAD = [1.00, 1.40, 1.15, 0.95, 1.35, 1.12, 0.97, 1.30]
+"""A head whose median is 1.135x the base's, past +10%, with samples reaching down to the base."""
+
+
+def _fixed_run(heads: dict[str, list[float]], rounds: int = 4, repeats: int = 2, seed: int = 11):
+    """interleave() over fixed samples: each benchmark's base takes BASE_CPU_S, its head
+    heads[name], in the order the rounds ask for them; the wall clock is twice the CPU."""
+    sides = (Side("base", Path("/base"), "b"), Side("head", Path("/head"), "h"))
+    queues = {(side, name): list(BASE_CPU_S if side == "base" else head) for name, head in heads.items()
+              for side in ("base", "head")}
+    calls = []
+
+    def measure(side, points, order, repeats_):
+        calls.append((side.label, list(order)))
+        return {name: [{"cpu_s": (c := queues[side.label, name].pop(0)), "wall_s": 2 * c, "cold": True}
+                       for _ in range(repeats_)] for name in order}
+
+    points = {name: {"layers": 2} for name in heads}
+    return interleave(sides, points, rounds, repeats, seed, measure=measure), calls
+
+
+def test_interleave_runs_every_side_once_per_round_in_a_seeded_order():
+    heads = {name: [x * f for x in BASE_CPU_S] for name, f in (("a", 1.0), ("b", 1.05), ("c", 1.5))}
+    run, calls = _fixed_run(heads)
+    assert [sorted(r) for r in run.schedule] == [["base", "head"]] * 4
+    assert [label for label, _ in calls] == [label for r in run.schedule for label in r]
+    assert all(sorted(order) == ["a", "b", "c"] for _, order in calls)
+    assert len({tuple(r) for r in run.schedule}) == 2  # seed 11 draws both orders of the sides
+    again, _ = _fixed_run(heads)
+    assert again.schedule == run.schedule and again.samples == run.samples  # the seed decides the order
+    assert [r["cpu_s"] for r in run.samples["base"]["a"]] == BASE_CPU_S  # every sample kept, in order
+
+
+def test_verdicts_on_fixed_samples_pass_1_00_and_1_05_and_fail_1_5():
+    heads = {name: [x * f for x in BASE_CPU_S] for name, f in (("same", 1.0), ("5pct", 1.05), ("50pct", 1.5))}
+    run, _ = _fixed_run(heads)
+    verdicts = {v.name: v for v in decide(run, "cpu", MAX_SLOWDOWN_PCT)}
+    assert MAX_SLOWDOWN_PCT == 10.0  # the thresholds below are chosen around it
+    assert [verdicts[n].word for n in ("same", "5pct", "50pct")] == ["ok", "ok", "REGRESSION"]
+    for name, factor in (("same", 1.0), ("5pct", 1.05), ("50pct", 1.5)):
+        v = verdicts[name]
+        assert v.ratio == pytest.approx(factor)  # head samples are the base's times the factor
+        assert v.base == pytest.approx(1.0) and v.head == pytest.approx(factor)
+        assert v.low <= v.ratio <= v.high
+    assert verdicts["50pct"].low > 1.1
+    # the threshold is the argument: at +60% the 1.5x head passes, at 0% the 5% one fails
+    assert not any(v.regression for v in decide(run, "cpu", 60.0))
+    assert {v.name for v in decide(run, "cpu", 0.0) if v.regression} == {"5pct", "50pct"}
+    # the clock picks the samples: the wall clock is twice the CPU, the ratios the same
+    wall = {v.name: v for v in decide(run, "wall", MAX_SLOWDOWN_PCT)}
+    assert wall["50pct"].base == pytest.approx(2.0) and wall["50pct"].regression
+
+
+def test_a_median_past_the_threshold_is_no_regression_while_its_interval_reaches_below():
+    # The ratio of medians is 1.135, past +10%, but the head's samples spread down to the
+    # base's: the interval's low end is under 1.10, so the gate does not fail. A slower
+    # head (the same spread, 1.3x) fails.
+    run, _ = _fixed_run({"noisy": NOISY_HEAD, "slower": [1.3 * x for x in NOISY_HEAD]})
+    verdicts = {v.name: v for v in decide(run, "cpu", MAX_SLOWDOWN_PCT)}
+    noisy = verdicts["noisy"]
+    assert noisy.ratio > 1.10 > noisy.low, noisy
+    assert not noisy.regression and noisy.word == "ok"
+    assert verdicts["slower"].low > 1.10 and verdicts["slower"].regression
+
+
+def test_a_head_faster_with_its_whole_interval_is_called_faster():
+    run, _ = _fixed_run({"half": [0.5 * x for x in BASE_CPU_S], "same": list(BASE_CPU_S)})
+    verdicts = {v.name: v for v in decide(run, "cpu", MAX_SLOWDOWN_PCT)}
+    assert verdicts["half"].high < 1 and verdicts["half"].word == "faster"
+    assert verdicts["same"].word == "ok"
 
 
 # A tiny point benchmarked by pytest-benchmark with the cold-compile helper and clock of
