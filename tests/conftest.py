@@ -123,3 +123,29 @@ def synthetic(tmp_path: Path) -> Callable[..., Path]:
         return write_synthetic(tmp_path / f"synthetic-{next(counter)}", **kwargs)
 
     return make
+
+
+# Fixed samples for the verdict rules of check and compare: each point's compile times
+# over 5 repeats, so that what a gate decides is known without timing anything.
+STEADY_S = [1.00, 1.02, 0.98, 1.01, 0.99]
+NOISY_S = [0.90, 1.45, 1.40, 0.95, 1.50]
+"""Median 1.40 (+40% of STEADY_S's), with two repeats under the baseline's median."""
+FIXED_NEW = {1: [1.29 * t for t in STEADY_S], 2: [1.31 * t for t in STEADY_S], 3: NOISY_S, 4: list(STEADY_S)}
+"""The new side against a STEADY_S baseline at a 30% limit: +29% passes, +31% fails, +40%
+whose interval reaches below 1 passes, unchanged passes."""
+
+
+def write_fixed(folder: Path, compile_s: Mapping[int, Sequence[float]],
+                extra: Mapping[int, Mapping[str, Any]] | None = None) -> Path:
+    """A results folder of scan points by layer count: repeat r of layers L has
+    time_compile_s = compile_s[L][r], size_hlo_instructions 1000 and cost_flops 1e9 unless
+    `extra[L]` says otherwise."""
+    folder.mkdir(parents=True)
+    for layers, samples in compile_s.items():
+        point = Point(mode="scan", layers=layers, hidden=32, heads=2)
+        values = {"size_hlo_instructions": 1000, "cost_flops": 1e9, **(extra or {}).get(layers, {})}
+        for repeat, seconds in enumerate(samples):
+            store.write_rows(folder, f"{point.id}-r{repeat}", [make_row(
+                point, run_sweep=folder.name, run_repeat=repeat, run_status="ok", cfg_phase="main",
+                run_started_utc=env.utc_now(), **env.host(), time_compile_s=seconds, **values)])
+    return folder

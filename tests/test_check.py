@@ -13,6 +13,7 @@ from profiler.gates.check import DETERMINISTIC, check
 from profiler.processes.runner import run_sweep
 from profiler.spec import build_spec
 from profiler.storage import store
+from tests.conftest import FIXED_NEW, STEADY_S, write_fixed
 
 TINY = dict(hidden=32, heads=2, batch=2, seq=8, layers=[2, 4])
 
@@ -49,6 +50,26 @@ def _check(capsys, *argv):
     code = main(["check", *map(str, argv)])
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def test_verdicts_on_fixed_samples(tmp_path):
+    """The rules on known samples: a timing regresses when its median is past the limit
+    and the whole interval of the ratio above 1; a deterministic metric on any change
+    beyond the round trip of a float through text."""
+    baseline = write_fixed(tmp_path / "base", {layers: STEADY_S for layers in FIXED_NEW})
+    new = write_fixed(tmp_path / "new", FIXED_NEW, extra={
+        1: {"size_hlo_instructions": 1001}, 3: {"cost_flops": 1e9 * (1 + 1e-8)}, 4: {"cost_flops": 1e9 * (1 + 1e-12)}})
+    result = check(new, baseline, max_slowdown_pct=30, clock="wall")
+    found = {(r.point, r.metric): r for r in result.regressions}
+    assert sorted(found) == [("layers=1", "size_hlo_instructions"), ("layers=2", "time_compile_s"),
+                             ("layers=3", "cost_flops")], found
+    assert found["layers=2", "time_compile_s"].change == "+31.0%" and found["layers=2", "time_compile_s"].limit == "+30%"
+    assert found["layers=1", "size_hlo_instructions"].change == "+1 (+0.1%)"
+    assert result.points == 4
+    # the limit is the argument: at 28% the +29% point fails too, at 32% only the changed metrics do
+    assert {r.point for r in check(new, baseline, 28, "wall").regressions if r.metric == "time_compile_s"} == {
+        "layers=1", "layers=2"}
+    assert not [r for r in check(new, baseline, 32, "wall").regressions if r.metric == "time_compile_s"]
 
 
 def test_a_folder_passes_against_itself(sweeps, capsys):

@@ -8,6 +8,7 @@ import pytest
 
 from profiler.analysis import machines
 from profiler.gates.compare import compare
+from tests.conftest import FIXED_NEW, STEADY_S, write_fixed
 
 
 def profiler(*args):
@@ -34,6 +35,23 @@ def test_ratio_of_medians_with_intervals(slower, tmp_path):
     page = (tmp_path / "c.html").read_text()
     assert 'id="fig-ratio-time_compile_s"' in page and "<script src" not in page
     assert 'href="c.html"' in (tmp_path / "index.html").read_text()
+
+
+def test_fail_above_on_fixed_samples(tmp_path):
+    """--fail-above's rule on known samples: a ratio past the limit with its whole interval
+    above 1 fails (+31%), one under the limit (+29%) or whose interval reaches below 1
+    (+40%, two repeats under the baseline) does not; any metric is gated alike."""
+    a = write_fixed(tmp_path / "a", {layers: STEADY_S for layers in FIXED_NEW})
+    b = write_fixed(tmp_path / "b", FIXED_NEW, extra={1: {"size_hlo_instructions": 1500}})
+    result = compare(a, b, tmp_path / "c.html", fail_above=30)
+    exceeded = result.ratios[result.ratios["exceeds"]]
+    assert sorted(zip(exceeded["cfg_layers"], exceeded["metric"], strict=True)) == [
+        (1, "size_hlo_instructions"), (2, "time_compile_s")]
+    compile_ = result.ratios[result.ratios["metric"] == "time_compile_s"].set_index("cfg_layers")
+    assert compile_["ratio"].to_dict() == pytest.approx({1: 1.29, 2: 1.31, 3: 1.40, 4: 1.0})
+    assert compile_.loc[3, "low"] <= 1 < compile_.loc[2, "low"]
+    assert result.failed
+    assert not compare(a, b, tmp_path / "c.html", fail_above=60).failed
 
 
 def test_same_folder_compares_equal(real_results, tmp_path):
