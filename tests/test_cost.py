@@ -154,6 +154,78 @@ def test_loop_inside_a_branch_is_counted_per_trip():
     assert counted.flops == pytest.approx(trips * MATMUL_FLOPS, rel=1e-2)
 
 
+# Hand-computed references: the matmul of `step` is 2·M·K·N FLOPs (a multiply and an add
+# per term) and M·N tanh; the loops' counters add a few FLOPs per trip, inside 1%.
+PREDICATE = jax.ShapeDtypeStruct((), jnp.bool_)
+
+
+def test_a_branch_costs_its_costliest_branch_not_the_sum_of_both():
+    # Both branches loop, 10 and 6 trips: the program runs one of them, so it costs at most
+    # 10 trips (XLA's own convention for a conditional: the costliest branch). The sum of
+    # both, 16 trips, is 60% more: far past the tolerance.
+    def two_loops(p, x, w):
+        return jax.lax.cond(p, lambda x: jax.lax.fori_loop(0, 10, lambda i, x: step(x, w), x),
+                            lambda x: jax.lax.fori_loop(0, 6, lambda i, x: step(x, w), x), x)
+
+    counted = loop_corrected(compile_(two_loops, PREDICATE, X, W))
+    assert counted.exact
+    assert counted.flops == pytest.approx(10 * 2 * M * K * N, rel=1e-2)
+    assert counted.transcendentals == 10 * M * N
+    assert counted.raw["flops"] == pytest.approx(2 * M * K * N, rel=1e-2)  # XLA's: one trip
+
+
+def test_a_cond_without_loops_keeps_xla_s_costliest_branch():
+    # tanh(x @ w) or (x @ w) @ w: 2·M·K·N or 2·M·K·N + 2·M·N·N FLOPs, and M·N tanh or none;
+    # each cost is its costliest branch's.
+    def plain(p, x, w):
+        return jax.lax.cond(p, lambda x: step(x, w), lambda x: (x @ w) @ w, x)
+
+    counted = loop_corrected(compile_(plain, PREDICATE, X, W))
+    assert counted.flops == pytest.approx(2 * M * K * N + 2 * M * N * N, rel=1e-3)
+    assert counted.transcendentals == M * N
+
+
+def test_a_nested_loop_with_work_at_both_levels():
+    # 3 outer trips, each one step and then an inner loop of 4: 3 · (1 + 4) steps.
+    def nested(x, w):
+        def outer(i, x):
+            return jax.lax.fori_loop(0, 4, lambda j, x: step(x, w), step(x, w))
+        return jax.lax.fori_loop(0, 3, outer, x)
+
+    counted = loop_corrected(compile_(nested, X, W))
+    assert counted.exact
+    assert counted.flops == pytest.approx(3 * (1 + 4) * 2 * M * K * N, rel=1e-2)
+    assert counted.transcendentals == 3 * (1 + 4) * M * N
+
+
+def test_a_scan_over_a_cond_counts_the_costliest_branch_per_trip():
+    # 5 trips, each a step or a doubling (M·K FLOPs): at most 5 steps.
+    def scan_cond(x, w, flags):
+        def body(x, p):
+            return jax.lax.cond(p, lambda x: step(x, w), lambda x: x * 2, x), None
+        return jax.lax.scan(body, x, flags)[0]
+
+    counted = loop_corrected(compile_(scan_cond, X, W, jax.ShapeDtypeStruct((5,), jnp.bool_)))
+    assert counted.exact
+    assert counted.flops == pytest.approx(5 * 2 * M * K * N, rel=1e-2)
+    assert counted.transcendentals == 5 * M * N
+
+
+def test_a_scan_over_a_cond_of_loops_multiplies_the_costliest_branch():
+    # 4 scan trips over a cond of a 3-trip and a 5-trip loop: 4 · 5 steps (4 · 8 if both
+    # branches were counted).
+    def scan_cond_loops(x, w, flags):
+        def body(x, p):
+            return jax.lax.cond(p, lambda x: jax.lax.fori_loop(0, 3, lambda i, x: step(x, w), x),
+                                lambda x: jax.lax.fori_loop(0, 5, lambda i, x: step(x, w), x), x), None
+        return jax.lax.scan(body, x, flags)[0]
+
+    counted = loop_corrected(compile_(scan_cond_loops, X, W, jax.ShapeDtypeStruct((4,), jnp.bool_)))
+    assert counted.exact
+    assert counted.flops == pytest.approx(4 * 5 * 2 * M * K * N, rel=1e-2)
+    assert counted.transcendentals == 4 * 5 * M * N
+
+
 def test_data_dependent_while_loop_is_marked_inexact():
     def until_large(x, w):
         return jax.lax.while_loop(lambda x: x.sum() < 100.0, lambda x: step(x, w) + 1.0, x)
@@ -165,10 +237,14 @@ def test_data_dependent_while_loop_is_marked_inexact():
 
 def test_new_columns_are_documented_record_columns(forward_costs):
     point = Point(mode="scan", layers=4, **TINY)
-    row = make_row(point, **forward_costs["scan", 4])  # raises on an undocumented column
-    for column in ("cost_flops", "cost_transcendentals", "cost_bytes_accessed", "cost_exact",
-                   "cost_analytic_flops", "mem_footprint_bytes"):
-        assert row[column] is not None
+    measured = forward_costs["scan", 4]
+    row = make_row(point, **measured)  # raises on an undocumented column
+    # the row holds what was measured, each column its own value (none dropped or swapped)
+    for column in ("cost_flops", "cost_transcendentals", "cost_bytes_accessed", "cost_analytic_flops",
+                   "mem_footprint_bytes"):
+        assert isinstance(row[column], int | float) and row[column] > 0 and row[column] == measured[column]
+    assert row["cost_exact"] is True
+    assert len({row[c] for c in ("cost_flops", "cost_transcendentals", "cost_bytes_accessed")}) == 3
 
 
 def test_footprint_adds_temp_that_the_cpu_peak_leaves_out():
