@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from profiler.spec import Point, SpecError, build_spec
-from profiler.storage import store
+from profiler.storage import store, versions
 from profiler.storage.record import ARROW_SCHEMA, SCHEMA_VERSION, make_row
 from tests.messages import says
 
@@ -181,13 +181,15 @@ def test_an_older_schema_loads_through_its_registered_upgrade(tmp_path, monkeypa
     def rename(table):
         return table.rename_columns(["time_compile_s" if n == "time_compile_seconds" else n for n in table.column_names])
 
-    monkeypatch.setattr(store, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
-    monkeypatch.setitem(store.UPGRADES, SCHEMA_VERSION, rename)
+    monkeypatch.setattr(versions, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setitem(versions.HISTORY, SCHEMA_VERSION + 1, "time_compile_seconds renamed time_compile_s")
+    monkeypatch.setitem(versions.UPGRADES, SCHEMA_VERSION, lambda table, schema: rename(table))
     rows = store.load(folder).set_index("run_repeat")
     assert rows.loc[1, "time_compile_s"] == 2.5
     assert set(rows["run_schema_version"]) == {SCHEMA_VERSION + 1}
 
 
-def test_every_older_schema_version_has_an_upgrade():
-    """Bumping SCHEMA_VERSION must register the upgrade from the version before it."""
-    assert set(range(1, SCHEMA_VERSION)) <= set(store.UPGRADES)
+def test_every_schema_version_has_its_history_and_upgrades_only_from_older_ones():
+    """Bumping SCHEMA_VERSION must say what changed; an upgrade leads from an older version."""
+    assert set(versions.HISTORY) == set(range(1, SCHEMA_VERSION + 1))
+    assert set(versions.UPGRADES) <= set(range(1, SCHEMA_VERSION))

@@ -4,31 +4,9 @@ Prefixes: `run_` identity and outcome, `cfg_` configuration, `time_` seconds, `s
 program sizes, `cost_` FLOPs/bytes, `mem_` bytes, `env_` environment. Units are in the
 names. XLA's raw numbers keep their own columns (`cost_xla_*`, `mem_xla_*`).
 
-Schema history (bump SCHEMA_VERSION on any change to names, types or meanings):
-  1  first version: forward workload, XLA's raw costs and memory.
-  2  spec keys unroll, remat, api, block, program and the decode keys (their cfg_
-     columns); corrected costs (cost_flops, cost_transcendentals, cost_bytes_accessed,
-     cost_exact, cost_analytic_flops); mem_footprint_bytes, mem_optimizer_state_bytes,
-     mem_kv_cache_bytes; decode timings; CPU time per phase; run_jobs, run_start.
-     Upgrade from 1: profiler/storage/store.py UPGRADES[1].
-  3  a row's cfg_ columns describe its point only: those of keys that do not apply to its
-     workload are null (spec.WORKLOAD_KEYS; a program: the model keys its factory does not
-     take). Upgrade from 2: profiler/storage/store.py UPGRADES[2].
-  4  compile-time anatomy (spec key anatomy, docs/anatomy.md): cfg_anatomy, the profiled
-     twin's stage times time_anatomy_{trace,lower,compile}_s and the component columns
-     time_trace_<c>_s, time_lower_<c>_s, time_xla_<c>_s; the per-event detail table
-     (DETAIL_COLUMNS) in a results folder's _anatomy/. Upgrade from 3: UPGRADES[3].
-  5  block families and presets: spec keys preset, mlp, experts, top_k, capacity_factor,
-     weight_dtype (their cfg_ columns, null where they do not apply); mesh for train;
-     size_params, mem_param_device_bytes, mem_grad_device_bytes,
-     mem_optimizer_state_device_bytes. Upgrade from 4: profiler/storage/store.py UPGRADES[4]
-     (nothing to change: the new columns read as null, as keys that did not apply).
-  6  where a measurement's wall time goes: time_server_start_s, time_process_start_s,
-     time_backend_start_s, time_analysis_s, time_run_s, time_process_exit_s; the cores a
-     measuring process had: run_cpus, run_cpu_affinity. Added columns only (null in
-     older rows). Upgrade from 5: UPGRADES[5].
-  7  env_cpu_flags: the CPU's feature flags (the same model differs between hosts in them,
-     and XLA's CPU compile with them). Null in older rows. Upgrade from 6: UPGRADES[6].
+The schema's version and its history are in profiler/storage/versions.py: a new column
+keeps the version (old files read it as null; say in its doc what null means there); a
+renamed, retyped or re-meant column needs a new version and an upgrade there.
 """
 
 from __future__ import annotations
@@ -43,8 +21,10 @@ import pyarrow as pa
 
 from profiler.measurement import anatomy
 from profiler.spec import Point
+from profiler.storage.versions import SCHEMA_VERSION
 
-SCHEMA_VERSION = 7
+__all__ = ["SCHEMA_VERSION", "COLUMNS", "COLUMN_NAMES", "ARROW_SCHEMA", "DETAIL_COLUMNS", "DETAIL_SCHEMA",
+           "Record", "make_row", "columns_markdown"]
 
 _ARROW = {
     "str": pa.string(),

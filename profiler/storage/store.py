@@ -18,17 +18,17 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from profiler.errors import StoreError
+from profiler.storage import versions
 from profiler.storage.files import TMP_GLOB, write_atomic
-from profiler.storage.record import ARROW_SCHEMA, COLUMN_NAMES, DETAIL_SCHEMA, SCHEMA_VERSION
+from profiler.storage.record import ARROW_SCHEMA, DETAIL_SCHEMA, SCHEMA_VERSION
 
 if TYPE_CHECKING:  # pandas is imported by to_pandas() when a folder is loaded, not before
     import pandas
@@ -127,10 +127,14 @@ def load_detail(folder: str | Path) -> pandas.DataFrame:
             table = pq.read_table(path)
         except (OSError, pa.ArrowException) as e:
             raise StoreError(f"'{path}': not a readable Parquet file ({str(e).splitlines()[0]})") from None
-        versions = set(table["run_schema_version"].to_pylist()) if "run_schema_version" in table.column_names else {None}
-        if versions != {SCHEMA_VERSION}:  # the detail exists since version 4; no upgrades yet
-            raise StoreError(f"'{path}': anatomy detail of schema version {sorted(map(str, versions))}, this profiler reads {SCHEMA_VERSION}")
-        tables.append(table.select(DETAIL_SCHEMA.names).cast(DETAIL_SCHEMA))
+        found = set(table["run_schema_version"].to_pylist()) if "run_schema_version" in table.column_names else {None}
+        # The detail exists since version 4, and no version since has changed it but by adding columns.
+        if len(found) != 1 or not versions.reads_as_current(next(iter(found)) or 0):
+            raise StoreError(f"'{path}': anatomy detail of schema version {sorted(map(str, found))}, "
+                             f"this profiler reads {SCHEMA_VERSION}")
+        table = _with_schema(table, DETAIL_SCHEMA)
+        tables.append(table.set_column(0, "run_schema_version", pa.array([SCHEMA_VERSION] * len(table), pa.int64()))
+                      .cast(DETAIL_SCHEMA))
     return pa.concat_tables(tables).to_pandas()
 
 
@@ -156,111 +160,14 @@ def load(folder: str | Path) -> pandas.DataFrame:
     return pa.concat_tables(tables).to_pandas()
 
 
-# Schema upgrades: UPGRADES[v] turns a table of schema version v into version v + 1
-# (renames, changed units, values for new cfg_ columns: a column added later and absent
-# from an old file is otherwise read as null). Every change of SCHEMA_VERSION registers
-# the upgrade from the version before it, so every results folder ever written stays
-# readable; files of a newer version than this code are refused.
-Upgrade = Callable[[pa.Table], pa.Table]
-
-
-V2_POINT_DEFAULTS: dict[str, Any] = {
-    "workload": "forward", "program": "", "block": "", "mode": "scan", "layers": 8, "hidden": 256,
-    "heads": 4, "batch": 16, "seq": 32, "dtype": "float32", "unroll": 1, "remat": "none",
-    "api": "linen", "run": False, "steps": 5, "devices": 1, "prompt_len": 16, "max_len": 64,
-    "kv_heads": None, "vocab": 256, "mesh": "1x1", "donate": True, "kv_cache": "scanned",
-    "gen_tokens": 8,
-}
-"""The defaults of the spec keys at schema version 2, written out here: an upgrade must
-read old files the same way forever, whatever later versions make the defaults."""
-
-
-def _from_v1(table: pa.Table) -> pa.Table:
-    """Version 1 rows were measured before the spec keys of version 2 existed, that is
-    with what were those keys' defaults at version 2 (no remat, no unroll, linen, the
-    built-in block): their cfg_ columns get those values. Measured columns new in
-    version 2 stay null: they were not measured."""
-    for name, default in V2_POINT_DEFAULTS.items():
-        column = ARROW_SCHEMA.field(f"cfg_{name}")
-        if column.name not in table.column_names:
-            table = table.append_column(column, pa.array([default] * len(table), column.type))
-    return table
-
-
-_V3_STACK_KEYS = ("block", "mode", "layers", "hidden", "heads", "batch", "seq", "dtype", "unroll", "remat", "api")
-V3_WORKLOAD_KEYS: dict[str, tuple[str, ...]] = {
-    "forward": _V3_STACK_KEYS,
-    "train": _V3_STACK_KEYS,
-    "decode": ("mode", "layers", "hidden", "heads", "batch", "dtype", "unroll", "prompt_len", "max_len",
-               "kv_heads", "vocab", "mesh", "donate", "kv_cache", "gen_tokens"),
-}
-"""The model keys each workload read at schema version 3 (spec.WORKLOAD_KEYS then), written
-out here for the same reason as V2_POINT_DEFAULTS."""
-_V3_ALWAYS = ("workload", "run", "steps", "devices")
-
-
-def _from_v2(table: pa.Table) -> pa.Table:
-    """Version 2 rows carry every spec key's value, also where it does not apply (the
-    layers of a decode-free program, the seq of a decode point). In version 3 those are
-    null: each model key not read by the row's workload becomes null. A program's rows
-    keep their values: which keys its factory took was not recorded."""
-    if "cfg_workload" not in table.column_names:
-        return table
-    workloads = table["cfg_workload"].to_pylist()
-    for index, name in enumerate(table.column_names):
-        key = name.removeprefix("cfg_")
-        if not name.startswith("cfg_") or key in _V3_ALWAYS or key not in V2_POINT_DEFAULTS:
-            continue
-        keep = pa.array([w not in V3_WORKLOAD_KEYS or key in V3_WORKLOAD_KEYS[w] for w in workloads])
-        column = pc.if_else(keep, table[name], pa.scalar(None, table[name].type))
-        table = table.set_column(index, name, column)
-    return table
-
-
-def _from_v3(table: pa.Table) -> pa.Table:
-    """Version 3 rows had no anatomy: cfg_anatomy is false; the anatomy columns stay null."""
-    column = ARROW_SCHEMA.field("cfg_anatomy")
-    if column.name in table.column_names:
-        return table
-    return table.append_column(column, pa.array([False] * len(table), column.type))
-
-
-def _from_v4(table: pa.Table) -> pa.Table:
-    """Version 5 added spec keys (preset, mlp, experts, ...) that no version-4 point had:
-    their absent cfg_ columns read as null, as a key that does not apply."""
-    return table
-
-
-def _from_v5(table: pa.Table) -> pa.Table:
-    """Version 6 only added measured columns (phase times, cores): absent from version 5
-    files, they read as null, as they were not measured."""
-    return table
-
-
-def _from_v6(table: pa.Table) -> pa.Table:
-    """Version 7 added env_cpu_flags: absent from version 6 files, it reads as null (not
-    recorded); machine comparisons then rest on the CPU model alone."""
-    return table
-
-
-UPGRADES: dict[int, Upgrade] = {1: _from_v1, 2: _from_v2, 3: _from_v3, 4: _from_v4, 5: _from_v5, 6: _from_v6}
-
-
-def upgrade(table: pa.Table, version: int) -> pa.Table:
-    """`table`, of schema `version`, in the current schema version (ValueError if impossible)."""
-    if version > SCHEMA_VERSION:
-        raise ValueError(f"schema version {version} is newer than this profiler reads "
-                         f"({SCHEMA_VERSION}); update the profiler to read it")
-    missing = [v for v in range(version, SCHEMA_VERSION) if v not in UPGRADES]
-    if missing:
-        raise ValueError(f"schema version {version} cannot be upgraded to {SCHEMA_VERSION} "
-                         f"(no upgrade from version {missing[0]} in profiler/storage/store.py UPGRADES)")
-    for v in range(version, SCHEMA_VERSION):
-        table = UPGRADES[v](table)
-    if version != SCHEMA_VERSION:
-        index = table.column_names.index("run_schema_version")
-        table = table.set_column(index, "run_schema_version", pa.array([SCHEMA_VERSION] * len(table), pa.int64()))
-    return table
+def _with_schema(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table`'s columns in `schema`'s order; a column it lacks (added to the schema after
+    the file was written) is null, a column it has beyond `schema` is left out."""
+    present = set(table.column_names)  # a list built afresh at every access: once, not once per column
+    for name in schema.names:
+        if name not in present:
+            table = table.append_column(schema.field(name), pa.nulls(len(table), schema.field(name).type))
+    return table.select(schema.names)
 
 
 def _read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
@@ -270,18 +177,14 @@ def _read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
         raise StoreError(f"'{path}': not a readable Parquet file ({str(e).splitlines()[0]})") from None
     if "run_schema_version" not in table.column_names:
         raise StoreError(f"'{path}': not a profiler results file (no run_schema_version column)")
-    versions = set(table["run_schema_version"].to_pylist())
-    if len(versions) != 1 or None in versions:
-        raise StoreError(f"'{path}': mixed or missing schema versions {sorted(map(str, versions))}")
+    found = set(table["run_schema_version"].to_pylist())
+    if len(found) != 1 or None in found:
+        raise StoreError(f"'{path}': mixed or missing schema versions {sorted(map(str, found))}")
     try:
-        table = upgrade(table, versions.pop())
+        table = versions.upgrade(table, found.pop(), ARROW_SCHEMA)
     except ValueError as e:
         raise StoreError(f"'{path}': {e}") from None
-    present = set(table.column_names)  # a list built afresh at every access: once, not once per column
-    missing = [name for name in COLUMN_NAMES if name not in present]
-    for name in missing:
-        table = table.append_column(ARROW_SCHEMA.field(name), pa.nulls(len(table), ARROW_SCHEMA.field(name).type))
-    table = table.select(list(COLUMN_NAMES))
+    table = _with_schema(table, ARROW_SCHEMA)
     try:
         table = table.cast(ARROW_SCHEMA)
     except (pa.ArrowException, ValueError) as e:
