@@ -268,6 +268,9 @@ def _history(tmp_path: Path, action: str) -> subprocess.CompletedProcess:
         capture_output=True, text=True, cwd=tmp_path, timeout=300)
 
 
+# A slowed run against a baseline saved minutes before: timings of two runs, which a test
+# beside them would load differently. Run alone (the serial phase).
+@pytest.mark.serial
 def test_history_ignores_another_machines_baseline_and_gates_against_its_own(tmp_path):
     from profiler.measurement.env import machine_fingerprint
 
