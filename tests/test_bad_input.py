@@ -161,7 +161,6 @@ def test_loading_a_bad_folder_is_one_store_error(tmp_path, make, message):
 
 @pytest.mark.parametrize(("make", "message"), [(m, t) for _, m, t in BAD_FOLDERS], ids=[c for c, _, _ in BAD_FOLDERS])
 def test_report_on_a_bad_folder_is_one_line_exit_2(tmp_path, make, message):
-    pytest.importorskip("profiler.report", reason="the report command is not built yet")
     make(tmp_path / "res")
     done = _run(["report", str(tmp_path / "res"), "--out", str(tmp_path / "r.html")])
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr

@@ -1,7 +1,6 @@
 """Open generated reports in headless Chromium: every figure renders, nothing is fetched,
-the console stays clean. Skipped without Chromium, except under CI=true where it fails."""
+the console stays clean. Skipped without Chromium, except under CI where it fails (tests/ci.py)."""
 
-import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +8,7 @@ import pytest
 from profiler import report
 from profiler.gates.compare import compare
 from profiler.storage import store
+from tests.ci import missing, require
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -20,10 +20,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing; CI must install Debian's chromium package")
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
+        missing(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run installs it)")
+    sync_playwright = require("playwright.sync_api", "make venv (the dev extra)").sync_playwright
 
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 
 from profiler.processes.runner import run_sweep
+from tests.ci import require
 from tests.processes import group_ended
 from tests.test_scale import deterministic, tiny_spec
 
-distributed = pytest.importorskip("distributed")
+distributed = require("distributed", "make venv (the dask extra)")
 
 
 @pytest.fixture(scope="module")

@@ -7,28 +7,22 @@ records them; in CI (CI=true, as GitHub Actions and most services set it) it fai
 a JAX upgrade the gate must not pass silently."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from profiler.gates import golden
 from profiler.spec import Point
+from tests.ci import in_ci, missing
 
 GOLDEN_FILE = Path(__file__).resolve().parent / "golden" / "golden.json"
 KEY = golden.version_key()
 GOLDEN = golden.read_golden(GOLDEN_FILE)
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
 def missing_golden_values(message: str) -> None:
-    """Fail in CI, skip elsewhere."""
-    if in_ci():
-        pytest.fail(f"{message} (CI=true: a gate without golden values fails)", pytrace=False)
-    pytest.skip(message)
+    """Fail in CI, skip elsewhere: after a JAX upgrade the gate must not pass silently."""
+    missing(message)
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +71,12 @@ def test_an_unknown_version_skips_with_the_command_that_records_it(tmp_path):
         golden.expected("seed-scan", golden.read_golden(path), "jax 9 / jaxlib 9 / cpu", path)
 
 
-@pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+@pytest.mark.parametrize(("ci", "outcome"), [
+    *((value, pytest.fail.Exception) for value in ("true", "1", "yes", "True", "YES", " true ")),
+    *((value, pytest.skip.Exception) for value in ("", "0", "false", "no"))])
 def test_missing_golden_values_fail_in_ci_and_skip_elsewhere(monkeypatch, ci, outcome):
     monkeypatch.setenv("CI", ci)
+    assert in_ci() == (outcome is pytest.fail.Exception)
     with pytest.raises(outcome, match="make golden"):
         missing_golden_values("no golden values for jax 9; record them with `make golden`")
 
