@@ -217,6 +217,27 @@ def test_a_median_past_the_threshold_is_no_regression_while_its_interval_reaches
     assert verdicts["slower"].low > 1.10 and verdicts["slower"].regression
 
 
+def test_a_head_exactly_at_the_threshold_is_no_regression():
+    # Every head sample 1.1x its base: ratio and interval are 1.1 exactly, the limit
+    # itself, and a regression is an interval *above* it.
+    run, _ = _fixed_run({"at": [1.1] * 8, "past": [1.1 * 1.001] * 8})
+    run.samples["base"] = {name: [{**r, "cpu_s": 1.0} for r in rows] for name, rows in run.samples["base"].items()}
+    verdicts = {v.name: v for v in decide(run, "cpu", 10.0)}
+    assert verdicts["at"].low == verdicts["at"].ratio == 1 + 10.0 / 100
+    assert not verdicts["at"].regression and verdicts["past"].regression
+
+
+def test_the_interval_is_drawn_from_the_run_s_seed():
+    # A saved run (its samples and seed, --json) gives the same verdicts when decided again;
+    # another seed draws other resamples.
+    run, _ = _fixed_run({"noisy": NOISY_HEAD})
+    first, again = decide(run, "cpu", MAX_SLOWDOWN_PCT), decide(run, "cpu", MAX_SLOWDOWN_PCT)
+    assert first == again
+    run.seed += 1
+    other = decide(run, "cpu", MAX_SLOWDOWN_PCT)[0]
+    assert (other.low, other.high) != (first[0].low, first[0].high) and other.ratio == first[0].ratio
+
+
 def test_a_head_faster_with_its_whole_interval_is_called_faster():
     run, _ = _fixed_run({"half": [0.5 * x for x in BASE_CPU_S], "same": list(BASE_CPU_S)})
     verdicts = {v.name: v for v in decide(run, "cpu", MAX_SLOWDOWN_PCT)}
