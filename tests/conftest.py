@@ -30,23 +30,42 @@ REAL_SPEC = {
 }
 
 
-@pytest.fixture(scope="session")
-def real_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real sweep: loop and scan at 1, 2 and 4 layers, two repeats, run on. Read only.
+TINY_FRESH_SPEC = {**REAL_SPEC, "name": "tiny-fresh", "layers": [2, 4], "repeats": 1}
+"""Points of REAL_SPEC (same ids), each measured once more in a brand-new interpreter."""
+
+
+def shared_sweep(tmp_path_factory: pytest.TempPathFactory, name: str, spec: dict[str, Any],
+                 **run: Any) -> Path:
+    """A real sweep run once per test run, whichever test asks first: every module that
+    needs a sweep of this grid reads the same folder instead of running its own.
 
     Under pytest-xdist (`make test`) each worker has a session of its own: the first worker
     to ask runs the sweep into the run's shared temporary folder, the others wait for it."""
     shared = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = shared.parent  # the run's folder, above each worker's
-    folder = shared / "tiny-real"
-    with open(shared / "tiny-real.lock", "w") as lock:
+    folder = shared / name
+    with open(shared / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (shared / "tiny-real.done").exists():
-            result = run_sweep(build_spec(REAL_SPEC), folder, jobs=2)
+        if not (shared / f"{name}.done").exists():
+            result = run_sweep(build_spec(spec), folder, **run)
             assert result.ok, result.statuses
-            (shared / "tiny-real.done").touch()
+            (shared / f"{name}.done").touch()
     return folder
+
+
+@pytest.fixture(scope="session")
+def real_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real sweep: loop and scan at 1, 2 and 4 layers, two repeats, run on, two
+    measuring processes at once, forked from a fork server. Read only."""
+    return shared_sweep(tmp_path_factory, "tiny-real", REAL_SPEC, jobs=2)
+
+
+@pytest.fixture(scope="session")
+def fresh_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The points of real_results at 2 and 4 layers measured again, one repeat each, one
+    at a time, each in a fresh interpreter (start='fresh'). Read only."""
+    return shared_sweep(tmp_path_factory, "tiny-fresh", TINY_FRESH_SPEC, start="fresh")
 
 
 # Constructed laws y = a · L^k per mode: (a, k).

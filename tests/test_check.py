@@ -10,39 +10,34 @@ import pytest
 
 from profiler.cli import main
 from profiler.gates.check import DETERMINISTIC, check
-from profiler.processes.runner import run_sweep
-from profiler.spec import build_spec
 from profiler.storage import store
 from tests.conftest import FIXED_NEW, STEADY_S, write_fixed
 
-TINY = dict(hidden=32, heads=2, batch=2, seq=8, layers=[2, 4])
-
-
-def _sweep(folder, mode, repeats):
-    spec = build_spec({"name": f"check-{mode}", "mode": mode, "repeats": repeats, **TINY})
-    assert run_sweep(spec, folder).ok
-    return folder
-
 
 @pytest.fixture(scope="module")
-def sweeps(tmp_path_factory):
+def sweeps(real_results, fresh_results, tmp_path_factory):
+    """Folders of the session's real sweeps (conftest): the scan points at 2 and 4 layers
+    (two repeats, forked), the same points measured again in fresh interpreters, and the
+    loop points of that second sweep."""
     root = tmp_path_factory.mktemp("check")
+    scan = lambda row: row["cfg_mode"] == "scan" and row["cfg_layers"] in (2, 4)  # noqa: E731
     return {
-        "baseline": _sweep(root / "baseline", "scan", repeats=2),
-        "again": _sweep(root / "again", "scan", repeats=1),
-        "loop": _sweep(root / "loop", "loop", repeats=1),
+        "baseline": _rewrite(real_results, root / "baseline", keep=scan),
+        "again": _rewrite(fresh_results, root / "again", keep=scan),
+        "loop": _rewrite(fresh_results, root / "loop", keep=lambda row: row["cfg_mode"] == "loop"),
     }
 
 
-def _rewrite(source, folder, change):
-    """A copy of the results in `source` with `change(row)` applied to each row, written
-    through the store like a sweep writes them."""
+def _rewrite(source, folder, change=lambda row: None, keep=lambda row: True):
+    """A copy of the results in `source`, the rows `keep` accepts with `change(row)` applied
+    to each, written through the store like a sweep writes them."""
     folder.mkdir()
     for part in store.part_files(source):
-        rows = pq.read_table(part).to_pylist()
+        rows = [row for row in pq.read_table(part).to_pylist() if keep(row)]
         for row in rows:
             change(row)
-        store.write_rows(folder, part.stem.removeprefix("part-"), rows)
+        if rows:
+            store.write_rows(folder, part.stem.removeprefix("part-"), rows)
     return folder
 
 

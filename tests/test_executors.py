@@ -1,20 +1,22 @@
 """Executors through real clusters and real signals: a Dask sweep writes the rows a local
 one writes, resumes the same, and both stop at once on Ctrl-C."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import pytest
 
 from profiler.processes.runner import run_sweep
+from profiler.spec import build_spec
 from tests.ci import require
+from tests.conftest import REAL_SPEC
 from tests.processes import group_ended
-from tests.test_scale import deterministic, tiny_spec
+from tests.test_scale import deterministic
 
 distributed = require("distributed", "make venv (the dask extra)")
 
@@ -31,21 +33,22 @@ def profiler(*args):
     return subprocess.run([sys.executable, "-m", "profiler", *args], capture_output=True, text=True, timeout=300)
 
 
-def test_a_dask_sweep_writes_the_rows_a_local_one_writes_and_resumes_the_same(tmp_path, cluster):
-    spec = tiny_spec(repeats=2)
-    with ThreadPoolExecutor(1) as pool:  # the two sweeps at once: only deterministic metrics are compared
-        local_run = pool.submit(run_sweep, spec, tmp_path / "local")
-        assert run_sweep(spec, tmp_path / "dask", executor="dask", scheduler=cluster.scheduler_address).ok
-        assert local_run.result().ok
-    local, dask = pd.read_parquet(tmp_path / "local"), pd.read_parquet(tmp_path / "dask")
+# The 2-layer points of the session's local sweep (conftest.REAL_SPEC), so that the local
+# rows compared with are real_results' own.
+DASK_SPEC = {**REAL_SPEC, "name": "tiny", "layers": 2}
+
+
+def test_a_dask_sweep_writes_the_rows_a_local_one_writes_and_resumes_the_same(tmp_path, cluster, real_results):
+    assert run_sweep(build_spec(DASK_SPEC), tmp_path / "dask", executor="dask", scheduler=cluster.scheduler_address).ok
+    local, dask = pd.read_parquet(real_results), pd.read_parquet(tmp_path / "dask")
+    local = local[local["cfg_layers"] == 2]
     assert len(dask) == 4
     pd.testing.assert_frame_equal(deterministic(local), deterministic(dask))
     assert set(dask["run_jobs"]) == {2}  # the cluster's threads on this host
 
     # Resume through the command line, on a LocalCluster of its own: only the missing
     # (point, repeat) is measured, and written by the driver.
-    (tmp_path / "spec.toml").write_text(
-        'name = "tiny"\nmode = ["loop", "scan"]\nlayers = 2\nhidden = 32\nheads = 2\nbatch = 2\nseq = 8\nrepeats = 2\n')
+    (tmp_path / "spec.toml").write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in DASK_SPEC.items()))
     missing = sorted((tmp_path / "dask").glob("part-*-r1.parquet"))[0]
     missing.unlink()
     resumed = profiler("sweep", str(tmp_path / "spec.toml"), "--out", str(tmp_path / "dask"), "--resume",

@@ -3,7 +3,6 @@ little memory, and measuring processes forked from a fork server measure what fr
 interpreters measure."""
 
 import typing
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jax
@@ -17,7 +16,7 @@ from profiler.processes.forkserver import ServerPool
 from profiler.processes.runner import run_sweep
 from profiler.processes.supervise import measure_in_subprocess
 from profiler.report import environment_warnings
-from profiler.spec import Point, build_spec, load_spec
+from profiler.spec import Point, load_spec
 from profiler.workloads import build
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,25 +63,19 @@ DETERMINISTIC = ["size_jaxpr_eqns", "size_stablehlo_ops", "size_hlo_instructions
                  "mem_output_bytes", "mem_temp_bytes", "mem_footprint_bytes"]
 
 
-def tiny_spec(**keys):
-    return build_spec({"name": "tiny", "mode": ["loop", "scan"], "layers": 2, "hidden": 32, "heads": 2,
-                       "batch": 2, "seq": 8, "repeats": 1, **keys})
-
-
 def deterministic(rows):
     """The rows' identity and deterministic metrics, in a stable order."""
     columns = ["run_point_id", "run_repeat", "cfg_phase", "run_status", *DETERMINISTIC]
     return rows[columns].sort_values(columns[:3]).reset_index(drop=True)
 
 
-def test_forked_and_fresh_processes_measure_the_same_programs(tmp_path):
-    spec = tiny_spec()
-    with ThreadPoolExecutor(1) as pool:  # the two sweeps at once: only deterministic metrics are compared
-        fresh_run = pool.submit(run_sweep, spec, tmp_path / "fresh", start="fresh")
-        assert run_sweep(spec, tmp_path / "fork", start="fork", jobs=2).ok
-        assert fresh_run.result().ok
-    fork, fresh = pd.read_parquet(tmp_path / "fork"), pd.read_parquet(tmp_path / "fresh")
-    pd.testing.assert_frame_equal(deterministic(fork), deterministic(fresh))
+def test_forked_and_fresh_processes_measure_the_same_programs(real_results, fresh_results):
+    # The session's sweeps (conftest): forked, two at once, and fresh interpreters, one at a time.
+    fork, fresh = pd.read_parquet(real_results), pd.read_parquet(fresh_results)
+    fork = fork[fork["cfg_layers"].isin(fresh["cfg_layers"])]
+    for repeat in (0, 1):  # each forked repeat measured what the fresh interpreter measured
+        pd.testing.assert_frame_equal(deterministic(fork[fork["run_repeat"] == repeat]).drop(columns="run_repeat"),
+                                      deterministic(fresh).drop(columns="run_repeat"))
     assert set(fork["run_start"]) == {"fork"} and set(fork["run_jobs"]) == {2}
     assert set(fresh["run_start"]) == {"fresh"} and set(fresh["run_jobs"]) == {1}
     # A backend compile event fires on every cold compile, never on a cache hit.
