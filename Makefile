@@ -26,7 +26,7 @@ BENCH_MAX_SLOWDOWN ?=
 # newest pytest-benchmark baseline (recorded by `make bench-baseline`).
 HISTORY_MAX_SLOWDOWN ?= 30
 
-.PHONY: venv sweep report test lint docs bench bench-baseline bench-history golden bench-overhead
+.PHONY: venv sweep report test lint docs bench bench-baseline bench-history golden bench-overhead mutate
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,17 @@ bench-baseline: $(STAMP)
 
 bench-history: $(STAMP)
 	$(BIN)/python tests/benchmarks/history.py compare --max-slowdown $(HISTORY_MAX_SLOWDOWN) $(if $(PYTEST_ARGS),-- tests/benchmarks $(PYTEST_ARGS))
+
+# Mutation testing (mutmut, configured in pyproject.toml's [tool.mutmut]) of the core rules:
+# the loop-cost correction, the schema upgrades, the bench verdicts and the ratio statistics
+# the gates decide with. MUTATE: mutant name patterns (default: those functions). The
+# survivors and why each is acceptable: docs/testing.md.
+MUTATE ?= profiler.measurement.cost.xǁ_Analysisǁmissed* profiler.measurement.cost.xǁ_Analysisǁcorrected* \
+	profiler.storage.versions.* profiler.gates.bench.x_decide* profiler.gates.bench.x_interleave* \
+	profiler.gates.bench.xǁVerdictǁ* profiler.analysis.stats.x_bootstrap_ratio* profiler.analysis.stats.x_ratio_table*
+mutate: $(STAMP)
+	$(BIN)/mutmut run $(foreach m,$(MUTATE),"$(m)")
+	$(BIN)/mutmut results
 
 golden: $(STAMP)
 	$(BIN)/python -m profiler.gates.golden tests/golden/golden.json
