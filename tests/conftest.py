@@ -68,6 +68,28 @@ def fresh_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shared_sweep(tmp_path_factory, "tiny-fresh", TINY_FRESH_SPEC, start="fresh")
 
 
+TINY_FORWARD = dict(hidden=32, heads=2, batch=2, seq=8)
+
+
+@pytest.fixture(scope="session")
+def measure_forward() -> Callable[..., dict[str, Any]]:
+    """measure_forward(mode, layers, **keys): the in-process measurement of a tiny forward
+    point (TINY_FORWARD, with `keys` over it), compiled once per session process and shared
+    by the modules that read it (test_cost, test_measure). Read only."""
+    from profiler.measurement.measure import measure
+    from profiler.workloads import build
+
+    cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def get(mode: str, layers: int, **keys: Any) -> dict[str, Any]:
+        key = (mode, layers, *sorted(keys.items()))
+        if key not in cache:
+            cache[key] = measure(build(Point(mode=mode, layers=layers, **(TINY_FORWARD | keys)))[0])
+        return cache[key]
+
+    return get
+
+
 # Constructed laws y = a · L^k per mode: (a, k).
 LAWS: dict[str, dict[str, tuple[float, float]]] = {
     "time_trace_s": {"loop": (0.02, 1.0), "scan": (0.05, 0.0), "scan_shared": (0.04, 0.0)},

@@ -12,17 +12,12 @@ from profiler.models.program import Program
 from profiler.spec import Point
 from profiler.storage.record import make_row
 from profiler.workloads import build
+from tests.conftest import TINY_FORWARD as TINY
 
-TINY = dict(hidden=32, heads=2, batch=2, seq=8)
 M, K, N = 8, 16, 16
 X = jax.ShapeDtypeStruct((M, K), jnp.float32)
 W = jax.ShapeDtypeStruct((K, N), jnp.float32)
 MATMUL_FLOPS = 2 * M * K * N
-
-
-def forward(mode: str, layers: int, unroll: int = 1, **sizes: int) -> dict:
-    (program,) = build(Point(mode=mode, layers=layers, unroll=unroll, **(TINY | sizes)))
-    return measure(program)
 
 
 def compile_(fn, *args):
@@ -34,8 +29,8 @@ def step(x, w):
 
 
 @pytest.fixture(scope="module")
-def forward_costs() -> dict[tuple[str, int], dict]:
-    return {(mode, layers): forward(mode, layers)
+def forward_costs(measure_forward) -> dict[tuple[str, int], dict]:
+    return {(mode, layers): measure_forward(mode, layers)
             for layers in (1, 4, 13) for mode in ("loop", "scan", "scan_shared")}
 
 
@@ -59,20 +54,20 @@ def test_loop_mode_has_nothing_to_correct(forward_costs, layers):
         assert loop[f"cost_{key}"] == loop[f"cost_xla_{key}"]
 
 
-def test_partial_unroll_with_remainder_counts_every_layer(forward_costs):
-    unrolled = forward("scan", 13, unroll=3)  # 4 trips over 3 layers, 1 layer outside
+def test_partial_unroll_with_remainder_counts_every_layer(forward_costs, measure_forward):
+    unrolled = measure_forward("scan", 13, unroll=3)  # 4 trips over 3 layers, 1 layer outside
     assert unrolled["size_hlo_while_loops"] == 1
     assert unrolled["cost_flops"] == pytest.approx(forward_costs["scan", 13]["cost_flops"], rel=0.02)
     assert unrolled["cost_transcendentals"] == pytest.approx(
         forward_costs["scan", 13]["cost_transcendentals"], rel=0.02)
 
 
-def test_analytic_matmul_flops_match_measured_forward_flops(forward_costs):
+def test_analytic_matmul_flops_match_measured_forward_flops(forward_costs, measure_forward):
     # Element-wise work (biases, softmax, residual adds: about 10 FLOPs per activation
     # element) is in XLA's count and not in the analytic one: about 10 / (10 hidden) of
     # the total, 1.5% at hidden 64.
     for mode in ("loop", "scan"):
-        m = forward(mode, 4, hidden=64)
+        m = measure_forward(mode, 4, hidden=64)
         assert m["cost_analytic_flops"] <= m["cost_flops"] <= 1.03 * m["cost_analytic_flops"]
     # the same relation holds on the measurements at hidden 32 within its larger gap
     small = forward_costs["scan", 13]

@@ -12,14 +12,11 @@ from profiler.workloads import build
 TINY = dict(hidden=32, heads=2, batch=2, seq=8)
 
 
-def _measure(**kw):
-    return measure(build(Point(**TINY, **kw))[0])
-
-
 @pytest.fixture(scope="module")
-def sizes():
+def sizes(measure_forward):
+    """In-process measurements shared with test_cost (conftest.measure_forward)."""
     return {
-        (mode, layers): _measure(mode=mode, layers=layers)
+        (mode, layers): measure_forward(mode, layers)
         for mode in ("loop", "scan", "scan_shared")
         for layers in (2, 4, 8)
     }
@@ -93,11 +90,11 @@ class _SeedLoop(nn.Module):
         return x
 
 
-def test_xla_flops_equal_plain_jax_for_the_seed_model():
+def test_xla_flops_equal_plain_jax_for_the_seed_model(measure_forward):
     model = _SeedLoop(num_layers=3)
     x = jnp.zeros((2, 8, 32))
     params = model.init(jax.random.key(0), x[:1])
     plain = jax.jit(model.apply).lower(params, x).compile().cost_analysis()
-    ours = _measure(mode="loop", layers=3)
+    ours = measure_forward("loop", 3)
     assert ours["cost_xla_flops"] == plain["flops"]
     assert ours["cost_xla_transcendentals"] == plain["transcendentals"]
