@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -163,19 +164,33 @@ def _fixed_run(heads: dict[str, list[float]], rounds: int = 4, repeats: int = 2,
     queues = {(side, name): list(BASE_CPU_S if side == "base" else head) for name, head in heads.items()
               for side in ("base", "head")}
     calls = []
+    points = {name: {"layers": 2} for name in heads}
 
-    def measure(side, points, order, repeats_):
+    def measure(side, points_, order, repeats_):
+        assert points_ == points and repeats_ == repeats  # what the run measures, passed on
         calls.append((side.label, list(order)))
         return {name: [{"cpu_s": (c := queues[side.label, name].pop(0)), "wall_s": 2 * c, "cold": True}
                        for _ in range(repeats_)] for name in order}
 
-    points = {name: {"layers": 2} for name in heads}
-    return interleave(sides, points, rounds, repeats, seed, measure=measure), calls
+    return interleave(sides, points, rounds, repeats, seed, measure=measure, progress=PROGRESS.append), calls
+
+
+PROGRESS: list[str] = []
+"""interleave's progress lines of the last _fixed_run."""
 
 
 def test_interleave_runs_every_side_once_per_round_in_a_seeded_order():
     heads = {name: [x * f for x in BASE_CPU_S] for name, f in (("a", 1.0), ("b", 1.05), ("c", 1.5))}
+    PROGRESS.clear()
+    t0 = time.perf_counter()
     run, calls = _fixed_run(heads)
+    elapsed = time.perf_counter() - t0
+    assert (run.rounds, run.repeats, run.seed) == (4, 2, 11)
+    assert 0 <= run.seconds <= elapsed
+    assert len(run.load) == 2 and all(isinstance(x, float) and x >= 0 for x in run.load)
+    lines = [re.fullmatch(r"round (\d)/4: (base|head) measured in (\d+) s", line) for line in PROGRESS]
+    assert [(int(m[1]), m[2]) for m in lines] == [(i + 1, label) for i, r in enumerate(run.schedule) for label in r]
+    assert all(int(m[3]) <= elapsed + 1 for m in lines)
     assert [sorted(r) for r in run.schedule] == [["base", "head"]] * 4
     assert [label for label, _ in calls] == [label for r in run.schedule for label in r]
     assert all(sorted(order) == ["a", "b", "c"] for _, order in calls)

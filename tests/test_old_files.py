@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -148,6 +150,23 @@ def test_an_old_anatomy_detail_reads(version):
     assert len(detail) > 10 and (detail["run_schema_version"] == SCHEMA_VERSION).all()
     assert set(detail["run_point_id"]) == set(rows["run_point_id"])
     assert {"trace", "lower", "compile"} == set(detail["stage"]) and (detail["wall_s"] >= 0).all()
+
+
+def test_which_versions_read_as_current():
+    """Files of versions 4 to 7 read alike (only columns were added since 4); older ones
+    need their upgrades, unknown and newer ones are not read."""
+    assert [v for v in range(0, SCHEMA_VERSION + 3) if versions.reads_as_current(v)] == list(range(4, SCHEMA_VERSION + 1))
+
+
+def test_an_anatomy_detail_of_a_newer_version_is_refused(tmp_path):
+    folder = tmp_path / "res"
+    shutil.copytree(HERE / f"v{SCHEMA_VERSION}" / "forward", folder)
+    (detail,) = (folder / "_anatomy").glob("*.parquet")
+    table = pq.read_table(detail)
+    newer = pa.array([SCHEMA_VERSION + 1] * len(table), pa.int64())
+    pq.write_table(table.set_column(table.column_names.index("run_schema_version"), "run_schema_version", newer), detail)
+    with pytest.raises(store.StoreError, match=f"anatomy detail of schema version \\['{SCHEMA_VERSION + 1}'\\]"):
+        store.load_detail(folder)
 
 
 def test_a_column_added_without_a_version_bump_reads_as_null(tmp_path):
