@@ -143,3 +143,30 @@ def test_break_even_of_a_decode_program_uses_the_time_per_token(synthetic):
     df["time_per_token_s"], df["time_step_median_s"] = df["time_step_median_s"], float("nan")
     be = stats.break_even_table(stats.summarize(df)).set_index("cfg_layers")
     assert be.loc[32, "faster_step"] == "loop" and be.loc[32, "break_even_steps"] > 0
+
+
+def _ratio_rows(**metrics):
+    """Two repeats of two points (one with a key null), every metric's value given per repeat."""
+    rows = []
+    for kv_heads in (None, 2):
+        for repeat, scale in enumerate((1.0, 1.02)):
+            rows.append({"run_status": "ok", "cfg_layers": 4, "cfg_kv_heads": kv_heads, "run_repeat": repeat,
+                         **{m: v * scale for m, v in metrics.items()}})
+    return pd.DataFrame(rows)
+
+
+def test_ratio_table_lets_the_corrected_flops_stand_for_xla_s():
+    # Where both are asked and present, the corrected FLOPs stand for XLA's raw ones; rows
+    # of an old version without the corrected column keep XLA's. A point whose key is null
+    # is a point too.
+    both = stats.ratio_table(_ratio_rows(cost_flops=10.0, cost_xla_flops=5.0),
+                             _ratio_rows(cost_flops=12.0, cost_xla_flops=5.0), ["cost_flops", "cost_xla_flops"])
+    assert list(both["metric"]) == ["cost_flops", "cost_flops"]
+    assert both["ratio"].tolist() == pytest.approx([1.2, 1.2])
+    assert sorted(both["cfg_kv_heads"].isna()) == [False, True]
+    raw = stats.ratio_table(_ratio_rows(cost_xla_flops=5.0), _ratio_rows(cost_xla_flops=6.0),
+                            ["cost_flops", "cost_xla_flops"])
+    assert list(raw["metric"]) == ["cost_xla_flops", "cost_xla_flops"]
+    only_xla = stats.ratio_table(_ratio_rows(cost_flops=10.0, cost_xla_flops=5.0),
+                                 _ratio_rows(cost_flops=12.0, cost_xla_flops=6.0), ["cost_xla_flops"])
+    assert list(only_xla["metric"]) == ["cost_xla_flops"] * 2 and only_xla["ratio"].tolist() == pytest.approx([1.2] * 2)
