@@ -170,3 +170,43 @@ def test_ratio_table_lets_the_corrected_flops_stand_for_xla_s():
     only_xla = stats.ratio_table(_ratio_rows(cost_flops=10.0, cost_xla_flops=5.0),
                                  _ratio_rows(cost_flops=12.0, cost_xla_flops=6.0), ["cost_xla_flops"])
     assert list(only_xla["metric"]) == ["cost_xla_flops"] * 2 and only_xla["ratio"].tolist() == pytest.approx([1.2] * 2)
+
+
+def test_bootstrap_interval_of_a_known_distribution():
+    # b / a with a constant: the interval is that of the median of 5 draws from b's values,
+    # whose distribution is known. P(median <= 2) = P(3+ of 5 draws <= 2) = 0.317, and
+    # P(median <= 1) = 0.058: the 10th and 90th percentiles are 2 and 4 (80%), the 2.5th and
+    # 97.5th 1 and 5 (95%). Over a = 2 everywhere, halved.
+    assert stats.bootstrap_ratio([2.0] * 5, [2.0, 4.0, 6.0, 8.0, 10.0], confidence=0.95) == (3.0, 1.0, 5.0)
+    assert stats.bootstrap_ratio([2.0] * 5, [2.0, 4.0, 6.0, 8.0, 10.0], confidence=0.80) == (3.0, 2.0, 4.0)
+    # The order of the sides: b over a; the median of a in 4..8 gives 6 / 8 to 6 / 4.
+    assert stats.bootstrap_ratio([2.0, 4.0, 6.0, 8.0, 10.0], [6.0] * 5, confidence=0.80) == (1.0, 0.75, 1.5)
+
+
+def test_ratio_table_rules_at_their_edges():
+    def rows(points):
+        return pd.DataFrame([{"run_status": "ok", "cfg_layers": layers, "run_repeat": r, **{m: v[r] for m, v in metrics.items()}}
+                             for layers, metrics in points.items() for r in range(2)])
+
+    a = rows({1: {"mem_alias_bytes": [0, 0], "time_compile_s": [1.0, 1.0]},  # only in A
+              2: {"mem_alias_bytes": [0, 0], "time_compile_s": [1.0, 1.0], "cost_flops": [5.0, 5.0]},
+              3: {"mem_alias_bytes": [0, 0], "time_compile_s": [1.0, 1.0], "cost_flops": [5.0, 5.0]}})
+    b = rows({2: {"mem_alias_bytes": [0, 0], "time_compile_s": [1.3, 1.3], "cost_flops": [np.nan, np.nan]},
+              3: {"mem_alias_bytes": [0, 0], "time_compile_s": [1.0, 2.0], "cost_flops": [6.0, 6.0]}})
+    table = stats.ratio_table(a, b, ["mem_alias_bytes", "time_compile_s", "cost_flops"], fail_above=30)
+    assert list(table.columns) == ["cfg_layers", "metric", "median_a", "median_b", "n_a", "n_b", "ratio", "low",
+                                   "high", "exceeds"]
+    # Not compared: a point of one side only, a metric whose A median is 0, a metric with no
+    # value on one side; every other pair is, past the ones left out.
+    got = {(row["cfg_layers"], row["metric"]): row for row in table.to_dict("records")}
+    assert sorted(got) == [(2, "time_compile_s"), (3, "cost_flops"), (3, "time_compile_s")]
+    # Exactly at the limit (1.3 = 1 + 30%) is not past it; a median past it whose interval
+    # reaches 1 (repeats 1.0 and 2.0) does not exceed either.
+    at, noisy = got[2, "time_compile_s"], got[3, "time_compile_s"]
+    assert (at["ratio"], at["low"], at["exceeds"]) == (pytest.approx(1.3), pytest.approx(1.3), False)
+    assert noisy["ratio"] == 1.5 and noisy["low"] == 1.0 and not noisy["exceeds"]
+    flops = got[3, "cost_flops"]
+    assert (flops["n_a"], flops["n_b"], flops["median_a"], flops["median_b"]) == (2, 2, 5.0, 6.0)
+    assert flops["low"] == flops["high"] == flops["ratio"] == pytest.approx(1.2) and flops["exceeds"] is False
+    empty = stats.ratio_table(a[a["cfg_layers"] == 1], b, ["time_compile_s"], fail_above=30)
+    assert empty.empty and list(empty.columns) == list(table.columns)
