@@ -20,8 +20,9 @@ from typing import Any
 import pandas as pd
 
 from profiler.analysis import stats
-from profiler.analysis.forecast import ForecastError, fmt, forecast_target, parse_target, prepare
+from profiler.analysis.forecast import ForecastError, forecast_target, parse_target, prepare
 from profiler.storage.store import load
+from profiler.units import fmt
 
 MEMORY = "mem_footprint_bytes"
 SETUP = "time_to_compiled_s"

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from profiler.analysis import machines
 from profiler.errors import StoreError
+from profiler.units import fmt_exact
 
 if TYPE_CHECKING:  # pandas is imported when a check runs, not when the command line starts
     import pandas as pd
@@ -177,23 +178,12 @@ def _notes(env_a: machines.Environment, env_b: machines.Environment, only_new: i
 def difference(expected: float | None, got: float | None) -> str:
     """How a deterministic metric changed: '+10 (+4.24%)'."""
     if _missing(expected) or _missing(got):
-        return f"{fmt(expected)} -> {fmt(got)}"
+        return f"{fmt_exact(expected)} -> {fmt_exact(got)}"
     if not expected:
-        return fmt(got - expected, signed=True)
+        return fmt_exact(got - expected, signed=True)
     pct = (got / expected - 1) * 100
     shown = f"{pct:+.0f}" if abs(pct) >= 100 else f"{pct:+.3g}"
-    return f"{fmt(got - expected, signed=True)} ({shown}%)"
-
-
-def fmt(value: float | None, signed: bool = False) -> str:
-    """A metric's value: integers in full (a change in the last digit matters), others
-    to four significant digits."""
-    if _missing(value):
-        return "-"
-    sign = "+" if signed and value > 0 else ""
-    if float(value).is_integer() and abs(value) >= 1:
-        return f"{sign}{int(value)}"
-    return f"{value:{sign}.4g}"
+    return f"{fmt_exact(got - expected, signed=True)} ({shown}%)"
 
 
 def format_result(result: CheckResult, new: str | Path, baseline: str | Path) -> str:
@@ -201,7 +191,7 @@ def format_result(result: CheckResult, new: str | Path, baseline: str | Path) ->
     lines = [f"note: {n}" for n in result.notes]
     if result.regressions:
         header = ("point", "phase", "metric", "baseline", "new", "change", "limit")
-        rows = [header, *((r.point, r.phase, r.metric, fmt(r.baseline), fmt(r.new), r.change, r.limit)
+        rows = [header, *((r.point, r.phase, r.metric, fmt_exact(r.baseline), fmt_exact(r.new), r.change, r.limit)
                           for r in result.regressions)]
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
         lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]

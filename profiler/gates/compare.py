@@ -23,11 +23,12 @@ from profiler.measurement import env
 from profiler.report import anatomy_figures
 from profiler.report.columns import cell_unit, short_of, title_of
 from profiler.report.environment import EnvWarning, describe_environment, differences_table
-from profiler.report.format import fmt, sort_key
+from profiler.report.format import sort_key
 from profiler.report.page import Cell, Figure, Section, Table
 from profiler.report.render import render, reports_folder, write_page
 from profiler.report.style import Layout, panels, series_trace, style_axes
 from profiler.storage import store
+from profiler.units import fmt
 
 # What is compared, in order; a metric missing from either side is left out. The first
 # corrected cost available stands for cost (see cost_metric).

@@ -21,9 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from profiler.gates.check import DETERMINISTIC, changed, difference, fmt
+from profiler.gates.check import DETERMINISTIC, changed, difference
 from profiler.spec import Point
 from profiler.storage.files import write_atomic
+from profiler.units import fmt_exact
 
 UPDATE_COMMAND = "make golden"
 
@@ -88,7 +89,7 @@ def differences(name: str, want: dict[str, dict[str, float]], got: dict[str, dic
         for metric in DETERMINISTIC:
             a, b = want[phase].get(metric), got[phase].get(metric)
             if changed(a, b):
-                lines.append(f"{name} [{phase}]: {metric} expected {fmt(a)}, got {fmt(b)}: {difference(a, b)}")
+                lines.append(f"{name} [{phase}]: {metric} expected {fmt_exact(a)}, got {fmt_exact(b)}: {difference(a, b)}")
     return lines
 
 

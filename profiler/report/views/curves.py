@@ -21,11 +21,11 @@ from profiler.analysis.stats import key_value
 from profiler.report import registry
 from profiler.report.analysis import Analysis
 from profiler.report.columns import NOT_PLOTTED, RAW_OF, doc_of, title_of, unit_of
-from profiler.report.format import fmt, fmt_pct, fmt_ratio
 from profiler.report.page import Figure, Section
 from profiler.report.style import panels, series_trace, style_axes
 from profiler.report.views.cost import RAW_DIFFERS, inexact_line, inexact_points
 from profiler.report.views.remat import remat_figure
+from profiler.units import fmt, fmt_pct, fmt_ratio
 
 # Figures per section, in order; a metric without data is left out.
 SECTIONS = {
