@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from profiler.analysis.breakdown import sweep_breakdown
-from profiler.analysis.machines import OtherMachine
-from profiler.errors import StoreError
+from profiler.errors import SpecError, UserError
 from profiler.gates.check import MAX_SLOWDOWN_PCT
 from profiler.processes.progress import progress
-from profiler.spec import SpecError
 
 if TYPE_CHECKING:
     from profiler.processes.runner import SweepResult
@@ -294,16 +292,12 @@ def _bench_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from profiler.gates.bench import BenchError, bench
+    from profiler.gates.bench import bench
 
-    try:
-        _, verdicts, text = bench(args.base, rounds=args.rounds, repeats=args.repeats, names=args.benchmarks,
-                                  points_file=args.points, clock=args.clock, max_slowdown_pct=args.max_slowdown,
-                                  seed=args.seed, json_out=args.json,
-                                  progress=lambda line: print(line, file=sys.stderr, flush=True))
-    except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    _, verdicts, text = bench(args.base, rounds=args.rounds, repeats=args.repeats, names=args.benchmarks,
+                              points_file=args.points, clock=args.clock, max_slowdown_pct=args.max_slowdown,
+                              seed=args.seed, json_out=args.json,
+                              progress=lambda line: print(line, file=sys.stderr, flush=True))
     print(text)
     return 1 if any(v.regression for v in verdicts) else 0
 
@@ -328,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"sweep": _sweep, "report": _report, "compare": _compare, "check": _check,
                 "forecast": _forecast, "plan": _plan, "bench": _bench,
                 "columns": _columns, "keys": _keys}[args.command](args)
-    except (SpecError, StoreError, OtherMachine) as e:
+    except UserError as e:  # every kind of bad input, one line each (profiler/errors.py)
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

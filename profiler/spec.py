@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from profiler import refs
+from profiler.errors import SpecError
 from profiler.point import (
     BLOCK_FAMILIES,
     DECODE_KEYS,
@@ -46,10 +47,6 @@ __all__ = [
     "Sweep", "build_spec", "factory_keys", "family_keys", "keys_markdown", "load_spec", "parse_override",
     "read_toml", "remat_names",
 ]
-
-
-class SpecError(ValueError):
-    """A spec, an override or a flag is malformed. The message is one line."""
 
 
 class Spec(BaseModel):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from profiler.storage.store import StoreError
+from profiler.errors import UserError
 
 VALIDATION_FOLDS = 2
 """Leave-largest-out folds: hold out the largest depth, then the one below it."""
@@ -18,7 +18,7 @@ VALIDATION_TIE = 0.01
 (absolute, 1 percentage point) to be chosen: below it the difference is noise."""
 
 
-class ForecastError(StoreError):
+class ForecastError(UserError):
     """The results cannot answer the forecast asked for. The message is one line."""
 
 
