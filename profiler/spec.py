@@ -161,7 +161,7 @@ def _load(key: str, ref: str) -> Any:
 def _check_user_code(points: tuple[Point, ...]) -> None:
     """Import every user factory and block, so that a name that cannot work fails here and
     not in every measuring process. (Trying each block on abstract input needs the model,
-    which builds on this module: the runner does it before a sweep, runner.check_blocks.)"""
+    which builds on this module: the runner does it before a sweep, runner.check_user_blocks.)"""
     for point in {p.program: p for p in points if p.program}.values():
         try:
             refs.keyword_arguments(_load("program", point.program), point.model_dump(include=set(MODEL_KEYS)))

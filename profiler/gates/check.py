@@ -155,7 +155,9 @@ def _statuses(df: pd.DataFrame, keys: list[str]) -> dict[tuple[Any, ...], str]:
 
 def _labels(points: pd.DataFrame, keys: list[str]) -> dict[tuple[Any, ...], str]:
     """A short name per point: the cfg_ values that differ between the points."""
-    shown = [k for k in keys if k != "cfg_phase" and points[k].nunique(dropna=False) > 1]
+    from profiler.analysis import stats
+
+    shown = stats.varying(points, [k for k in keys if k != "cfg_phase"])
     shown = shown or [k for k in ("cfg_workload", "cfg_mode", "cfg_layers") if k in keys]
     labels = {}
     for point in _points(points, keys):

@@ -1,4 +1,10 @@
-"""Facts about the machine and software a measurement ran on (the `env_*` columns)."""
+"""Facts about the machine and software a measurement ran on (the `env_*` columns),
+recorded where the measurement runs.
+
+The environment has four modules, one job each: this one records the facts;
+`analysis.stats.environment` reads them back from stored rows (each column's distinct
+values); `analysis.machines` decides which differences make results incomparable;
+`report/environment.py` shows them on a page."""
 
 from __future__ import annotations
 

@@ -109,7 +109,7 @@ def block_and_kwargs(point: Point) -> tuple[type, dict[str, Any]]:
         raise ValueError(f"{name!r} {e}") from None
 
 
-def check_blocks(points: Iterable[Point]) -> None:
+def check_stackable(points: Iterable[Point]) -> None:
     """Run each distinct block configuration of `points` once on abstract input: ValueError
     unless it maps x to x's shape and dtype (or to (x, aux)), as stacking needs."""
     seen = set()

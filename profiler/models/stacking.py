@@ -44,9 +44,6 @@ SCAN_ARGS: dict[str, dict[str, Any]] = {
     ),
 }
 
-MODES = ("loop", *SCAN_ARGS)
-
-
 def checkpoint_options(remat: str, mode: str) -> dict[str, Any]:
     """Keyword arguments of `nn.remat` / `nnx.remat` for the named policy ('full' = save
     nothing). A scan body is already protected from XLA's CSE undoing the remat, so only

@@ -77,17 +77,17 @@ class SweepResult:
         return not self.failed
 
 
-def check_blocks(points: tuple[Point, ...]) -> None:
+def check_user_blocks(points: tuple[Point, ...]) -> None:
     """Run each user block of `points` once on abstract input (profiler/models/stacked.py), so that a
     block which cannot be stacked fails before the sweep starts, as one SpecError naming the
     key, and not in every measuring process. Starts no JAX backend."""
     user = [p for p in points if p.block and p.block not in BLOCK_FAMILIES]  # built-ins fit
     if not user:
         return
-    from profiler.models.stacked import check_blocks as check  # imports JAX: only for user blocks
+    from profiler.models.stacked import check_stackable  # imports JAX: only for user blocks
 
     try:
-        check(user)
+        check_stackable(user)
     except ValueError as e:
         raise SpecError(f"key 'block': {e}") from None
 
@@ -102,7 +102,7 @@ def check_resumable(folder: Path, existing: dict[str, Any] | None, manifest: dic
     theirs, ours = existing.get("spec") or {}, _jsonable(manifest["spec"])
     changed = sorted(k for k in theirs.keys() | ours.keys() if k not in LIMIT_KEYS and theirs.get(k) != ours.get(k))
     if changed:
-        diffs = "; ".join(f"{k} = {_show(theirs.get(k))} there, {_show(ours.get(k))} here" for k in changed[:3])
+        diffs = "; ".join(f"{k} = {_spec_value(theirs.get(k))} there, {_spec_value(ours.get(k))} here" for k in changed[:3])
         raise StoreError(f"'{folder}' holds a sweep of a different spec ({diffs}); resume with the same spec or choose another --out")
     if {p["id"] for p in existing.get("points", [])} != {p["id"] for p in manifest["points"]}:
         # Same spec, other ids: a newer profiler added a point key. Resuming would measure
@@ -116,7 +116,9 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _show(value: Any) -> str:
+def _spec_value(value: Any) -> str:
+    """A spec key's value as the spec writes it ('"scan"', '[2, 4]'; a number with a unit
+    is profiler.units' job, not this)."""
     return "unset" if value is None else json.dumps(value)
 
 
@@ -140,7 +142,7 @@ def run_sweep(
     `import_paths` first on its PYTHONPATH (folders of user code).
     """
     began = time.perf_counter()
-    check_blocks(spec.points)
+    check_user_blocks(spec.points)
     measure = functools.partial(measure_in_subprocess, timeout_s=spec.sweep.timeout_s,
                                 max_rss_gb=spec.sweep.max_rss_gb, import_paths=tuple(map(str, import_paths)))
     if executor == "dask":

@@ -32,7 +32,6 @@ from profiler.processes.worker import CPUS_ENV, PARENT_ENV
 from profiler.spec import Point
 
 Start = Literal["fork", "fresh"]
-START_METHODS: tuple[Start, ...] = ("fork", "fresh")
 DEFAULT_START: Start = "fork" if hasattr(os, "pidfd_open") else "fresh"
 """Fork servers need Linux (pidfds, PR_SET_PDEATHSIG); elsewhere every measurement
 starts a fresh interpreter."""

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from profiler.models import decoder
+from profiler.models import decoder, sharding
 from profiler.models.decoder import KVCache
 from profiler.models.program import Program, random_like
 from profiler.spec import Point
@@ -57,7 +57,7 @@ class DecodeSetup:
             mlp=4 * point.hidden, layers=point.layers, max_len=point.max_len, mode=point.mode,
             kv_cache=point.kv_cache, unroll=point.unroll, dtype=jnp.dtype(point.dtype),
         )
-        self.mesh = decoder.make_mesh(*point.mesh_shape)
+        self.mesh = sharding.make_mesh(*point.mesh_shape)
         dtype = jnp.dtype(point.dtype)
         cache_shape = (point.layers, point.batch, point.max_len, kv_heads, point.hidden // point.heads)
         self.cache_args = KVCache(*[jax.ShapeDtypeStruct(cache_shape, dtype)] * 2)

@@ -60,11 +60,6 @@ def _lstsq(columns: Sequence[np.ndarray], y: np.ndarray) -> np.ndarray:
     return coef
 
 
-def _rel_sse(pred: np.ndarray, y: np.ndarray) -> float:
-    scale = np.where(y != 0, np.abs(y), 1.0)
-    return float(np.sum(((pred - y) / scale) ** 2))
-
-
 def fit_linear(x: np.ndarray, y: np.ndarray, var: str = "L") -> Fit | None:
     if len(x) < 2:
         return None
