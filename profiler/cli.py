@@ -49,7 +49,16 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m profiler", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _sweep_parser(commands)
+    _report_parsers(commands)
+    _forecast_parsers(commands)
+    _bench_parser(commands)
+    commands.add_parser("columns", help="print the documentation of every result column (Markdown)")
+    commands.add_parser("keys", help="print the documentation of every spec key (Markdown)")
+    return parser
 
+
+def _sweep_parser(commands: argparse._SubParsersAction) -> None:
     sweep = commands.add_parser("sweep", help="run a sweep and write its results and report",
                                 description="Measure every point of a sweep spec, each repeat in a fresh process.")
     sweep.add_argument("spec", help="sweep spec (TOML), e.g. sweeps/default.toml")
@@ -71,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
     sweep.add_argument("--yes", action="store_true", help="accept a grid with more points than the spec's max_points")
 
+
+def _report_parsers(commands: argparse._SubParsersAction) -> None:
+    """report, and the gates that compare folders: compare and check."""
     report = commands.add_parser("report", help="write the HTML report of a results folder",
                                  description="Render one self-contained HTML report from a results folder.")
     report.add_argument("folder", type=Path, help="results folder written by `sweep`")
@@ -103,12 +115,6 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--cross-machine", action="store_true",
                        help="accept a baseline from another machine (CPU model, CPU flags, backend, device "
                        "kind) and check only the deterministic metrics")
-
-    _forecast_parsers(commands)
-    _bench_parser(commands)
-    commands.add_parser("columns", help="print the documentation of every result column (Markdown)")
-    commands.add_parser("keys", help="print the documentation of every spec key (Markdown)")
-    return parser
 
 
 def _default_out(name: str) -> Path:

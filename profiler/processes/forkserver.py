@@ -109,25 +109,7 @@ def serve(path: str) -> None:
                 conn, _ = listener.accept()
                 selector.register(conn, selectors.EVENT_READ, ("request", conn))
             elif kind == "request":
-                selector.unregister(item)
-                request = _read_line(item)
-                if request is None:
-                    item.close()
-                    continue
-                # The child closes what is the server's: the socket, the selector, the
-                # connections and pidfds of its siblings, its own connection.
-                own = [listener.fileno(), selector.fileno(), item.fileno()]
-                own += [fd for c in children.values() for fd in (c.pidfd, c.conn.fileno() if c.conn else -1) if fd >= 0]
-                try:
-                    pid = _fork(json.loads(request), server=os.getpid(), close=own)
-                except OSError as e:  # out of memory or processes: this measurement fails, not the server
-                    _send(item, {"error": f"the fork server could not fork ({e})"})
-                    item.close()
-                    continue
-                child = children[pid] = _Child(pid, os.pidfd_open(pid), item)
-                selector.register(child.pidfd, selectors.EVENT_READ, ("exit", child))
-                selector.register(item, selectors.EVENT_READ, ("control", child))
-                _send(item, {"pid": pid})
+                _start_child(item, listener, selector, children)
             elif kind == "control" and item.pid in children:  # "kill", or the runner hung up
                 if not item.conn.recv(64):
                     selector.unregister(item.conn)
@@ -143,6 +125,31 @@ def serve(path: str) -> None:
                     selector.unregister(item.conn)
                     _send(item.conn, {"status": status})
                     item.conn.close()
+
+
+def _start_child(conn: socket.socket, listener: socket.socket, selector: selectors.BaseSelector,
+                 children: dict[int, _Child]) -> None:
+    """Fork the child that `conn`'s request asks for, and watch its exit and its runner's
+    connection; a failed fork is this measurement's error, not the server's."""
+    selector.unregister(conn)
+    request = _read_line(conn)
+    if request is None:
+        conn.close()
+        return
+    # The child closes what is the server's: the socket, the selector, the
+    # connections and pidfds of its siblings, its own connection.
+    own = [listener.fileno(), selector.fileno(), conn.fileno()]
+    own += [fd for c in children.values() for fd in (c.pidfd, c.conn.fileno() if c.conn else -1) if fd >= 0]
+    try:
+        pid = _fork(json.loads(request), server=os.getpid(), close=own)
+    except OSError as e:  # out of memory or processes: this measurement fails, not the server
+        _send(conn, {"error": f"the fork server could not fork ({e})"})
+        conn.close()
+        return
+    child = children[pid] = _Child(pid, os.pidfd_open(pid), conn)
+    selector.register(child.pidfd, selectors.EVENT_READ, ("exit", child))
+    selector.register(conn, selectors.EVENT_READ, ("control", child))
+    _send(conn, {"pid": pid})
 
 
 def _read_line(conn: socket.socket) -> bytes | None:
