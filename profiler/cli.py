@@ -14,7 +14,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from profiler.analysis.breakdown import sweep_breakdown
 from profiler.errors import SpecError, UserError
@@ -42,7 +42,7 @@ _STARTED = _process_started()
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not argparse's usage block
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
         raise SpecError(f"{self.prog}: {message}")
 
 

@@ -14,6 +14,7 @@ import difflib
 import itertools
 import math
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise SpecError(f"spec file '{path}': not UTF-8 text") from None
 
 
-def load_spec(path: str | Path, overrides: list[str] = (), *, yes: bool = False) -> Spec:
+def load_spec(path: str | Path, overrides: Sequence[str] = (), *, yes: bool = False) -> Spec:
     """Read a TOML spec, apply `KEY=VALUE` overrides and validate the whole grid."""
     table = read_toml(path)
     table.update(parse_override(o) for o in overrides)

@@ -39,18 +39,18 @@ def fmt(value: Any, unit: str = "") -> str:
         return MISSING
     value = float(value)
     if unit == "bytes":
-        for scale, name in _BINARY:
-            if abs(value) >= scale:
-                return f"{_digits(value / scale)} {name}"
+        for size, name in _BINARY:
+            if abs(value) >= size:
+                return f"{_digits(value / size)} {name}"
         return f"{value:.0f} B"
     if unit == "s":
         if value == 0:
             return "0 s"
         scale, name = next(((s, n) for s, n in _SECONDS if abs(value) >= s), _SECONDS[-1])
         return f"{_digits(value / scale)} {name}"
-    for scale, prefix in _SI:
-        if abs(value) >= scale:
-            number = _digits(value / scale)
+    for factor, prefix in _SI:
+        if abs(value) >= factor:
+            number = _digits(value / factor)
             if unit[:1].islower():  # a word, not a symbol: '1.2k instructions', not '1.2 kinstructions'
                 return f"{number}{prefix} {unit}"
             return f"{number} {prefix}{unit}".rstrip()

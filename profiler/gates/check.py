@@ -53,7 +53,7 @@ MAX_SLOWDOWN_PCT = 30.0
 
 def changed(expected: float | None, got: float | None) -> bool:
     """Whether a deterministic metric differs from its expected value."""
-    if _missing(expected) or _missing(got):
+    if expected is None or got is None or _missing(expected) or _missing(got):
         return _missing(expected) != _missing(got)
     return not math.isclose(expected, got, rel_tol=RTOL, abs_tol=0.0)
 
@@ -114,7 +114,7 @@ def check(new: str | Path, baseline: str | Path, max_slowdown_pct: float = MAX_S
 
     regressions = []
     statuses = _statuses(new_rows, keys)
-    for point in sorted(base_points - _points(stats.ok_rows(new_rows), keys), key=labels.get):
+    for point in sorted(base_points - _points(stats.ok_rows(new_rows), keys), key=labels.__getitem__):
         values = dict(zip(keys, point, strict=True))
         change = f"failed ({statuses[point]})" if point in statuses else "not measured"
         regressions.append(Regression(labels[point], str(values.get("cfg_phase")), "run_status",
@@ -179,7 +179,7 @@ def _notes(env_a: machines.Environment, env_b: machines.Environment, only_new: i
 
 def difference(expected: float | None, got: float | None) -> str:
     """How a deterministic metric changed: '+10 (+4.24%)'."""
-    if _missing(expected) or _missing(got):
+    if expected is None or got is None or _missing(expected) or _missing(got):
         return f"{fmt_exact(expected)} -> {fmt_exact(got)}"
     if not expected:
         return fmt_exact(got - expected, signed=True)

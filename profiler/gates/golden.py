@@ -31,8 +31,8 @@ UPDATE_COMMAND = "make golden"
 # The seed notebook's sizes: its point stacked both ways, and a training step of the
 # same block with every layer rematerialised. Then the KV-cached decoder of
 # sweeps/decode.toml at 24 scanned layers on one device.
-_SEED = dict(hidden=512, heads=4, batch=16, seq=32)
-_DECODE = dict(hidden=256, heads=8, kv_heads=4, batch=8, vocab=1024, max_len=128, prompt_len=32)
+_SEED: dict[str, Any] = dict(hidden=512, heads=4, batch=16, seq=32)
+_DECODE: dict[str, Any] = dict(hidden=256, heads=8, kv_heads=4, batch=8, vocab=1024, max_len=128, prompt_len=32)
 
 POINTS: dict[str, Point] = {
     "seed-loop": Point(**_SEED, workload="forward", layers=42, mode="loop"),

@@ -77,7 +77,7 @@ def jax_env() -> dict[str, Any]:
     import jaxlib
 
     devices = jax.devices()
-    cache_dir = jax.config.jax_compilation_cache_dir
+    cache_dir = jax.config.values["jax_compilation_cache_dir"]
     return {
         **host(),
         "env_jax_version": jax.__version__,
@@ -86,7 +86,7 @@ def jax_env() -> dict[str, Any]:
         "env_backend": jax.default_backend(),
         "env_device_kind": devices[0].device_kind,
         "env_device_count": len(devices),
-        "env_persistent_cache": bool(jax.config.jax_enable_compilation_cache and cache_dir),
+        "env_persistent_cache": bool(jax.config.values["jax_enable_compilation_cache"] and cache_dir),
     }
 
 

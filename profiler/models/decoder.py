@@ -44,10 +44,11 @@ CACHE_AXES = ("layers", "batch", "length", "kv_heads", "head_dim")
 
 
 class KVCache(NamedTuple):
-    """Keys and values of every layer: `(layers, batch, max_len, kv_heads, head_dim)` each."""
+    """Keys and values of every layer: `(layers, batch, max_len, kv_heads, head_dim)` each;
+    arrays, or (as a program's abstract arguments and shardings) their shapes or shardings."""
 
-    key: jax.Array
-    value: jax.Array
+    key: Any  # jax.Array, ShapeDtypeStruct or Sharding: a pytree's leaves
+    value: Any
 
 
 def sharding_context(mesh: jax.sharding.Mesh) -> contextlib.AbstractContextManager[None]:

@@ -127,7 +127,7 @@ def serve(path: str) -> None:
                     item.conn.close()
 
 
-def _start_child(conn: socket.socket, listener: socket.socket, selector: selectors.BaseSelector,
+def _start_child(conn: socket.socket, listener: socket.socket, selector: selectors.DefaultSelector,
                  children: dict[int, _Child]) -> None:
     """Fork the child that `conn`'s request asks for, and watch its exit and its runner's
     connection; a failed fork is this measurement's error, not the server's."""
@@ -229,7 +229,7 @@ class Forked:
             try:
                 reply = self._message(timeout)
             except TimeoutError:
-                raise subprocess.TimeoutExpired(f"measuring process {self.pid}", timeout) from None
+                raise subprocess.TimeoutExpired(f"measuring process {self.pid}", timeout or 0.0) from None
             self._conn.close()
             if reply is None:  # the server died; its children were killed with it
                 raise ForkServerError("the fork server died while the measuring process ran; "
@@ -265,6 +265,7 @@ class ForkServer:
         """Wait until the server has imported what a measurement needs (seconds)."""
         if self._ready:
             return
+        assert self._proc.stdout is not None  # Popen(stdout=PIPE)
         if self._proc.stdout.readline() == b"ready\n":
             self._ready = True
             return
@@ -300,6 +301,7 @@ class ForkServer:
             if self._closed:
                 return
             self._closed = True
+        assert self._proc.stdin is not None and self._proc.stdout is not None  # Popen(stdin=PIPE, stdout=PIPE)
         if not kill:
             self._proc.stdin.close()
             try:

@@ -212,7 +212,7 @@ def _prestart(pool: executors.Local | executors.Dask, first: Sequence[tuple[Poin
     pool.prestart(list(environs.values()))
 
 
-def _rows(spec: Spec, point: Point, repeat: int, outcome: executors.Outcome, *, run_id: str, run_jobs: int,
+def _rows(spec: Spec, point: Point, repeat: int, outcome: executors.Outcome, *, run_id: str, run_jobs: int | None,
           start: Start) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(anatomy detail, rows) of one measurement: its values made into full rows."""
     detail = [

@@ -132,6 +132,7 @@ def _start(
         [sys.executable, "-m", "profiler.processes.worker", str(result)],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, env=environ, text=True,
     )
+    assert proc.stdin is not None  # Popen(stdin=PIPE)
     try:
         proc.stdin.write(point.model_dump_json())
         proc.stdin.close()
@@ -197,7 +198,9 @@ def _kill(tree: list[psutil.Process], proc: subprocess.Popen | Forked) -> None:
     proc.wait()
 
 
-def _exit_status(returncode: int, stderr: Any) -> tuple[str, str | None]:
+def _exit_status(returncode: int | None, stderr: Any) -> tuple[str, str | None]:
+    """How a process that has exited ended (`returncode` is set once it has)."""
+    assert returncode is not None
     if returncode == 0:
         return "ok", None
     stderr.seek(0)

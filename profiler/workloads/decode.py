@@ -71,7 +71,7 @@ class DecodeSetup:
         self.cache_sharding = KVCache(*[shard(*decoder.CACHE_AXES)] * 2)
         self.token_sharding = shard("batch", "length")
         self.pos_sharding = shard()
-        self.jit_kwargs = dict(
+        self.jit_kwargs: dict[str, Any] = dict(
             in_shardings=(self.param_sharding, self.cache_sharding, self.token_sharding, self.pos_sharding),
             out_shardings=(shard("batch", "length", "vocab"), self.cache_sharding),
         )
@@ -166,7 +166,7 @@ def build(point: Point) -> list[Program]:
     data, model = point.mesh_shape
     info = {"mem_kv_cache_bytes": setup.cache_bytes // (data * model)}
     pos = jax.ShapeDtypeStruct((), jnp.int32)
-    common = dict(donate_argnums=setup.donate_argnums, jit_kwargs=setup.jit_kwargs,
+    common: dict[str, Any] = dict(donate_argnums=setup.donate_argnums, jit_kwargs=setup.jit_kwargs,
                   info=info, context=setup.context)
 
     def prefill_args():

@@ -132,6 +132,7 @@ def fit_knee_power(x: np.ndarray, y: np.ndarray, var: str = "L") -> Fit | None:
         err = float(np.sum((coef[0] + coef[1] * u + coef[2] * np.maximum(0, u - knee) - v) ** 2))
         if best is None or err < best[0]:
             best = (err, coef, knee)
+    assert best is not None  # four depths or more: at least two inner knees were tried
     _, (c0, c1, c2), knee = best
 
     def f(t: np.ndarray) -> np.ndarray:

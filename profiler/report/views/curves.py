@@ -72,7 +72,7 @@ def metric_figure(an: Analysis, metric: str, raw: str | None = None, reference: 
                 kinds.append("raw")
                 ys += [*rg["q1"], *rg["q3"]]
         ref = an.points(reference, where).drop_duplicates("cfg_layers").sort_values("cfg_layers") if reference else None
-        if ref is not None and len(ref):
+        if reference and ref is not None and len(ref):
             fig.add_trace(go.Scatter(
                 x=ref["cfg_layers"], y=ref["median"], mode="lines", name=title_of(reference),
                 legendgroup="reference", showlegend=col == 1, line=dict(color="#888", dash="dot", width=1.5),

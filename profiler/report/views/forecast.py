@@ -5,6 +5,7 @@ validation of the chosen models, and the planner's answer for a default budget
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from profiler.analysis import forecast
 from profiler.report import registry
@@ -14,6 +15,9 @@ from profiler.report.forecast_figures import REACH, forecast_figure, series_curv
 from profiler.report.page import Cell, Figure, Section, Table
 from profiler.report.views.mesh import BUDGET_BYTES
 from profiler.units import MISSING, fmt
+
+if TYPE_CHECKING:  # the planner is imported when a page has a forecast
+    from profiler.analysis.plan import Estimate
 
 DRAWN = ("time_to_compiled_s", "mem_footprint_bytes")
 VALIDATED = ("time_to_compiled_s", "time_compile_s", "size_hlo_instructions", "mem_footprint_bytes")
@@ -72,7 +76,7 @@ def forecast_section(an: Analysis) -> Section | None:
     return Section("forecast", "Forecast beyond the measured depths", figures=figures, tables=tables, notes=notes)
 
 
-def _est(e: object, unit: str) -> str:
+def _est(e: Estimate | None, unit: str) -> str:
     if e is None:
         return MISSING
     return f"{'' if e.measured else '~'}{fmt(e.value, unit)}"
