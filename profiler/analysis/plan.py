@@ -22,7 +22,7 @@ import pandas as pd
 from profiler.analysis import stats
 from profiler.analysis.forecast import ForecastError, forecast_target, parse_target, prepare
 from profiler.storage.store import load
-from profiler.units import fmt
+from profiler.units import MISSING, fmt
 
 MEMORY = "mem_footprint_bytes"
 SETUP = "time_to_compiled_s"
@@ -237,7 +237,7 @@ def _why(o: Option, best: Option | None, budget: int, steps: int) -> str:
 
 def _est(e: Estimate | None, unit: str) -> str:
     if e is None:
-        return "-"
+        return MISSING
     how = "" if e.measured else "~"
     return f"{how}{fmt(e.value, unit)} [{fmt(e.low, unit)}, {fmt(e.high, unit)}]"
 
