@@ -11,6 +11,7 @@ import pytest
 from profiler.cli import main
 from profiler.gates.check import DETERMINISTIC, check
 from profiler.storage import store
+from profiler.units import MISSING
 from tests.conftest import FIXED_NEW, STEADY_S, write_fixed
 
 
@@ -144,7 +145,7 @@ def test_a_point_that_failed_is_a_regression(sweeps, tmp_path, capsys):
     code, out, _ = _check(capsys, failed, "--baseline", sweeps["baseline"])
     assert code == 1
     (line,) = [line for line in out.splitlines() if "run_status" in line]
-    assert line.split() == ["layers=2", "main", "run_status", "-", "-", "failed", "(error", "x2)", "ok"]
+    assert line.split() == ["layers=2", "main", "run_status", MISSING, MISSING, "failed", "(error", "x2)", "ok"]
 
 
 @pytest.mark.parametrize("argv, message", [
