@@ -200,6 +200,27 @@ def test_interleave_runs_every_side_once_per_round_in_a_seeded_order():
     assert [r["cpu_s"] for r in run.samples["base"]["a"]] == BASE_CPU_S  # every sample kept, in order
 
 
+def test_the_seed_decides_the_order_of_sides_and_benchmarks():
+    # 16 rounds of 3 benchmarks: two runs with one seed share their order (a run can be
+    # replayed from its recorded seed); two unseeded runs would agree with a chance under 2^-16.
+    sides = (Side("base", Path("/base"), "b"), Side("head", Path("/head"), "h"))
+    points = {name: {"layers": 2} for name in ("a", "b", "c")}
+
+    def orders(seed):
+        calls = []
+
+        def measure(side, points_, order, repeats):
+            calls.append((side.label, tuple(order)))
+            return {name: [{"cpu_s": 1.0, "wall_s": 1.0, "cold": True}] for name in order}
+
+        run = interleave(sides, points, 16, 1, seed, measure=measure)
+        return run.schedule, calls
+
+    first = orders(5)
+    assert orders(5) == first
+    assert len({order for _, order in first[1]}) > 1 and len({tuple(r) for r in first[0]}) == 2
+
+
 def test_verdicts_on_fixed_samples_pass_1_00_and_1_05_and_fail_1_5():
     heads = {name: [x * f for x in BASE_CPU_S] for name, f in (("same", 1.0), ("5pct", 1.05), ("50pct", 1.5))}
     run, _ = _fixed_run(heads)
