@@ -322,9 +322,27 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+_KEY_VALUES = {"sweep": "overrides", "forecast": "target", "plan": "target"}
+"""The commands that take KEY=VALUE arguments, and where they go."""
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, with KEY=VALUE words accepted anywhere: after the options too
+    (`sweep SPEC --out DIR batch=4`), which argparse alone leaves unrecognised."""
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    field = _KEY_VALUES.get(args.command)
+    stray = [w for w in rest if not (field and "=" in w and not w.startswith("-"))]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if field:
+        setattr(args, field, [*getattr(args, field), *rest])
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        args = _parse(argv)
         return {"sweep": _sweep, "report": _report, "compare": _compare, "check": _check,
                 "forecast": _forecast, "plan": _plan, "bench": _bench,
                 "columns": _columns, "keys": _keys}[args.command](args)

@@ -53,3 +53,16 @@ def test_results_go_under_the_current_directory_wherever_the_package_is(tmp_path
     (folder,) = (work / "results").iterdir()
     assert folder.name.startswith("smoke-") and f"results: {folder}" in done.stdout
     assert len(pd.read_parquet(folder)) == 1
+
+
+def test_overrides_may_follow_the_options(tmp_path):
+    out = tmp_path / "res"
+    done = profiler("sweep", "sweeps/smoke.toml", "--out", str(out), "--no-report", "layers=2", "mode=scan",
+                    "repeats=1", "run=false")
+    assert done.returncode == 0, done.stderr
+    assert set(pd.read_parquet(out)["cfg_layers"]) == {2}
+    bad = profiler("sweep", "sweeps/smoke.toml", "--out", str(tmp_path / "bad"), "layers=0")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: key 'layers'") and bad.stderr.count("\n") == 1
+    stray = profiler("sweep", "sweeps/smoke.toml", "--out", str(tmp_path / "bad"), "--no-such-flag", "layers=1")
+    assert stray.returncode == 2 and "unrecognized arguments: --no-such-flag" in stray.stderr
+    assert not (tmp_path / "bad").exists()
