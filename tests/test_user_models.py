@@ -8,6 +8,7 @@ checked against analytic counts and against the same program unrolled.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -114,6 +115,25 @@ def chain(hidden=64, batch=8, layers=3):
         return x
 
     return fn, (jax.ShapeDtypeStruct((batch, hidden), jnp.float32), jax.ShapeDtypeStruct((hidden, hidden), jnp.float32))
+
+
+def no_depth(hidden=16, batch=4):
+    """No layers parameter: its x axis is whatever varies. Builds real arrays."""
+
+    def fn(x, w):
+        return jnp.tanh(x @ w)
+
+    return fn, (jnp.ones((batch, hidden)), jnp.ones((hidden, hidden)))
+
+
+def knobbed(emb_dim: int, act: str = "tanh", batch=4):
+    """Its own knobs, emb_dim and act, that no spec key names."""
+
+    def fn(x, w):
+        return getattr(jnp, act)(x @ w)
+
+    x, w = jax.ShapeDtypeStruct((batch, emb_dim), jnp.float32), jax.ShapeDtypeStruct((emb_dim, emb_dim), jnp.float32)
+    return fn, (x, w)
 '''
 
 # Matmul FLOPs per layer and token (2 per multiply-add) of the blocks above.
@@ -369,3 +389,62 @@ def test_a_factory_gets_its_own_defaults_and_rows_record_the_values_it_was_built
     for key in ("heads", "seq", "mode", "remat", "api", "block", "kv_heads", "vocab", "mesh"):
         assert rows[f"cfg_{key}"].isna().all(), key
     assert set(rows["cfg_steps"]) == {5} and set(rows["cfg_run"]) == {False}
+
+
+def _visible_text(page: str) -> str:
+    """A report's words as a reader sees them: the page without its scripts and styles,
+    and the figures' series names and axis titles."""
+    import json
+    import re
+
+    body = re.sub(r"<(script|style).*?</\1>", " ", page, flags=re.S)
+    words = [re.sub(r"<[^>]+>", " ", body)]
+    figures = re.search(r'id="figures"[^>]*>(.*?)</script>', page, re.S)
+    for figure in json.loads(figures.group(1)).values() if figures else ():
+        words += [str(t.get("name", "")) for t in figure["data"]]
+        words += [str(v.get("title", {}).get("text", "")) for k, v in figure["layout"].items() if k.startswith("xaxis")]
+    return " ".join(words)
+
+
+@pytest.mark.parametrize(("grid", "x_title"), [(dict(hidden=[8, 16]), "hidden"), (dict(), None)])
+def test_a_factory_without_layers_reports_with_the_key_that_varies_on_x(user_dir, tmp_path, grid, x_title):
+    """The issue's report crash (int of NaN layers), the labels 'nan'/'None' of keys that do
+    not apply, progress lines naming keys the factory does not take."""
+    from profiler.report import write_report
+
+    spec = build_spec({"name": "nodepth", "program": f"{MODULE}:no_depth", "repeats": 1, **grid})
+    assert [p.label() for p in spec.points][0].startswith("no_depth hidden=")
+    assert not any("L=" in p.label() for p in spec.points)
+    assert profiler.run_sweep(spec, tmp_path / "res").ok
+    page = write_report(tmp_path / "res", tmp_path / "report.html").read_text()
+    text = _visible_text(page)
+    assert not re.search(r"\b(None|nan|NaN)\b", text), re.search(r".{60}\b(None|nan|NaN)\b.{20}", text)
+    if x_title:  # curves against the knob; the factory built real arrays, and no caption says otherwise
+        assert f"x axis: {x_title}" in text and "time_to_compiled_s" in page and "real arrays included" in text
+    else:  # one point: its numbers, no curves
+        assert "no curves" in text and "Medians and spread" in text and "time_to_compiled_s" not in page
+
+
+def test_a_factorys_own_knobs_are_keys_axes_and_columns(user_dir, tmp_path):
+    """emb_dim is no spec key: a grid axis of the factory that takes it, a cfg_emb_dim
+    column, null for a factory beside it that does not take it; resumed, loaded, reported."""
+    from profiler.report.analysis import Analysis
+
+    table = {"name": "knob", "program": [f"{MODULE}:knobbed", f"{MODULE}:no_depth"], "emb_dim": [8, 16],
+             "act": "tanh", "repeats": 1}
+    spec = build_spec(table)
+    assert sorted(p.label() for p in spec.points) == [
+        "knobbed batch=4 emb_dim=16 act=tanh", "knobbed batch=4 emb_dim=8 act=tanh", "no_depth hidden=16 batch=4"]
+    assert profiler.run_sweep(spec, tmp_path / "res").ok
+    rows = profiler.load(tmp_path / "res").sort_values(["cfg_program", "cfg_emb_dim"])
+    assert rows["cfg_emb_dim"].tolist()[:2] == [8, 16] and rows["cfg_emb_dim"].isna().tolist() == [False, False, True]
+    assert rows["cfg_act"].tolist()[:2] == ["tanh", "tanh"]
+    assert rows["cost_flops"].tolist()[:2] == [2 * 4 * e * e for e in (8, 16)]  # built with each emb_dim
+    assert Analysis(rows[rows["cfg_program"].str.endswith("knobbed")]).x == "cfg_emb_dim"
+    again = profiler.run_sweep(build_spec(table), tmp_path / "res", resume=True)
+    assert again.skipped == 3 and not again.rows
+    with pytest.raises(SpecError) as error:
+        build_spec({**table, "emb_dimm": 3})
+    assert str(error.value) == "unknown key 'emb_dimm'; did you mean 'emb_dim'?"
+    with pytest.raises(SpecError, match="unknown key 'emb_dim'"):  # not a knob of a block's workload
+        build_spec({"name": "x", "emb_dim": 8})

@@ -20,7 +20,7 @@ from profiler.spec import Point, factory_keys
 def build(point: Point) -> list[Program]:
     factory = refs.load(point.program)
     try:
-        kwargs = refs.keyword_arguments(factory, point.model_dump(include=set(factory_keys(factory))))
+        kwargs = refs.keyword_arguments(factory, {**point.model_dump(include=set(factory_keys(factory))), **point.knobs})
     except ValueError as e:
         raise TypeError(f"{point.program} {e}") from None
     made = factory(**kwargs)
