@@ -34,15 +34,18 @@ class Point(BaseModel):
     workload: Literal["forward", "train", "program", "decode"] = Field(
         "forward", description="What is compiled: 'forward' = the block stack (key block) applied to x; "
         "'train' = one AdamW step on the mean squared output (params and optimizer state donated); "
-        "'program' = the (fn, args) a user's factory returns (key program; set by it by default); "
+        "'program' = the call a user's factory returns (key program; set by it by default); "
         "'decode' = a decoder-only language model's prefill and one-token decode step with a "
         "KV cache (two programs, phases 'prefill' and 'decode').")
     program: str = Field(
         "", description="Workload 'program': 'package.module:factory', imported from the current "
         "directory or PYTHONPATH. The factory gets the model keys it names as keyword arguments "
         "(a key the spec leaves unset: the parameter's own default, if it has one) and returns "
-        "(fn, args); jax.jit(fn) is measured on args as they are. A parameter named like a key "
-        "that sets how the point is measured (run, steps, devices, the sweep keys) is an error.")
+        "(fn, args) (jax.jit(fn) measured on args as they are), (fn, args, kwargs) (a jitted fn "
+        "traced as it is, with its own static and donated arguments) or a dict with fn, args, "
+        "kwargs and jax.jit options (docs/own-model.md). Its other parameters are keys too (knobs). "
+        "A parameter named like a key that sets how the point is measured (run, steps, devices, "
+        "the sweep keys) is an error.")
     block: str = Field(
         "", description="Workloads 'forward' and 'train': the block that is stacked, "
         "'package.module:Class', imported from the current directory or PYTHONPATH: a flax.linen "

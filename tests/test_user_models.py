@@ -134,6 +134,44 @@ def knobbed(emb_dim: int, act: str = "tanh", batch=4):
 
     x, w = jax.ShapeDtypeStruct((batch, emb_dim), jnp.float32), jax.ShapeDtypeStruct((emb_dim, emb_dim), jnp.float32)
     return fn, (x, w)
+
+
+import dataclasses
+import functools
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    width: int
+    rate: float
+
+
+@functools.partial(jax.jit, static_argnames=("config",), donate_argnums=(0,))
+def jitted_step(w, x, *, key, config):
+    """A training step as another project writes it: jitted with its own static config,
+    donating its weights, dropout from a typed key passed by keyword."""
+    def loss(w):
+        h = x @ w
+        keep = jax.random.bernoulli(key, 1 - config.rate, h.shape)
+        return jnp.mean(jnp.where(keep, h / (1 - config.rate), 0.0) ** 2)
+
+    return w - 0.1 * jax.grad(loss)(w)
+
+
+def step_factory(width: int = 16, batch=4):
+    w = jax.ShapeDtypeStruct((width, width), jnp.float32)
+    x = jnp.ones((batch, width))  # a real array, as a factory may build
+    return jitted_step, (w, x), {"key": jax.random.key(0), "config": StepConfig(width, 0.1)}
+
+
+def plain_step(w, x, scale):
+    return w - scale * (x.T @ x)
+
+
+def dict_factory(width: int = 16, batch=4):
+    w, x = jax.ShapeDtypeStruct((width, width), jnp.float32), jax.ShapeDtypeStruct((batch, width), jnp.float32)
+    return {"fn": plain_step, "args": (w, x), "kwargs": {"scale": 0.5},
+            "static_argnames": ("scale",), "donate_argnums": (0,)}
 '''
 
 # Matmul FLOPs per layer and token (2 per multiply-add) of the blocks above.
@@ -448,3 +486,36 @@ def test_a_factorys_own_knobs_are_keys_axes_and_columns(user_dir, tmp_path):
     assert str(error.value) == "unknown key 'emb_dimm'; did you mean 'emb_dim'?"
     with pytest.raises(SpecError, match="unknown key 'emb_dim'"):  # not a knob of a block's workload
         build_spec({"name": "x", "emb_dim": 8})
+
+
+def test_a_jitted_step_with_static_and_keyword_arguments_is_measured_as_it_is(user_dir, tmp_path):
+    """(fn, args, kwargs) with fn jitted by its own project: no jit of ours in its trace, its
+    static config passed as a value, its donation kept, run for real (fresh donated buffers
+    each step); swept with its knob on the x axis, and reported."""
+    from profiler.measurement.measure import compile_stages
+    from profiler.report import write_report
+
+    [program] = workloads.build(Point(program=f"{MODULE}:step_factory"))
+    assert program.jitted and program.kwargs["config"].width == 16
+    stages = compile_stages(program)
+    # The step's own equations at the top of the trace: a jit of ours around it would leave
+    # one equation there, a "jit" holding them all.
+    assert stages.traced.jaxpr.eqns[0].primitive.name == "dot_general" and len(stages.traced.jaxpr.eqns) > 5
+    measured = measure(program, run=True, steps=2)
+    assert measured["mem_alias_bytes"] == 16 * 16 * 4  # the weights, donated by the step's own jit
+    assert len(measured["time_step_samples_s"]) == 2
+    spec = build_spec({"name": "step", "program": f"{MODULE}:step_factory", "width": [8, 16], "repeats": 1})
+    assert profiler.run_sweep(spec, tmp_path / "res").ok
+    write_report(tmp_path / "res", tmp_path / "r.html")
+    assert "x axis: width" in (tmp_path / "r.html").read_text()
+
+
+def test_a_plain_function_gets_static_arguments_and_donation_from_a_dict():
+    [program] = workloads.build(Point(program=f"{MODULE}:dict_factory"))
+    assert not program.jitted and program.jit_kwargs == {"static_argnames": ("scale",)}
+    measured = measure(program, run=True, steps=2)
+    assert measured["mem_alias_bytes"] == 16 * 16 * 4 and measured["cost_flops"] > 2 * 16 * 16 * 4
+    with pytest.raises(TypeError, match="already jitted"):
+        workloads.user_program.program_of({"fn": jax.jit(abs), "static_argnums": (0,)}, "f")
+    with pytest.raises(TypeError, match="key 'donate'"):
+        workloads.user_program.program_of({"fn": abs, "donate": (0,)}, "f")

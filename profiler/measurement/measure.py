@@ -11,7 +11,7 @@ import re
 import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -78,12 +78,13 @@ def compile_stages(
     they time) or run in a fresh process."""
     global _recorded
     jax.devices()  # start the backend now so its start-up is not billed to a stage
-    jitted = jax.jit(program.fn, donate_argnums=program.donate_argnums, **program.jit_kwargs)
+    jitted = program.fn if program.jitted else jax.jit(
+        program.fn, donate_argnums=program.donate_argnums, **program.jit_kwargs)
     _recorded = {}
     try:
         with around("trace"):
             t0, c0 = time.perf_counter(), time.process_time()
-            traced = jitted.trace(*program.args)
+            traced = jitted.trace(*program.args, **program.kwargs)
             t1, c1 = time.perf_counter(), time.process_time()
         with around("lower"):
             t1b, c1b = time.perf_counter(), time.process_time()
@@ -222,14 +223,18 @@ def xla_memory(compiled: Any) -> dict[str, int | None]:
 def run_compiled(compiled: Any, program: Program, steps: int) -> dict[str, Any]:
     """Execute the compiled program: the first call, then `steps` steady-state calls."""
     args = program.make_args()
-    jax.block_until_ready(args)
+    kwargs = dict(program.kwargs if program.make_kwargs is None else program.make_kwargs())
+    jax.block_until_ready((args, kwargs))
     samples = []
     for i in range(steps + 1):
+        call_args, call_kwargs = dynamic_arguments(program, compiled, args, kwargs)
         t0 = time.perf_counter()
-        out = jax.block_until_ready(compiled(*args))
+        out = jax.block_until_ready(compiled(*call_args, **call_kwargs))
         samples.append(time.perf_counter() - t0)
         if program.next_args is not None:
             args = program.next_args(args, out)
+            if program.make_kwargs is not None:  # donated keyword arguments are gone too
+                kwargs = dict(program.make_kwargs())
         del out
         if i == 0:
             first = samples.pop()
@@ -238,3 +243,16 @@ def run_compiled(compiled: Any, program: Program, steps: int) -> dict[str, Any]:
         "time_step_median_s": statistics.median(samples),
         "time_step_samples_s": samples,
     }
+
+
+def dynamic_arguments(program: Program, compiled: Any, args: tuple[Any, ...],
+                      kwargs: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments a compiled program is called with: the call's, less its static ones
+    (the compiled program has them built in and takes only the others)."""
+    positional, keywords = compiled.args_info
+    if len(positional) != len(args):
+        options = getattr(program.fn, "_jit_info", None) if program.jitted else None  # a jitted fn's own options
+        static = getattr(options, "static_argnums", None) or program.jit_kwargs.get("static_argnums", ())
+        static = {i % len(args) for i in ((static,) if isinstance(static, int) else static)}
+        args = tuple(a for i, a in enumerate(args) if i not in static)
+    return args, {k: v for k, v in kwargs.items() if k in keywords}
