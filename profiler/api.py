@@ -21,7 +21,7 @@ import math
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,26 +118,37 @@ def _show(value: Any, unit: str) -> str:
 def profile(
     fn: Callable[..., Any],
     *args: Any,
+    kwargs: Mapping[str, Any] | None = None,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
+    donate_argnums: int | Sequence[int] = (),
     run: bool = False,
     steps: int = 5,
     timeout_s: float | None = None,
     max_rss_gb: float | None = None,
 ) -> Profile:
-    """Measure `jax.jit(fn)(*args)` in a fresh process: trace, lower and compile times,
-    program sizes, trip-count-corrected cost, memory, and with `run` the first call and
-    `steps` steady-state calls. Returns a `Profile` (its `row`: the result columns that
+    """Measure `fn(*args, **kwargs)` jitted, in a fresh process: trace, lower and compile
+    times, program sizes, trip-count-corrected cost, memory, and with `run` the first call
+    and `steps` steady-state calls. Returns a `Profile` (its `row`: the result columns that
     have a value); raises MeasurementError if the measurement failed.
 
-    `args` may be arrays or `jax.ShapeDtypeStruct`s (e.g. from `jax.eval_shape`); compile
-    only (`run` off), arrays travel as their shapes and dtypes. Options of an already
-    jitted `fn` (static_argnums, donation) are not carried over: close over static values.
+    `args` and `kwargs` take what a JAX function takes: any pytree of arrays, typed PRNG
+    keys (`jax.random.key`) and `jax.ShapeDtypeStruct`s (e.g. from `jax.eval_shape`), and
+    static values; compile only (`run` off), arrays travel as their shapes and dtypes. A
+    plain `fn` is measured as `jax.jit(fn, static_argnums=..., static_argnames=...,
+    donate_argnums=...)`; an already jitted one with its own such options (give none here).
+    The measuring process imports with the caller's `sys.path`.
     """
     if not callable(fn):
         raise TypeError(f"profile() needs a function, got {type(fn).__name__}")
-    args = args if run else _abstract(args)
+    options = {k: v for k, v in (("static_argnums", static_argnums), ("static_argnames", static_argnames),
+                                 ("donate_argnums", donate_argnums)) if v not in ((), None, "")}
+    fn, options = _unjitted(fn, options)
+    kwargs = dict(kwargs or {})
+    args, kwargs = (args, kwargs) if run else (_abstract(args), _abstract(kwargs))
 
-    def factory() -> tuple[Callable[..., Any], tuple[Any, ...]]:
-        return fn, args
+    def factory() -> dict[str, Any]:
+        return {"fn": fn, "args": args, "kwargs": kwargs, **options}
 
     factory.__name__ = _identifier(getattr(fn, "__name__", ""), "fn")  # names the record's cfg_program
     table = {"name": "profile", "program": factory, "repeats": 1, "run": run, "steps": steps,
@@ -186,7 +197,8 @@ def _sweep(
 ) -> tuple[pd.DataFrame, SweepResult]:
     with _importable(table) as (table, import_paths), _results_folder(out) as folder:
         result = run_sweep(build_spec(table, yes=yes), folder, resume=resume, jobs=jobs,
-                           progress=show_progress(notebook=True) if progress else None, import_paths=import_paths)
+                           progress=show_progress(notebook=True) if progress else None,
+                           import_paths=[*import_paths, *caller_paths()])
         return store.load(folder), result
 
 
@@ -254,13 +266,45 @@ def _identifier(name: str, default: str) -> str:
     return name if name.isidentifier() and not name.startswith("<") else default
 
 
+def caller_paths() -> list[str]:
+    """The folders of this process's `sys.path` that are the user's (not the interpreter's
+    or its packages'): a module importable here through them is importable in the
+    measuring processes too."""
+    own = tuple(str(Path(p).resolve()) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix})
+    paths = [str(Path(p).resolve()) for p in sys.path if p and Path(p).is_dir()]
+    return list(dict.fromkeys(p for p in paths if not p.startswith(own)))
+
+
+def _unjitted(fn: Callable[..., Any], options: dict[str, Any]) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """A jitted `fn` as its function and its own jit options (static and donated
+    arguments): a jitted function cannot travel to the measuring process (it does not
+    pickle), its function and options can, and are jitted there the same way."""
+    import jax
+
+    if not isinstance(fn, jax.stages.Wrapped):
+        return fn, options
+    if options:
+        raise TypeError(f"profile(): {_name(fn)} is already jitted; give {', '.join(options)} to its own jax.jit")
+    inner, info = getattr(fn, "_fun", None), getattr(fn, "_jit_info", None)  # private: no public accessor
+    if inner is None or info is None:
+        raise TypeError(f"profile(): cannot read the jit options of {_name(fn)}; pass the unjitted function "
+                        "with static_argnums, static_argnames, donate_argnums")
+    names = ("static_argnums", "static_argnames", "donate_argnums", "donate_argnames")
+    return inner, {k: tuple(getattr(info, k)) for k in names if getattr(info, k, ())}
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
 def _abstract(tree: Any) -> Any:
-    """Arrays as `jax.ShapeDtypeStruct`s (what compiling needs); other leaves as they are."""
+    """Arrays as `jax.ShapeDtypeStruct`s (what compiling needs), typed PRNG keys included;
+    other leaves as they are."""
     import jax
 
     def leaf(a: Any) -> Any:
         if isinstance(a, jax.Array):
-            return jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
+            return jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=getattr(a, "weak_type", False))
         if isinstance(a, np.ndarray):
             return jax.ShapeDtypeStruct(a.shape, a.dtype)
         return a

@@ -519,3 +519,45 @@ def test_a_plain_function_gets_static_arguments_and_donation_from_a_dict():
         workloads.user_program.program_of({"fn": jax.jit(abs), "static_argnums": (0,)}, "f")
     with pytest.raises(TypeError, match="key 'donate'"):
         workloads.user_program.program_of({"fn": abs, "donate": (0,)}, "f")
+
+
+FARAWAY = '''
+import functools
+
+import jax
+import jax.numpy as jnp
+
+
+@functools.partial(jax.jit, static_argnames=("rate",))
+def step(params, x, *, key, rate):
+    keep = jax.random.bernoulli(key, 1 - rate, x.shape)
+    h = jnp.where(keep, x / (1 - rate), 0.0) @ params["w"] + params["b"]
+    return jnp.tanh(h).sum()
+
+
+def scaled(x, times):
+    for _ in range(times):
+        x = jnp.sin(x)
+    return x
+'''
+
+
+def test_profile_takes_what_a_jax_function_takes(tmp_path, monkeypatch):
+    """Typed keys, a pytree, keyword and static arguments, a jitted function with its own
+    static argument, from a module that only the caller's sys.path reaches (not the
+    current directory, not PYTHONPATH)."""
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    (folder / "faraway_model.py").write_text(FARAWAY)
+    monkeypatch.syspath_prepend(str(folder))
+    import faraway_model
+
+    params = {"w": jnp.ones((8, 8)), "b": jnp.zeros(8)}
+    record = profiler.profile(faraway_model.step, params, jnp.ones((4, 8)),
+                              kwargs={"key": jax.random.key(0), "rate": 0.5})
+    assert record["run_status"] == "ok" and record["cfg_program"].endswith(":step")
+    assert record["cost_flops"] >= 2 * 4 * 8 * 8
+    plain = profiler.profile(faraway_model.scaled, jax.ShapeDtypeStruct((4, 8), jnp.float32), 3,
+                             static_argnums=1, run=True, steps=1)
+    assert plain["cost_transcendentals"] == 3 * 4 * 8 and len(plain["time_step_samples_s"]) == 1
+    sys.modules.pop("faraway_model", None)
