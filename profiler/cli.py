@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
                                  description="Render one self-contained HTML report from a results folder.")
     report.add_argument("folder", type=Path, help="results folder written by `sweep`")
     report.add_argument("--out", type=Path, help="HTML file (default: reports/<folder name>.html)")
+    report.add_argument("--fit", action="append", default=[], metavar="CONDITION",
+                        help="forecast section: fit only the points CONDITION keeps ('layers<=4'), and check the "
+                        "forecasts against the held-out ones in its backtest table")
 
     compare = commands.add_parser("compare", help="compare two results folders point by point",
                                   description="Ratios B / A of the medians of every point measured in both "
@@ -199,7 +202,11 @@ def _report(args: argparse.Namespace) -> int:
     rows = store.load(args.folder)  # a folder that cannot be used is refused before the plotting libraries load
     from profiler.report import write_report
 
-    print(f"report: {write_report(args.folder, args.out, rows=rows)}")
+    if args.fit:  # a bad condition is refused before the plotting libraries load
+        from profiler.analysis.forecast import fitted_rows, prepare
+
+        fitted_rows(prepare(rows), args.fit)
+    print(f"report: {write_report(args.folder, args.out, rows=rows, fit=args.fit)}")
     return 0
 
 
@@ -231,6 +238,10 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+_FIT_HELP = ("fit only the points that CONDITION keeps, e.g. 'layers<=4' (<, <=, >, >=, =, !=; repeat for "
+             "several): the others are held out, and a forecast at one of them shows its measured value")
+
+
 def _forecast_parsers(commands: argparse._SubParsersAction) -> None:
     forecast = commands.add_parser(
         "forecast", help="predict each metric at a point outside the measured grid, with an interval",
@@ -241,6 +252,7 @@ def _forecast_parsers(commands: argparse._SubParsersAction) -> None:
     forecast.add_argument("target", nargs="*", metavar="KEY=VALUE",
                           help="the target point (layers=256 mode=loop hidden=1024); keys left out split the answer by series")
     forecast.add_argument("--json", action="store_true", help="print a JSON list, one object per series and metric")
+    forecast.add_argument("--fit", action="append", default=[], metavar="CONDITION", help=_FIT_HELP)
     plan = commands.add_parser(
         "plan", help="rank the configurations by memory, time to a compiled program, step and total time",
         description="For the configurations in the results (forecast at the target KEY=VALUE when given): "
@@ -252,6 +264,7 @@ def _forecast_parsers(commands: argparse._SubParsersAction) -> None:
     plan.add_argument("--devices", type=int, help="devices the program runs on (a key of the results)")
     plan.add_argument("--steps", type=int, default=0, help="steps the compiled program runs (default 0: only compile)")
     plan.add_argument("--json", action="store_true", help="print the ranking as JSON")
+    plan.add_argument("--fit", action="append", default=[], metavar="CONDITION", help=_FIT_HELP)
 
 
 def _forecast(args: argparse.Namespace) -> int:
@@ -259,7 +272,7 @@ def _forecast(args: argparse.Namespace) -> int:
 
     from profiler.analysis.forecast import forecast_target, format_text
 
-    forecasts = forecast_target(args.folder, args.target)
+    forecasts = forecast_target(args.folder, args.target, fit=args.fit)
     print(json.dumps([f.as_dict() for f in forecasts], indent=1) if args.json else format_text(forecasts))
     return 0
 
@@ -267,7 +280,8 @@ def _forecast(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     from profiler.analysis.plan import format_plan, plan_target
 
-    result = plan_target(args.folder, args.target, memory=args.memory_per_device, devices=args.devices, steps=args.steps)
+    result = plan_target(args.folder, args.target, memory=args.memory_per_device, devices=args.devices,
+                         steps=args.steps, fit=args.fit)
     print(result.to_json() if args.json else format_plan(result))
     return 0
 
