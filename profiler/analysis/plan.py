@@ -20,7 +20,14 @@ from typing import Any
 import pandas as pd
 
 from profiler.analysis import stats
-from profiler.analysis.forecast import ForecastError, fitted_rows, fmt, forecast_target, parse_target, prepare
+from profiler.analysis.forecast import (
+    ForecastError,
+    fitted_rows,
+    fmt,
+    forecast_target,
+    parse_target,
+    prepare,
+)
 from profiler.storage.store import load
 
 MEMORY = "mem_footprint_bytes"

@@ -153,8 +153,7 @@ def parse_target(df: pd.DataFrame, target: Mapping[str, Any] | Sequence[str]) ->
     return out, extrapolate
 
 
-_COMPARISONS = {"<=": np.less_equal, ">=": np.greater_equal, "!=": np.not_equal, "==": np.equal,
-                "<": np.less, ">": np.greater, "=": np.equal}
+_COMPARISONS = {"<=": np.less_equal, ">=": np.greater_equal, "<": np.less, ">": np.greater}
 _CONDITION = re.compile(r"\s*([A-Za-z_]\w*)\s*(<=|>=|!=|==|<|>|=)\s*(\S.*?)\s*$")
 
 
@@ -174,10 +173,14 @@ def fitted_rows(df: pd.DataFrame, fit: Sequence[str]) -> pd.DataFrame:
         value = parse_override(f"{key}={raw}")[1]
         if op not in ("=", "==", "!=") and not (_numeric(df, column) and isinstance(value, int | float)):
             raise ForecastError(f"--fit {text!r}: {op} compares numbers; key '{key}' or {raw!r} is not one")
-        cells = df[column]
-        compare = _COMPARISONS[op]
-        keep &= cells.map(lambda v, value=value, compare=compare: v is not None and not pd.isna(v)
-                          and bool(compare(v, value) if op not in ("=", "==", "!=") else compare(_same(v, value), True)))
+        def holds(v: Any, op: str = op, value: Any = value) -> bool:
+            if v is None or pd.isna(v):
+                return False
+            if op in ("=", "==", "!="):
+                return _same(v, value) is (op != "!=")
+            return bool(_COMPARISONS[op](v, value))
+
+        keep &= df[column].map(holds)
     kept = df[keep]
     if fit and kept.empty:
         raise ForecastError(f"--fit {' '.join(fit)}: holds out every row")
