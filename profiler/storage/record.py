@@ -113,6 +113,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("time_event_trace_s", "float", "s", "JAX's own /jax/core/compile/jaxpr_trace_duration event (longest of the stage)."),
     Column("time_event_lower_s", "float", "s", "JAX's own /jax/core/compile/jaxpr_to_mlir_module_duration event."),
     Column("time_event_compile_s", "float", "s", "JAX's own /jax/core/compile/backend_compile_duration event."),
+    Column("time_gc_collect_s", "float", "s", "Python's garbage collections run before the trace, the lowering and the compile (gc.collect(), outside their clocks), added up; during each stage the collector is off, so no stage absorbs a collection of what the build or an earlier stage left (docs/reliability.md). Null in rows written before it existed."),
     Column("time_analysis_s", "float", "s", "After the compile: the optimised HLO text and its parsing, the program sizes, XLA's cost and memory analyses and the trip-count cost correction (profiler/measurement/cost.py)."),
     Column("time_run_s", "float", "s", "Running the compiled program (run on): its arguments made, the first call and the steps; null when compile-only."),
     Column("time_process_exit_s", "float", "s", "From the measuring process done measuring to the runner holding its result: writing the result file, the process's exit, the runner noticing. Part of run_wall_s; the same for every program of the process."),
