@@ -7,17 +7,25 @@ command line, with its limits and its handling of crashes.
 
 A measuring process imports what it measures. A function or class defined in the
 notebook itself cannot be imported, so it travels pickled by value (cloudpickle): it
-becomes a generated module in a temporary folder that the runner puts on the measuring
-processes' PYTHONPATH (run_sweep's `import_paths`) for the duration of the call. An object of an importable module is named by
-reference (`package.module:name`), as a spec file would name it.
+becomes a generated module in the session's temporary folder, which the runner puts on
+the measuring processes' PYTHONPATH (run_sweep's `import_paths`), with the caller's own
+`sys.path` folders. An object of an importable module is named by reference
+(`package.module:name`), as a spec file would name it.
+
+Calls of one Python session share that folder and their fork servers: the first call
+starts a server (seconds: it imports JAX); later ones fork from it, each measurement still
+a fresh process with a backend of its own (docs/scale.md).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import html
+import importlib
 import math
+import shutil
 import sys
 import tempfile
 import warnings
@@ -31,10 +39,12 @@ import numpy as np
 import pandas as pd
 
 from profiler import refs
+from profiler.processes.forkserver import ServerPool
 from profiler.processes.progress import progress as show_progress
 from profiler.processes.runner import SweepResult, run_sweep
 from profiler.spec import build_spec, read_toml
 from profiler.storage import store
+from profiler.storage.files import write_atomic
 from profiler.storage.record import COLUMNS
 
 USER_CODE_KEYS = ("block", "program")
@@ -198,7 +208,7 @@ def _sweep(
     with _importable(table) as (table, import_paths), _results_folder(out) as folder:
         result = run_sweep(build_spec(table, yes=yes), folder, resume=resume, jobs=jobs,
                            progress=show_progress(notebook=True) if progress else None,
-                           import_paths=[*import_paths, *caller_paths()])
+                           import_paths=list(dict.fromkeys([*import_paths, *caller_paths()])), servers=_servers())
         return store.load(folder), result
 
 
@@ -211,30 +221,44 @@ def _results_folder(out: str | Path | None) -> Iterator[Path]:
         yield Path(tmp) / "results"
 
 
+_session: dict[str, Any] = {}
+"""What repeated calls in one Python session share: the folder of code sent by value and
+the fork servers (started by the first call; each measurement is still a fresh fork)."""
+
+
+def _code_folder() -> Path:
+    """The session's folder of generated modules: one folder for every call, so that the
+    measuring processes' environment, and with it their fork server, stays the same."""
+    if "code" not in _session:
+        folder = Path(tempfile.mkdtemp(prefix="profiler-code-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        sys.path.insert(0, str(folder))  # for the checks of build_spec and the runner, in this process
+        _session["code"] = folder
+    return _session["code"]
+
+
+def _servers() -> ServerPool:
+    """The session's fork servers, started when first needed and closed at exit (a pool
+    closed by an interrupted call is replaced)."""
+    pool = _session.get("servers")
+    if pool is None or pool.closed:
+        pool = _session["servers"] = ServerPool()
+        atexit.register(pool.close)
+    return pool
+
+
 @contextlib.contextmanager
 def _importable(table: dict[str, Any]) -> Iterator[tuple[dict[str, Any], list[str]]]:
     """`table` with every object under a user-code key replaced by a reference, and the
-    folders the measuring processes need on their path to import them, for the duration
-    of the block."""
-    with tempfile.TemporaryDirectory(prefix="profiler-code-") as tmp:
-        folder = Path(tmp)
+    folders the measuring processes need on their path to import them."""
+    folder = _code_folder()
 
-        def reference(value: Any) -> Any:
-            return value if isinstance(value, str) else _by_reference(value) or _by_value(value, folder)
+    def reference(value: Any) -> Any:
+        return value if isinstance(value, str) else _by_reference(value) or _by_value(value, folder)
 
-        table = {key: ([reference(v) for v in value] if isinstance(value, list) else reference(value))
-                 if key in USER_CODE_KEYS else value for key, value in table.items()}
-        generated = [path.stem for path in folder.glob("*.py")]
-        if not generated:
-            yield table, []
-            return
-        sys.path.insert(0, tmp)  # for the checks of build_spec and the runner, in this process
-        try:
-            yield table, [tmp]
-        finally:
-            sys.path.remove(tmp)
-            for module in generated:
-                sys.modules.pop(module, None)
+    table = {key: ([reference(v) for v in value] if isinstance(value, list) else reference(value))
+             if key in USER_CODE_KEYS else value for key, value in table.items()}
+    yield table, [str(folder)]
 
 
 def _by_reference(obj: Any) -> str | None:
@@ -257,8 +281,10 @@ def _by_value(obj: Any, folder: Path) -> str:
     data = cloudpickle.dumps(obj)
     module = f"notebook_{hashlib.sha256(data).hexdigest()[:12]}"
     name = _identifier(getattr(obj, "__name__", ""), "obj")
-    (folder / f"{module}.pkl").write_bytes(data)
-    (folder / f"{module}.py").write_text(_MODULE.format(what=repr(name), name=name))
+    if not (folder / f"{module}.py").is_file():  # the same object sent again: already there
+        write_atomic(folder / f"{module}.pkl", data, durable=False)
+        write_atomic(folder / f"{module}.py", _MODULE.format(what=repr(name), name=name), durable=False)
+        importlib.invalidate_caches()  # the folder's listing is cached by the import system
     return f"{module}:{name}"
 
 

@@ -561,3 +561,24 @@ def test_profile_takes_what_a_jax_function_takes(tmp_path, monkeypatch):
                              static_argnums=1, run=True, steps=1)
     assert plain["cost_transcendentals"] == 3 * 4 * 8 and len(plain["time_step_samples_s"]) == 1
     sys.modules.pop("faraway_model", None)
+
+
+def test_repeated_profile_calls_fork_from_one_server_each_measurement_cold():
+    """The second call of a session starts no server (it forks from the first call's) and
+    is still measured cold: its own process, its own backend, its stages compiled anew."""
+    from profiler import api
+
+    def tanh_layer(x, w):
+        return jnp.tanh(x @ w)
+
+    x, w = jax.ShapeDtypeStruct((4, 8), jnp.float32), jax.ShapeDtypeStruct((8, 8), jnp.float32)
+    first = profiler.profile(tanh_layer, x, w)
+    servers = {s._proc.pid for s in api._servers()._servers.values()}
+    second = profiler.profile(tanh_layer, x, w)
+    assert servers and {s._proc.pid for s in api._servers()._servers.values()} == servers
+    assert second["time_server_start_s"] < 0.05 and second["run_start"] == "fork"  # a start takes seconds
+    for record in (first, second):  # cold: the lowering and the compile ran (JAX's events), the backend started
+        assert record["time_event_lower_s"] > 0 and record["time_event_compile_s"] > 0
+        assert record["time_backend_start_s"] > 0
+    assert first["run_started_utc"] != second["run_started_utc"]
+    assert second["size_hlo_instructions"] == first["size_hlo_instructions"]

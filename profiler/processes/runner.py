@@ -25,6 +25,7 @@ from typing import Any, Literal
 from profiler.measurement import env
 from profiler.measurement.anatomy import DETAIL_KEY
 from profiler.processes import executors
+from profiler.processes.forkserver import ServerPool
 from profiler.processes.supervise import (
     DEFAULT_START,
     Start,
@@ -131,13 +132,16 @@ def run_sweep(
     scheduler: str | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     import_paths: Sequence[str] = (),
+    servers: ServerPool | None = None,
 ) -> SweepResult:
     """Measure every (point, repeat) of `spec` not yet in `folder`, storing rows as they land.
 
     Measurements run `jobs` at a time on this machine (`executor` 'local'), or on a Dask
     cluster: the one at `scheduler` (tcp://HOST:PORT), or else a LocalCluster of `jobs`
     workers on this machine. Each runs in a process of its own, started by `start`, with
-    `import_paths` first on its PYTHONPATH (folders of user code).
+    `import_paths` first on its PYTHONPATH (folders of user code). `servers`: fork servers
+    to fork from and leave running (local executor; profiler.api keeps one pool per
+    session, so that a second `profile()` call starts no server).
     """
     began = time.perf_counter()
     check_blocks(spec.points)
@@ -146,7 +150,7 @@ def run_sweep(
     if executor == "dask":
         pool = executors.Dask(measure, fork=start == "fork", jobs=jobs, scheduler=scheduler)
     else:
-        pool = executors.Local(measure, fork=start == "fork", jobs=jobs)
+        pool = executors.Local(measure, fork=start == "fork", jobs=jobs, servers=servers)
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "spec": spec.as_dict(),
