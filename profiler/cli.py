@@ -20,6 +20,7 @@ from profiler.analysis.breakdown import sweep_breakdown
 from profiler.analysis.machines import OtherMachine
 from profiler.errors import StoreError
 from profiler.gates.check import MAX_SLOWDOWN_PCT
+from profiler.processes.forkserver import ServerPool
 from profiler.processes.progress import progress
 from profiler.spec import SpecError
 
@@ -138,10 +139,45 @@ def _check_executor(args: argparse.Namespace) -> None:
         raise SpecError("--executor dask: needs the optional dependency 'distributed' (pip install '.[dask]')")
 
 
+def _early_server(args: argparse.Namespace) -> ServerPool | None:
+    """Start the fork server of the usual measuring environment (one device) now, before
+    the spec is read and checked: its imports (JAX, Flax: seconds) then overlap this
+    process's own (a program factory's module imports JAX too). None where the sweep may
+    not use it: another executor or start, or a spec that sets devices, a mesh or a preset
+    (their measuring processes may need another environment)."""
+    from profiler.processes.supervise import DEFAULT_START, worker_environment
+
+    if args.executor != "local" or (args.start or DEFAULT_START) != "fork":
+        return None
+    try:
+        text = Path(args.spec).read_text()
+    except (OSError, UnicodeDecodeError):
+        return None  # refused with its one line by load_spec
+    keys = {o.partition("=")[0].strip() for o in args.overrides}
+    if any(k in text or k in keys for k in ("devices", "mesh", "preset")):
+        return None
+    servers = ServerPool()
+    servers.prestart(worker_environment())
+    return servers
+
+
 def _sweep(args: argparse.Namespace) -> int:
+    _check_executor(args)
+    servers = _early_server(args)
+    try:
+        return _run(args, servers)
+    except BaseException:
+        if servers is not None:  # bad input, or interrupted: the server goes at once
+            servers.close(kill=True)
+        raise
+    finally:
+        if servers is not None:
+            servers.close()
+
+
+def _run(args: argparse.Namespace, servers: ServerPool | None) -> int:
     from profiler.spec import load_spec
 
-    _check_executor(args)
     spec = load_spec(args.spec, args.overrides, yes=args.yes)
     if args.resume and args.out is None:
         raise SpecError("--resume needs --out DIR: the folder of the sweep to continue")
@@ -153,7 +189,9 @@ def _sweep(args: argparse.Namespace) -> int:
         _import_meanwhile("profiler.report.render")
     called = time.time()
     result = run_sweep(spec, folder, resume=args.resume, jobs=args.jobs or 1, start=args.start or DEFAULT_START,
-                       executor=args.executor, scheduler=args.scheduler, progress=progress())
+                       executor=args.executor, scheduler=args.scheduler, progress=progress(), servers=servers)
+    if servers is not None:  # the measurements are done: the server's exit overlaps the report
+        threading.Thread(target=servers.close, daemon=True).start()
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "nothing to do"
     print(f"results: {result.folder} ({counts}; {result.skipped} already done)")
     _say_failures(result)
