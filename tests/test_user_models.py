@@ -374,6 +374,15 @@ def test_examples_run_as_their_readme_says(monkeypatch):
             assert expected <= metrics["cost_flops"] <= 1.1 * expected
         else:
             assert metrics["cost_flops"] >= 3 * matmul_flops(block, layers=3, batch=2, seq=4, hidden=32)
+    # The training step of a model from "another repository", swept over its own knobs.
+    spec = profiler.load_spec(REPO / "examples" / "lm_train.toml",
+                              ["num_layers=[1]", "emb_dim=[16]", "num_heads=2", "batch=2", "seq=8", "vocab=32"])
+    [point] = spec.points
+    assert point.knobs == {"num_layers": 1, "emb_dim": 16, "num_heads": 2, "dropout_rate": 0.1}
+    metrics = measure(workloads.build(point)[0])
+    # Dropout's threefry loops (docs/cost.md): counted per trip, above XLA's count of one trip.
+    assert metrics["size_hlo_while_loops"] > 0 and metrics["cost_flops"] > metrics["cost_xla_flops"]
+    assert metrics["mem_alias_bytes"] > 0  # the train state, donated by the step's own jit
 
 
 def test_profiler_exports_the_notebook_api_without_importing_it_in_workers():
