@@ -53,7 +53,7 @@ def scaling_section(an: Analysis) -> Section | None:
 @registry.finding(order=20)
 def scaling_lines(an: Analysis) -> list[str]:
     where = an.representative(["cfg_mode"])
-    sym, what = an.layout.x_symbol, an.layout.x_title
+    sym, x_name = an.layout.x_symbol, an.layout.x_title
     fits = an.fits
     for k, v in where.items():
         fits = fits[fits[k].map(key_value) == v]
@@ -67,11 +67,11 @@ def scaling_lines(an: Analysis) -> list[str]:
             label = an.layout.label(r, ['cfg_mode'] if 'cfg_mode' in r else [])
             curve = an.curve(metric, r)
             if curve is not None and math.isfinite(curve.growth):
-                laws.append(f"{label} ∝ {sym}^{fmt_exponent(curve.growth)} at {curve.depths[-1]:g} {what}")
+                laws.append(f"{label} ∝ {sym}^{fmt_exponent(curve.growth)} at {curve.depths[-1]:g} {x_name}")
             else:
-                laws.append(f"{label} ∝ {sym}^{fmt_exponent(r['k'])} over all {what}")
+                laws.append(f"{label} ∝ {sym}^{fmt_exponent(r['k'])} over all {x_name}")
         if laws:
             parts.append(f"{what}: {', '.join(laws)}")
-    return [f"Growth with {what} at depth{where_text(where)} (local exponent of the model chosen by validation): "
+    return [f"Growth with {x_name} at depth{where_text(where)} (local exponent of the model chosen by validation): "
             + "; ".join(parts) + "."] if parts else []
 
