@@ -166,13 +166,13 @@ def _point(table: dict[str, Any], knobs: set[str] = frozenset()) -> Point:
     """The point of `table`; for a program, with its factory's own defaults of the model
     keys the table leaves unset (the values it is built with are the point's), and the
     knobs of `table` that its factory takes."""
-    given = {k: table[k] for k in knobs}
+    given = {k: v for k, v in table.items() if k in knobs}
     table = {k: v for k, v in table.items() if k not in knobs}
     point = _validate(Point, table)
     if point.workload != "program":
         return point
     factory = _load("program", point.program)
-    taken = {k: v for k, v in given.items() if k in factory_knobs(factory)}
+    taken = {k: given[k] for k in factory_knobs(factory) if k in given}  # in the factory's order
     if taken:
         table = {**table, "knobs": taken}
         point = _validate(Point, table)
