@@ -14,12 +14,14 @@ import difflib
 import itertools
 import math
 import tomllib
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from profiler import refs
+from profiler.errors import SpecError
 from profiler.point import (
     BLOCK_FAMILIES,
     DECODE_KEYS,
@@ -48,10 +50,6 @@ __all__ = [
     "Sweep", "build_spec", "factory_keys", "factory_knobs", "family_keys", "keys_markdown", "load_spec", "parse_override",
     "read_toml", "remat_names",
 ]
-
-
-class SpecError(ValueError):
-    """A spec, an override or a flag is malformed. The message is one line."""
 
 
 class Spec(BaseModel):
@@ -95,7 +93,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise SpecError(f"spec file '{path}': not UTF-8 text") from None
 
 
-def load_spec(path: str | Path, overrides: list[str] = (), *, yes: bool = False) -> Spec:
+def load_spec(path: str | Path, overrides: Sequence[str] = (), *, yes: bool = False) -> Spec:
     """Read a TOML spec, apply `KEY=VALUE` overrides and validate the whole grid."""
     table = read_toml(path)
     table.update(parse_override(o) for o in overrides)
@@ -162,7 +160,7 @@ def _knobs(table: dict[str, Any]) -> set[str]:
     return {k for k in unknown if k in taken}
 
 
-def _point(table: dict[str, Any], knobs: set[str] = frozenset()) -> Point:
+def _point(table: dict[str, Any], knobs: Collection[str] = ()) -> Point:
     """The point of `table`; for a program, with its factory's own defaults of the model
     keys the table leaves unset (the values it is built with are the point's), and the
     knobs of `table` that its factory takes."""
@@ -199,7 +197,7 @@ def _load(key: str, ref: str) -> Any:
 def _check_user_code(points: tuple[Point, ...]) -> None:
     """Import every user factory and block, so that a name that cannot work fails here and
     not in every measuring process. (Trying each block on abstract input needs the model,
-    which builds on this module: the runner does it before a sweep, runner.check_blocks.)"""
+    which builds on this module: the runner does it before a sweep, runner.check_user_blocks.)"""
     for point in {p.program: p for p in points if p.program}.values():
         try:
             refs.keyword_arguments(_load("program", point.program),

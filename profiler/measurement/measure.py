@@ -35,10 +35,10 @@ _EVENTS = {
 _recorded: dict[str, float] | None = None
 
 
-def _on_event(event: str, duration: float, **_: Any) -> None:
+def _on_event(event: str, duration_secs: float, **_: str | int) -> None:
     if _recorded is not None and event in _EVENTS:
         column = _EVENTS[event]
-        _recorded[column] = max(_recorded.get(column, 0.0), duration)
+        _recorded[column] = max(_recorded.get(column, 0.0), duration_secs)
 
 
 jax.monitoring.register_event_duration_secs_listener(_on_event)
@@ -101,7 +101,7 @@ def compile_stages(
     they time) or run in a fresh process."""
     global _recorded
     jax.devices()  # start the backend now so its start-up is not billed to a stage
-    jitted = program.fn if program.jitted else jax.jit(
+    jitted: Any = program.fn if program.jitted else jax.jit(
         program.fn, donate_argnums=program.donate_argnums, **program.jit_kwargs)
     _recorded = {}
     gc_s: list[float] = []
@@ -233,14 +233,16 @@ def xla_memory(compiled: Any) -> dict[str, int | None]:
     )
     # XLA's lower bound for what the program needs on the device. On CPU the reported
     # peak leaves temp buffers out, so the footprint is the number to show.
-    known = None not in (args, outs, alias, temp, code)
+    footprint = None
+    if args is not None and outs is not None and alias is not None and temp is not None and code is not None:
+        footprint = code + args + outs - alias + temp
     return {
         "mem_argument_bytes": args,
         "mem_output_bytes": outs,
         "mem_alias_bytes": alias,
         "mem_temp_bytes": temp,
         "mem_generated_code_bytes": code,
-        "mem_footprint_bytes": code + args + outs - alias + temp if known else None,
+        "mem_footprint_bytes": footprint,
         "mem_xla_peak_bytes": get("peak_memory_in_bytes"),
     }
 
@@ -250,7 +252,7 @@ def run_compiled(compiled: Any, program: Program, steps: int) -> dict[str, Any]:
     args = program.make_args()
     kwargs = dict(program.kwargs if program.make_kwargs is None else program.make_kwargs())
     jax.block_until_ready((args, kwargs))
-    samples = []
+    samples: list[float] = []
     gc.collect()  # the steps' timings keep the collector out too; what they allocate is freed by reference
     enabled = gc.isenabled()
     gc.disable()

@@ -5,6 +5,7 @@ validation of the chosen models, and the planner's answer for a default budget
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from profiler.analysis import forecast
 from profiler.report import registry
@@ -12,10 +13,18 @@ from profiler.report.analysis import Analysis
 from profiler.report.columns import short_of, title_of, unit_of
 from profiler.report.forecast_figures import REACH, forecast_figure, series_curves
 from profiler.report.page import Cell, Figure, Section, Table
+from profiler.report.views.mesh import BUDGET_BYTES
+from profiler.units import MISSING, fmt
+
+if TYPE_CHECKING:  # the planner is imported when a page has a forecast
+    import pandas as pd
+
+    from profiler.analysis.plan import Estimate
 
 DRAWN = ("time_to_compiled_s", "mem_footprint_bytes")
 VALIDATED = ("time_to_compiled_s", "time_compile_s", "size_hlo_instructions", "mem_footprint_bytes")
-BUDGET = "80GiB"
+BUDGET = f"{BUDGET_BYTES // 2**30}GiB"
+"""The sharded-training budget, as `--memory-per-device` takes it."""
 STEPS = 1000
 
 
@@ -67,7 +76,7 @@ def forecast_section(an: Analysis) -> Section | None:
         tables.append(Table(
             ["option", "memory per device", "fits", "compiled after", "step", f"total ({STEPS:,} steps)"],
             [[Cell(o.name), Cell(_est(o.memory, "bytes")), Cell(o.fits), Cell(_est(o.setup, "s")),
-              Cell(_est(o.step, "s")), Cell(forecast.fmt(o.total(STEPS), "s"), css="num")] for o in plan.options],
+              Cell(_est(o.step, "s")), Cell(fmt(o.total(STEPS), "s"), css="num")] for o in plan.options],
             f"The planner at {', '.join(f'{k}={v}' for k, v in plan.target.items())} for {BUDGET} per device and "
             f"{STEPS:,} steps (python -m profiler plan DIR --memory-per-device {BUDGET} --steps {STEPS})."))
         best = plan.fewest_total
@@ -77,13 +86,13 @@ def forecast_section(an: Analysis) -> Section | None:
     return Section("forecast", "Forecast beyond the measured depths", figures=figures, tables=tables, notes=notes)
 
 
-def _est(e: object, unit: str) -> str:
+def _est(e: Estimate | None, unit: str) -> str:
     if e is None:
-        return "–"
-    return f"{'' if e.measured else '~'}{forecast.fmt(e.value, unit)}"
+        return MISSING
+    return f"{'' if e.measured else '~'}{fmt(e.value, unit)}"
 
 
-def _backtest(curves: list, held: object, fit: tuple[str, ...]) -> Table:
+def _backtest(curves: list, held: pd.DataFrame, fit: tuple[str, ...]) -> Table:
     """Each chosen model (fitted on the points `fit` keeps) against the medians measured at
     the points it held out, as `python -m profiler forecast DIR --fit ...` does."""
     rows = []
@@ -99,9 +108,9 @@ def _backtest(curves: list, held: object, fit: tuple[str, ...]) -> Table:
             label = " ".join(f"{k.removeprefix('cfg_')}={v}" for k, v in series.items()) or "all"
             unit = unit_of(metric)
             rows.append([Cell(label), Cell(short_of(metric)), Cell(f"{depth:g}", css="num"),
-                         Cell(forecast.fmt(predicted, unit), f"[{forecast.fmt(low, unit)}, {forecast.fmt(high, unit)}]", "num"),
-                         Cell(forecast.fmt(measured, unit), css="num"),
-                         Cell(f"{(predicted - measured) / measured:+.1%}" if measured else "–", css="num"),
+                         Cell(fmt(predicted, unit), f"[{fmt(low, unit)}, {fmt(high, unit)}]", "num"),
+                         Cell(fmt(measured, unit), css="num"),
+                         Cell(f"{(predicted - measured) / measured:+.1%}" if measured else MISSING, css="num"),
                          Cell("yes" if low <= measured <= high else "no")])
     return Table(["series", "metric", "layers", "predicted", "measured (held out)", "error", "in the interval"], rows,
                  f"Backtest: the models fitted only on the points that {' and '.join(fit)} keeps, against the medians "
