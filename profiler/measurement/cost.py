@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from jax._src.lib import _jax, hlo
-
+from profiler.measurement.compat import hlo_cost_analysis
 from profiler.measurement.hlo import HloText
 
 # XLA's property names, in the order of the cost vectors below.
@@ -56,8 +55,7 @@ class _Analysis:
     def raw(self, name: str) -> np.ndarray:
         """XLA's own count-once analysis of computation `name` alone."""
         if name not in self._raw:
-            module = hlo.hlo_module_from_text(self.text.module_text(name))
-            props = _jax.hlo_module_cost_analysis(self.client, module)
+            props = hlo_cost_analysis(self.client, self.text.module_text(name))
             self._raw[name] = np.array([float(props.get(k, 0.0)) for k in KEYS])
         return self._raw[name]
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
-import jax.extend.core
 
+from profiler.measurement.compat import jaxprs_in_params
 from profiler.measurement.cost import loop_corrected
 from profiler.measurement.hlo import HloText
 from profiler.models.program import Program
@@ -153,7 +153,7 @@ def count_eqns(jaxpr: Any) -> int:
     jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
     total = len(jaxpr.eqns)
     for eqn in jaxpr.eqns:
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+        for sub in jaxprs_in_params(eqn.params):
             total += count_eqns(sub)
     return total
 

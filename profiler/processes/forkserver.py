@@ -66,9 +66,9 @@ def preload() -> None:
     # Facts about the host and the checkout, read once for every child (they run git and
     # uname): a sweep's rows say which commit it measured when its server started.
     sys.modules["profiler.measurement.env"].host()
-    from jax._src import xla_bridge
+    from profiler.measurement.compat import backends_are_initialized
 
-    if xla_bridge.backends_are_initialized():
+    if backends_are_initialized():
         raise ForkServerError("importing the measuring modules started a JAX backend; "
                               "a forked child would inherit it (use --start fresh)")
 

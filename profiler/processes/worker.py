@@ -102,7 +102,7 @@ def profiled_twin(point: Point) -> dict[str, Any]:
     """The anatomy of every program of `point` (profiler/measurement/anatomy/), measured in a forked
     twin of this process so that the profilers touch neither this process's timings nor
     its caches: {phase: [columns, detail]}, or {"error": message}."""
-    from jax._src.xla_bridge import backends_are_initialized
+    from profiler.measurement.compat import backends_are_initialized
 
     if backends_are_initialized():  # a fork would lack XLA's threads and hang in its compile
         return {"error": "anatomy needs a process whose JAX backend has not started (one point per measuring process)"}
