@@ -88,6 +88,15 @@ class Point(BaseModel):
     devices: int = Field(
         1, ge=1, description="Devices the measuring process sees; on CPU it sets the host "
         "platform device count before JAX starts.")
+    jax: str | None = Field(
+        None, pattern=r"^\d+(\.\d+){1,3}$", description="The JAX release that measures the point, "
+        "e.g. '0.8.3': its measuring process runs in an environment of that release's jax and "
+        "jaxlib with the newest flax and optax that accept it, built once and cached (docs/releases.md). "
+        "Unset: the JAX the profiler is installed with. A list compares releases in one run, "
+        "interleaved (`python -m profiler releases`).")
+    flax: str | None = Field(
+        None, pattern=r"^\d+(\.\d+){1,3}$", description="The flax release of the `jax` key's "
+        "environment (unset: the newest flax that accepts that jax). Needs `jax`.")
     # Keys of workload 'decode'. Their defaults are fixed: every other point carries them
     # and they are part of its id.
     prompt_len: int = Field(16, ge=1, description="Decode: tokens of the prompt the prefill writes into the cache.")
@@ -157,6 +166,8 @@ class Point(BaseModel):
             raise ValueError("key 'program': workload 'program' needs program = 'package.module:factory'")
         if self.program and self.workload != "program":
             raise ValueError(f"key 'workload': key program applies only to workload 'program' (got {self.workload!r})")
+        if self.flax and not self.jax:
+            raise ValueError("key 'flax': needs key jax (the release whose environment gets this flax)")
         family = self.block in BLOCK_FAMILIES
         if self.block and self.workload not in ("forward", "train"):
             raise ValueError(f"key 'block': applies only to workloads 'forward' and 'train', not {self.workload!r}")
@@ -260,8 +271,9 @@ class Point(BaseModel):
     @property
     def id(self) -> str:
         """Stable id of the configuration: a resumed sweep knows what is done by it."""
-        # anatomy off leaves the id as it was before the key existed: old folders resume.
-        canonical = json.dumps(self.model_dump(exclude=set() if self.anatomy else {"anatomy"}), sort_keys=True)
+        # Keys at their "off" value leave the id as it was before they existed: old folders resume.
+        unset = {k for k in ("jax", "flax") if getattr(self, k) is None} | (set() if self.anatomy else {"anatomy"})
+        canonical = json.dumps(self.model_dump(exclude=unset), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def label(self) -> str:
@@ -272,6 +284,8 @@ class Point(BaseModel):
             text += f" cache={self.kv_cache} mesh={self.mesh}"
         elif self.block in BLOCK_FAMILIES:
             text += f" remat={self.remat} mesh={self.mesh}"
+        if self.jax:
+            text += f" jax={self.jax}" + (f" flax={self.flax}" if self.flax else "")
         return text
 
 
@@ -319,7 +333,7 @@ POINT_KEYS: tuple[str, ...] = tuple(Point.model_fields)
 SWEEP_KEYS: tuple[str, ...] = tuple(Sweep.model_fields)
 LIMIT_KEYS: tuple[str, ...] = ("timeout_s", "max_rss_gb", "max_points")
 """Sweep keys that bound how a sweep runs, not what it measures: a resumed sweep may change them."""
-RUN_KEYS: tuple[str, ...] = ("run", "steps", "devices", "anatomy")
+RUN_KEYS: tuple[str, ...] = ("run", "steps", "devices", "anatomy", "jax", "flax")
 """Point keys that set how a point is measured, not what is compiled."""
 MODEL_KEYS: tuple[str, ...] = tuple(k for k in POINT_KEYS if k not in ("workload", "program", *RUN_KEYS))
 """Point keys that describe what is compiled: what a block's constructor or a program

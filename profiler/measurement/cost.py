@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from profiler.measurement.compat import hlo_cost_analysis
 from profiler.measurement.hlo import HloText
 

@@ -26,6 +26,8 @@ from typing import IO, Any, Literal
 import psutil
 
 from profiler.measurement import env
+from profiler.processes import environments
+from profiler.processes.environments import ReleaseError
 from profiler.processes.executors import Outcome
 from profiler.processes.forkserver import Forked, ForkServer, ForkServerError, ServerPool
 from profiler.processes.worker import CPUS_ENV, PARENT_ENV
@@ -89,10 +91,12 @@ def measure_in_subprocess(
     environ = worker_environment(point, import_paths)
     waited = time.time()
     try:
+        python = interpreter(point)
         # A fork server starts (it imports JAX: seconds) outside the measurement's clock and limits.
-        server = None if servers is None else servers.server(environ)
-    except ForkServerError as e:  # no measuring process was started
-        return Outcome([{**env.host(), "run_status": e.status, "run_error": str(e)}], None, None, (waited, time.time()))
+        server = None if servers is None else servers.server(environ, python)
+    except (ForkServerError, ReleaseError) as e:  # no measuring process was started
+        return Outcome([{**env.host(), "run_status": "error" if isinstance(e, ReleaseError) else e.status,
+                         "run_error": str(e)}], None, None, (waited, time.time()))
     started = env.utc_now()
     phases = {} if server is None else {"time_server_start_s": time.time() - waited}
     if cpus and server is None:
@@ -103,7 +107,7 @@ def measure_in_subprocess(
         result = Path(tmp) / "result.json"
         with open(Path(tmp) / "stderr", "w+") as stderr:
             try:
-                proc = _start(point, result, stderr, environ, server, cpus)
+                proc = _start(point, result, stderr, environ, server, cpus, python)
                 stopped, peak_rss = _watch(proc, timeout_s, max_rss_gb, stop or threading.Event())
                 status, error = stopped or _exit_status(proc.returncode, stderr)
             except ForkServerError as e:
@@ -121,16 +125,27 @@ def measure_in_subprocess(
     return Outcome([{**row, **phases}], wall, started, (waited, ended))
 
 
+def interpreter(point: Point) -> str:
+    """The Python that measures `point`: that of its JAX release's environment (spec key
+    `jax`, built before the sweep by the runner), else this one."""
+    if point.jax is None:
+        return sys.executable
+    built = environments.built(point.jax, point.flax)
+    if built is None:
+        raise ReleaseError(f"no environment of jax {point.jax} is built (`python -m profiler releases` builds it)")
+    return str(built.python)
+
+
 def _start(
     point: Point, result: Path, stderr: IO[str], environ: dict[str, str], server: ForkServer | None,
-    cpus: list[int] | None,
+    cpus: list[int] | None, python: str,
 ) -> subprocess.Popen | Forked:
     if server is not None:
         return server.fork(point.model_dump_json(), result, Path(stderr.name), cpus)
     # Same process group as the sweep: killing the sweep's group ends its
     # measurements too, instead of leaving them running unobserved.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "profiler.processes.worker", str(result)],
+        [python, "-m", "profiler.processes.worker", str(result)],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, env=environ, text=True,
     )
     try:
