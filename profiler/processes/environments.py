@@ -207,14 +207,14 @@ def ensure(jax: str, flax: str | None = None, say: Callable[[str], None] = lambd
         if env.path.exists():  # a build that stopped half-way
             shutil.rmtree(env.path)
         started = time.perf_counter()
-        say(f"building the environment of jax {jax}{f' with flax {flax}' if flax else ''} in {env.path}")
         try:
             _build(env)
         except BaseException:
             shutil.rmtree(env.path, ignore_errors=True)
             raise
-        say(f"jax {jax}: {', '.join(f'{k} {v}' for k, v in env.versions().items())} "
-            f"({time.perf_counter() - started:.0f} s)")
+        # Said once built: a pair the resolver refuses is then the command's only line.
+        say(f"built the environment of jax {jax} in {time.perf_counter() - started:.0f} s: "
+            f"{', '.join(f'{k} {v}' for k, v in env.versions().items())} ({env.path})")
     return env
 
 
@@ -253,9 +253,10 @@ def _step(env: Environment, step: str, command: list[str]) -> str:
         raise ReleaseError(f"environment of jax {env.jax}: step '{step}' failed ({e})", status=1) from None
     if done.returncode == 0:
         return done.stdout
-    said = [line.strip(" ×╰─▶│") for line in done.stderr.splitlines() if line.strip(" ×╰─▶│")]
+    said = [re.sub(r"^(error|cause|hint|help):\s*", "", line.strip(" ×╰─▶│")) for line in done.stderr.splitlines()]
+    said = [line for line in said if line and not line.startswith("Using Python")]
     if step == "install" and _UNRESOLVABLE.search(done.stderr):
-        reason = " ".join(line for line in said if not _UNRESOLVABLE.match(line))
+        reason = " ".join(line for line in said if not _UNRESOLVABLE.search(line))
         asked = f"jax {env.jax} and flax {env.flax}" if env.flax else f"jax {env.jax}"
         raise ReleaseError(f"{asked} cannot be installed together: {reason or said[-1]}")
     raise ReleaseError(f"environment of jax {env.jax}: step '{step}' failed: "
