@@ -194,3 +194,17 @@ def test_no_index_reachable(spec_file: Path, tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr[-2000:]
     assert says(done.stderr, ("no package index answered", "jax")), done.stderr
     assert [f.name for f in out.iterdir()] == ["keep.txt"]
+
+
+def test_a_point_the_release_cannot_build_is_an_error_row(tmp_path: Path) -> None:
+    """A remat policy the release's jax.checkpoint_policies lacks: the measuring process
+    writes an error row naming the release, not a traceback."""
+    env = environments.ensure(MATRIX[0])
+    result = tmp_path / "result.json"
+    done = subprocess.run([str(env.python), "-m", "profiler.processes.worker", str(result)],
+                          input=json.dumps({"layers": 1, "hidden": 16, "heads": 2, "remat": "policy_of_the_future"}),
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    [row] = json.loads(result.read_text())["rows"]
+    assert row["run_status"] == "error" and row["env_jax_version"] == MATRIX[0]
+    assert says(row["run_error"], (f"jax {MATRIX[0]}", "lacks", "'policy_of_the_future'")), row["run_error"]

@@ -174,8 +174,24 @@ def run(point_json: str, result: Path) -> None:
     """Measure the point described by `point_json` and write {"rows", "clock"} to `result`."""
     faulthandler.enable()  # a crash leaves its Python frames on stderr for the runner
     clock: dict[str, float] = {}
-    rows = measure_point(Point(**json.loads(point_json)), clock)
+    try:
+        point = Point(**json.loads(point_json))
+    except ValueError as e:  # valid for the driver's JAX, not this one's (a remat policy it lacks)
+        rows = [_release_lacks(e)]
+    else:
+        rows = measure_point(point, clock)
     write_atomic(result, json.dumps({"rows": rows, "clock": clock}), durable=False)
+
+
+def _release_lacks(e: ValueError) -> dict[str, Any]:
+    """The error row of a point this process's JAX release cannot build."""
+    from profiler.measurement.env import jax_env
+
+    errors = getattr(e, "errors", None)
+    why = errors()[0]["msg"] if errors else str(e)
+    env = jax_env()
+    return {**env, "run_status": "error",
+            "run_error": f"jax {env['env_jax_version']} (flax {env['env_flax_version']}) lacks what the point needs: {why}"}
 
 
 def main() -> None:
