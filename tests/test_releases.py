@@ -208,3 +208,18 @@ def test_a_point_the_release_cannot_build_is_an_error_row(tmp_path: Path) -> Non
     [row] = json.loads(result.read_text())["rows"]
     assert row["run_status"] == "error" and row["env_jax_version"] == MATRIX[0]
     assert says(row["run_error"], (f"jax {MATRIX[0]}", "lacks", "'policy_of_the_future'")), row["run_error"]
+
+
+def test_unset_release_keys_leave_point_ids_as_they_were() -> None:
+    """Old results folders resume: a point without `jax` and `flax` keeps the id it had
+    before the keys existed; naming a release makes another point."""
+    import hashlib
+
+    from profiler.spec import Point
+
+    plain = Point(layers=1, hidden=32, heads=2)
+    before = json.dumps({k: v for k, v in plain.model_dump().items() if k not in ("anatomy", "jax", "flax")},
+                        sort_keys=True)
+    assert plain.id == hashlib.sha256(before.encode()).hexdigest()[:16]
+    assert len({plain.id, Point(**{**plain.model_dump(), "jax": "0.9.2"}).id,
+                Point(**{**plain.model_dump(), "jax": "0.9.2", "flax": "0.12.6"}).id}) == 3
