@@ -16,12 +16,15 @@ import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from profiler.gates.releases import is_exact, release_spec, run_matrix
 from profiler.processes import environments
 from profiler.processes.environments import ReleaseError, check_version, version_key
 from profiler.spec import SpecError
+
+if TYPE_CHECKING:
+    from profiler.processes.supervise import Start
 
 CONFIDENCE = 0.95
 
@@ -101,14 +104,9 @@ def _moved(exact: bool, good: Sequence[float], other: Sequence[float], direction
     return low > 1 if direction > 0 else high < 1
 
 
-def bisect(spec_path: str | Path, overrides: Sequence[str], good: str, bad: str, metric: str, out: Path, *,
-           flax: str | None = None, start: str | None = None, say: Callable[[str], None] = lambda line: None,
-           progress: Any = None) -> Finding:
-    """Bisect the releases from `good` to `bad` for the first that moved `metric` at the
-    one point of the spec (with `overrides`). Steps are written under `out`."""
-    import numpy as np
-
-    good, bad = check_version(good, "--good"), check_version(bad, "--bad")
+def _candidates(spec_path: str | Path, overrides: Sequence[str], good: str, bad: str, metric: str,
+                flax: str | None) -> list[str]:
+    """The releases to bisect, oldest first, once the input is known to be good."""
     check_metric(metric)
     if version_key(good) >= version_key(bad):
         raise ReleaseError(f"--good {good} is not older than --bad {bad}: bisect looks for the first release "
@@ -119,7 +117,41 @@ def bisect(spec_path: str | Path, overrides: Sequence[str], good: str, bad: str,
     environments.check_served("jax", [good, bad])
     if flax:
         environments.check_served("flax", [flax])
-    candidates = environments.between(good, bad)
+    return environments.between(good, bad)
+
+
+def _measure(spec_path: str | Path, overrides: Sequence[str], releases: list[str], folder: Path, metric: str,
+             flax: str | None, start: Start | None, progress: Any) -> Step:
+    """One step: `releases` measured interleaved into `folder`, and the metric of each."""
+    spec = release_spec(spec_path, overrides, releases, flax)
+    run_matrix(spec, folder, releases, resume=folder.exists(), start=start, progress=progress)
+    values = _values(folder, metric)
+    missing = [r for r in releases if not values.get(r)]
+    if missing:
+        raise ReleaseError(f"--metric {metric}: no ok measurement on jax {', '.join(missing)} "
+                           f"(see the rows' run_error in {folder})", status=1)
+    return Step(releases, folder, values)
+
+
+def _settle(finding: Finding, before: str | None, first: str | None, a: Sequence[float], b: Sequence[float]) -> None:
+    """The finding: `first` moved against `before` (None: nothing moved between the ends),
+    with the ratio and interval of b / a and their medians."""
+    import numpy as np
+
+    finding.before, finding.first = before, first
+    finding.ratio, finding.low, finding.high = _ratio(a, b)
+    finding.values = (float(np.median(a)), float(np.median(b)))
+
+
+def bisect(spec_path: str | Path, overrides: Sequence[str], good: str, bad: str, metric: str, out: Path, *,
+           flax: str | None = None, start: Start | None = None, say: Callable[[str], None] = lambda line: None,
+           progress: Any = None) -> Finding:
+    """Bisect the releases from `good` to `bad` for the first that moved `metric` at the
+    one point of the spec (with `overrides`). Steps are written under `out`."""
+    import numpy as np
+
+    good, bad = check_version(good, "--good"), check_version(bad, "--bad")
+    candidates = _candidates(spec_path, overrides, good, bad, metric, flax)
     exact = is_exact(metric)
     finding = Finding(metric, exact, good, bad, candidates)
     lo, hi = 0, len(candidates) - 1
@@ -127,42 +159,28 @@ def bisect(spec_path: str | Path, overrides: Sequence[str], good: str, bad: str,
     while True:
         mid = (lo + hi) // 2
         releases = [candidates[lo], *([candidates[mid]] if lo < mid < hi else []), candidates[hi]]
-        folder = out / (f"step{len(finding.steps) + 1}-jax" + "-".join(releases))
         say(f"step {len(finding.steps) + 1}: measuring jax {', '.join(releases)} interleaved ({hi - lo - 1} "
             f"candidate(s) left between {candidates[lo]} and {candidates[hi]})")
-        spec = release_spec(spec_path, overrides, releases, flax)
-        run_matrix(spec, folder, releases, resume=folder.exists(), start=start, progress=progress)
-        values = _values(folder, metric)
-        missing = [r for r in releases if not values.get(r)]
-        if missing:
-            raise ReleaseError(f"--metric {metric}: no ok measurement on jax {', '.join(missing)} "
-                               f"(see the rows' run_error in {folder})", status=1)
-        step = Step(releases, folder, values)
+        folder = out / (f"step{len(finding.steps) + 1}-jax" + "-".join(releases))
+        step = _measure(spec_path, overrides, releases, folder, metric, flax, start, progress)
         finding.steps.append(step)
-        ends = values[candidates[lo]], values[candidates[hi]]
-        if not finding.steps[:-1]:  # the first step: did good and bad differ at all?
-            ratio = float(np.median(ends[1]) / np.median(ends[0]))
-            direction = 1 if ratio > 1 else -1
+        ends = step.values[candidates[lo]], step.values[candidates[hi]]
+        if len(finding.steps) == 1:  # the first step: did good and bad differ at all?
+            direction = 1 if np.median(ends[1]) > np.median(ends[0]) else -1
             if not _moved(exact, ends[0], ends[1], direction):
-                finding.ratio, finding.low, finding.high = _ratio(*ends)
-                finding.values = (float(np.median(ends[0])), float(np.median(ends[1])))
+                _settle(finding, None, None, *ends)
                 break
         if len(releases) == 2:  # adjacent: the bad end is the first that moved
-            finding.before, finding.first = candidates[lo], candidates[hi]
-            finding.ratio, finding.low, finding.high = _ratio(*ends)
-            finding.values = (float(np.median(ends[0])), float(np.median(ends[1])))
+            _settle(finding, candidates[lo], candidates[hi], *ends)
             break
-        step.moved = _moved(exact, ends[0], values[candidates[mid]], direction)
+        step.moved = _moved(exact, ends[0], step.values[candidates[mid]], direction)
         lo, hi = (lo, mid) if step.moved else (mid, hi)
         if hi - lo == 1:
-            pair = values[candidates[lo]], values[candidates[hi]]
-            finding.before, finding.first = candidates[lo], candidates[hi]
-            finding.ratio, finding.low, finding.high = _ratio(*pair)
-            finding.values = (float(np.median(pair[0])), float(np.median(pair[1])))
+            _settle(finding, candidates[lo], candidates[hi], step.values[candidates[lo]], step.values[candidates[hi]])
             break
-    spec_args = " ".join(shlex.quote(a) for a in [str(spec_path), *overrides])
-    flax_arg = f" --flax {flax}" if flax else ""
     if finding.first:
+        spec_args = " ".join(shlex.quote(a) for a in [str(spec_path), *overrides])
+        flax_arg = f" --flax {flax}" if flax else ""
         finding.commands = [
             f"python -m profiler releases {spec_args} --jax {finding.before},{finding.first}{flax_arg}",
             f"python -m profiler bisect {spec_args} --good {good} --bad {bad} --metric {metric}{flax_arg}",
@@ -176,6 +194,7 @@ def format_finding(f: Finding) -> str:
     def show(v: float) -> str:
         return f"{v:.4f} s" if f.metric.startswith("time_") else f"{v:,.0f}"
 
+    assert f.values is not None and f.ratio is not None, "format_finding takes a finished bisect"
     lines = [f"bisect of {f.metric} from jax {f.good} (good) to {f.bad} (bad): {len(f.candidates)} releases served, "
              f"{len(f.steps)} step(s)"]
     for i, s in enumerate(f.steps, 1):

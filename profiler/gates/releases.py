@@ -23,6 +23,7 @@ from profiler.processes.environments import ReleaseError, check_version
 if TYPE_CHECKING:
     import pandas as pd
 
+    from profiler.processes.supervise import Start
     from profiler.spec import Spec
 
 TIMINGS = ("time_trace_s", "time_lower_s", "time_compile_s", "time_to_compiled_s")
@@ -177,7 +178,7 @@ def _cell(r: Any, fail_above: float | None) -> str:
 
 
 def run_matrix(spec: Spec, folder: str | Path, releases: Sequence[str], *, resume: bool = False,
-               fail_above: float | None = None, progress: Any = None, start: str | None = None) -> Matrix:
+               fail_above: float | None = None, progress: Any = None, start: Start | None = None) -> Matrix:
     """Measure `spec` (from release_spec) on every release in one interleaved sweep into
     `folder`, then compare each release with the first."""
     from profiler.processes.runner import DEFAULT_START, run_sweep

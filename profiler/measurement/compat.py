@@ -107,7 +107,7 @@ def jaxprs_in_params(params: dict[str, Any]) -> Any:
     return _walk_params(params, core.Jaxpr, core.ClosedJaxpr)
 
 
-def _walk_params(params: dict[str, Any], jaxpr_type: type, closed_type: type) -> Any:
+def _walk_params(params: dict[str, Any], jaxpr_type: type, closed_type: Any) -> Any:
     for value in params.values():
         for v in value if isinstance(value, tuple) else (value,):
             if isinstance(v, jaxpr_type):

@@ -99,4 +99,5 @@ def loop_corrected(compiled: Any, text: HloText | None = None) -> LoopCost:
     analysis = _Analysis(text, compiled.runtime_executable().client)
     missed = analysis.missed(text.entry)
     values = [None if raw.get(k) is None else float(raw[k] + m) for k, m in zip(KEYS, missed, strict=True)]
-    return LoopCost(*values, exact=analysis.exact, raw=dict(raw))
+    flops, transcendentals, bytes_accessed = values
+    return LoopCost(flops, transcendentals, bytes_accessed, exact=analysis.exact, raw=dict(raw))

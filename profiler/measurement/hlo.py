@@ -66,14 +66,15 @@ class HloText:
                 current = None
                 continue
             current.callees.update(_TOKEN.findall(line.split(" = ", 1)[-1]))
-            opcode = _OPCODE.match(line)
-            opcode = opcode.group(1) if opcode else ""
+            match = _OPCODE.match(line)
+            opcode = match.group(1) if match else ""
             if opcode:
                 current.opcodes.append(opcode)
             if opcode == "while":
-                trips = _TRIP_COUNT.search(line)
+                trips, body, condition = _TRIP_COUNT.search(line), _BODY.search(line), _CONDITION.search(line)
+                assert body and condition, f"a while without body= or condition=: {line}"  # XLA prints both
                 current.loops.append((
-                    _BODY.search(line).group(1), _CONDITION.search(line).group(1),
+                    body.group(1), condition.group(1),
                     int(trips.group(1)) if trips else None,
                 ))
             elif opcode == "conditional":

@@ -116,7 +116,7 @@ def profiled_twin(point: Point) -> dict[str, Any]:
                 from profiler import workloads
                 from profiler.measurement import anatomy
 
-                result = {p.phase: anatomy.profile(p) for p in workloads.build(point)}
+                result: dict[str, Any] = {p.phase: anatomy.profile(p) for p in workloads.build(point)}
                 code = 0
             except BaseException as e:
                 result = {"error": _error(e)}

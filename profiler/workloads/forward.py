@@ -8,11 +8,19 @@ from profiler.models.program import Program
 from profiler.spec import Point
 
 
+def analytic_flops(point: Point) -> float | None:
+    """Matmul FLOPs of one forward pass of the stack: the seed's block counted
+    (`blocks.forward_matmul_flops`), block 'llama' by the PaLM formula; None for any other
+    block (a user's block has no analytic count, nor has 'moe')."""
+    if point.block == "llama":
+        return palm.forward_flops(point)
+    if point.block:
+        return None
+    return float(forward_matmul_flops(layers=point.layers, batch=point.batch, seq=point.seq, hidden=point.hidden))
+
+
 def build(point: Point) -> list[Program]:
     net = stacked.build(point)
-    # Known for the built-in block only; a user's block has no analytic count.
-    info = {} if point.block else {"cost_analytic_flops": float(forward_matmul_flops(
-        layers=point.layers, batch=point.batch, seq=point.seq, hidden=point.hidden))}
-    if point.block == "llama":
-        info = {"cost_analytic_flops": palm.forward_flops(point)}
+    flops = analytic_flops(point)
+    info = {} if flops is None else {"cost_analytic_flops": flops}
     return [Program(fn=net.apply, args=(net.params, net.x), make_args=net.make_args, info=info)]
