@@ -384,7 +384,7 @@ def _bisect(args: argparse.Namespace) -> int:
     finding = bisect(args.spec, args.overrides, args.good, args.bad, args.metric, out, flax=args.flax,
                      start=args.start, say=lambda line: print(line, file=sys.stderr, flush=True), progress=progress())
     print(format_finding(finding))
-    return 0 if finding.first else 1
+    return 0 if finding.first and finding.clear else 1
 
 
 def _columns(args: argparse.Namespace) -> int:

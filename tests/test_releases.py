@@ -140,6 +140,7 @@ def test_bisect_names_the_release_that_changed(spec_file: Path, tmp_path: Path) 
     found = bisect(spec_file, ["repeats=1"], good, bad, "cost_flops", tmp_path / "bisect")
     assert found.candidates == environments.between(good, bad) and len(found.candidates) == 3
     assert found.first is not None, "the tiny point's FLOPs are equal on the ends: pick releases that differ"
+    assert found.clear  # an exact metric that changed is a change
     # Check the answer against the rows: every release before the first equals the good
     # end, the first differs from the release before it.
     values = {}

@@ -72,6 +72,8 @@ class Finding:
     values: tuple[float, float] | None = None
     """The medians of `before` and `first`."""
     commands: list[str] = field(default_factory=list)
+    clear: bool = False
+    """Whether `first` against `before` alone clears the noise (exact metrics: always)."""
 
 
 def _values(folder: Path, metric: str) -> dict[str, list[float]]:
@@ -93,15 +95,24 @@ def _ratio(a: Sequence[float], b: Sequence[float], seed: int = 0) -> tuple[float
     return bootstrap_ratio(a, b, confidence=CONFIDENCE, seed=seed)
 
 
-def _moved(exact: bool, good: Sequence[float], other: Sequence[float], direction: int) -> bool:
-    """Whether `other` differs from `good`: exactly, or with its interval wholly beyond 1
-    on `direction`'s side (+1 slower/larger, -1 faster/smaller)."""
+def _beyond_noise(good: Sequence[float], other: Sequence[float], direction: int) -> bool:
+    """Whether the interval of other / good lies wholly beyond 1 on `direction`'s side
+    (+1 slower/larger, -1 faster/smaller)."""
+    _, low, high = _ratio(good, other)
+    return low > 1 if direction > 0 else high < 1
+
+
+def _moved(exact: bool, good: Sequence[float], middle: Sequence[float], bad: Sequence[float]) -> bool:
+    """Whether the middle release is on the bad side: an exact metric that differs from the
+    good end's at all; a timing whose median is nearer the bad end's than the good end's
+    (ratios, measured in the same step). Nearer, not beyond noise: a middle release
+    that cannot be told from either end must still send the search one way."""
     import numpy as np
 
     if exact:
-        return float(np.median(other)) != float(np.median(good))
-    _, low, high = _ratio(good, other)
-    return low > 1 if direction > 0 else high < 1
+        return float(np.median(middle)) != float(np.median(good))
+    m = float(np.median(middle))
+    return abs(np.log(m / np.median(bad))) < abs(np.log(m / np.median(good)))
 
 
 def _candidates(spec_path: str | Path, overrides: Sequence[str], good: str, bad: str, metric: str,
@@ -133,14 +144,23 @@ def _measure(spec_path: str | Path, overrides: Sequence[str], releases: list[str
     return Step(releases, folder, values)
 
 
-def _settle(finding: Finding, before: str | None, first: str | None, a: Sequence[float], b: Sequence[float]) -> None:
+def _changed(a: Sequence[float], b: Sequence[float]) -> bool:
+    import numpy as np
+
+    return float(np.median(a)) != float(np.median(b))
+
+
+def _settle(finding: Finding, before: str | None, first: str | None, a: Sequence[float], b: Sequence[float],
+            direction: int = 0) -> None:
     """The finding: `first` moved against `before` (None: nothing moved between the ends),
-    with the ratio and interval of b / a and their medians."""
+    with the ratio and interval of b / a, their medians, and whether that pair alone
+    clears the noise."""
     import numpy as np
 
     finding.before, finding.first = before, first
     finding.ratio, finding.low, finding.high = _ratio(a, b)
     finding.values = (float(np.median(a)), float(np.median(b)))
+    finding.clear = first is not None and (_changed(a, b) if finding.exact else _beyond_noise(a, b, direction))
 
 
 def bisect(spec_path: str | Path, overrides: Sequence[str], good: str, bad: str, metric: str, out: Path, *,
@@ -167,16 +187,17 @@ def bisect(spec_path: str | Path, overrides: Sequence[str], good: str, bad: str,
         ends = step.values[candidates[lo]], step.values[candidates[hi]]
         if len(finding.steps) == 1:  # the first step: did good and bad differ at all?
             direction = 1 if np.median(ends[1]) > np.median(ends[0]) else -1
-            if not _moved(exact, ends[0], ends[1], direction):
+            if not (_changed(ends[0], ends[1]) if exact else _beyond_noise(ends[0], ends[1], direction)):
                 _settle(finding, None, None, *ends)
                 break
         if len(releases) == 2:  # adjacent: the bad end is the first that moved
-            _settle(finding, candidates[lo], candidates[hi], *ends)
+            _settle(finding, candidates[lo], candidates[hi], *ends, direction=direction)
             break
-        step.moved = _moved(exact, ends[0], step.values[candidates[mid]], direction)
+        step.moved = _moved(exact, ends[0], step.values[candidates[mid]], ends[1])
         lo, hi = (lo, mid) if step.moved else (mid, hi)
         if hi - lo == 1:
-            _settle(finding, candidates[lo], candidates[hi], step.values[candidates[lo]], step.values[candidates[hi]])
+            _settle(finding, candidates[lo], candidates[hi], step.values[candidates[lo]], step.values[candidates[hi]],
+                    direction=direction)
             break
     if finding.first:
         spec_args = " ".join(shlex.quote(a) for a in [str(spec_path), *overrides])
@@ -210,9 +231,13 @@ def format_finding(f: Finding) -> str:
     if f.exact:
         lines.append(f"first release that changed {f.metric}: jax {f.first} ({show(f.values[0])} on {f.before} -> "
                      f"{show(f.values[1])}, {(f.ratio - 1) * 100:+.3f}%; exact)")
-    else:
+    elif f.clear:
         lines.append(f"first release where {f.metric} moved beyond noise: jax {f.first}: x{f.ratio:.3f} "
                      f"[{f.low:.3f}-{f.high:.3f}, {CONFIDENCE:.0%} bootstrap] against {f.before} "
                      f"({show(f.values[0])} -> {show(f.values[1])}, medians)")
+    else:
+        lines.append(f"{f.metric} moved between {f.good} and {f.bad}, most likely in jax {f.first} (the steps put "
+                     f"it nearer the bad end), but {f.first} against {f.before} alone does not clear the noise: "
+                     f"x{f.ratio:.3f} [{f.low:.3f}-{f.high:.3f}]; rerun with more repeats (repeats=N)")
     lines += ["reproduce:", *(f"  {c}" for c in f.commands)]
     return "\n".join(lines)
