@@ -224,3 +224,17 @@ def test_unset_release_keys_leave_point_ids_as_they_were() -> None:
     assert plain.id == hashlib.sha256(before.encode()).hexdigest()[:16]
     assert len({plain.id, Point(**{**plain.model_dump(), "jax": "0.9.2"}).id,
                 Point(**{**plain.model_dump(), "jax": "0.9.2", "flax": "0.12.6"}).id}) == 3
+
+
+def test_a_timing_middle_release_goes_to_the_nearer_end() -> None:
+    """Timings decide a step by the end the middle release is nearer to (ratios of one
+    step), so that a middle release inside the noise still halves the search; the ends'
+    own difference must clear the noise."""
+    from profiler.gates.bisect import _beyond_noise, _moved
+
+    good, bad = [1.0, 1.02, 0.98], [2.0, 2.05, 1.95]
+    assert _moved(False, good, [1.8, 1.9, 2.1], bad)
+    assert not _moved(False, good, [1.1, 1.2, 0.9], bad)
+    assert _moved(True, [5, 5], [6, 6], [6, 6]) and not _moved(True, [5, 5], [5, 5], [6, 6])
+    assert _beyond_noise(good, bad, +1) and not _beyond_noise(good, bad, -1)
+    assert not _beyond_noise(good, [0.7, 1.5, 1.0], +1)
