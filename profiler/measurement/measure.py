@@ -184,6 +184,7 @@ def cost(compiled: Any, hlo: HloText) -> dict[str, float | bool | None]:
         "cost_transcendentals": counted.transcendentals,
         "cost_bytes_accessed": counted.bytes_accessed,
         "cost_exact": counted.exact,
+        "cost_basis": counted.basis,
         "cost_xla_flops": counted.raw.get("flops"),
         "cost_xla_transcendentals": counted.raw.get("transcendentals"),
         "cost_xla_bytes_accessed": counted.raw.get("bytes accessed"),

@@ -54,7 +54,12 @@ def worker_environment(point: Point | None = None, import_paths: Sequence[str] =
     environ["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(_IMPORT_ROOT), *import_paths, os.getcwd(), environ.get("PYTHONPATH")]))
     environ[PARENT_ENV] = str(os.getpid())
-    if point is not None and point.devices > 1:
+    # Installed TPU and GPU libraries must not be started as backends: every target
+    # compiles from the CPU backend's process (a TPU's chips come from libtpu, a GPU's from
+    # its plugin, profiler/models/devices.py), and a CPU measurement stays what it was
+    # without them (docs/tpu.md measures the start-up).
+    environ.setdefault("JAX_PLATFORMS", "cpu")
+    if point is not None and point.devices > 1 and point.target == "cpu":
         flags = [f for f in environ.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_COUNT_FLAG)]
         environ["XLA_FLAGS"] = " ".join([*flags, f"{_DEVICE_COUNT_FLAG}={point.devices}"])
     return environ

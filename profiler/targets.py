@@ -1,0 +1,193 @@
+"""What a point is compiled for (spec key `target`): the host CPU, a TPU topology or a set
+of GPUs, and the published facts of each chip, read without JAX.
+
+A TPU or GPU target is compiled deviceless on this host: libtpu builds the chips of a TPU
+topology, the CUDA plugin builds compile-only GPUs from a description of the GPU
+(profiler/models/devices.py). Here is only what the spec needs to check a target before
+any work: its syntax, its chip and device counts, HBM per chip, and whether the library
+that compiles for it is installed.
+
+Sources of the facts (docs/tpu.md, docs/gpu.md cite them per chip):
+- TPUs: Google Cloud's TPU documentation, "System architecture" page of each version
+  (v2, v3, v4, v5e, v5p, v6e, TPU7x). Google writes HBM as "GB"/"GiB"; the numbers
+  below are GiB, which is what the chips report (a v5p reports 95.74 GiB).
+- GPUs: NVIDIA's datasheets and architecture whitepapers (A100: "NVIDIA A100 Tensor Core
+  GPU Architecture", 2020; H100: "NVIDIA H100 Tensor Core GPU Architecture", 2022;
+  B200: "NVIDIA Blackwell Architecture Technical Brief" and the HGX B200 datasheet).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+from dataclasses import dataclass
+
+GIB = 1 << 30
+INSTALL = "pip install -e '.[{extra}]' (or `make venv`, which installs it)"
+
+
+@dataclass(frozen=True)
+class TpuGeneration:
+    dims: int
+    """Dimensions of its topology names (2: '2x2'; 3: '2x2x1')."""
+    devices_per_chip: int
+    """JAX devices libtpu gives per chip (two TensorCores as two devices on v2, v3, v4 and
+    TPU7x, as measured with libtpu 0.0.42.1)."""
+    hbm_gib: float
+    """HBM per chip, GiB (Google Cloud's TPU documentation)."""
+    device_kind: str
+    """`device_kind` of its devices."""
+
+
+TPU_GENERATIONS: dict[str, TpuGeneration] = {
+    "v2": TpuGeneration(2, 2, 16, "TPU v2"),
+    "v3": TpuGeneration(2, 2, 32, "TPU v3"),
+    "v4": TpuGeneration(3, 2, 32, "TPU v4"),
+    "v5e": TpuGeneration(2, 1, 16, "TPU v5 lite"),
+    "v5p": TpuGeneration(3, 1, 95, "TPU v5"),
+    "v6e": TpuGeneration(2, 1, 32, "TPU v6 lite"),
+    "tpu7x": TpuGeneration(3, 2, 192, "TPU7x"),
+}
+"""The TPU generations libtpu 0.0.42 names (`get_topology_desc` topology names start with
+these; 'v5litepod' and 'v7x' are refused by it)."""
+
+HOST_BOUNDS = (2, 2, 1)
+"""libtpu's default chips per host: a topology must be a multiple of it, unless all its
+chips fit one host (then the topology is its own host bounds: 'v5e:1x1', 'v5p:2x1x1')."""
+
+
+@dataclass(frozen=True)
+class GpuModel:
+    """A GPU's published facts: what XLA's GPU compiler needs to know about it
+    (stream_executor.GpuDeviceInfoProto) and its memory."""
+
+    name: str
+    compute_capability: tuple[int, int]
+    sms: int
+    fp32_per_sm: int
+    memory_gib: int
+    memory_bandwidth: int
+    """Bytes per second."""
+    l2_bytes: int
+    clock_ghz: float
+    shared_per_sm: int
+    shared_per_block_optin: int
+    source: str
+
+
+GPU_MODELS: dict[str, GpuModel] = {
+    "a100": GpuModel("NVIDIA A100-SXM4-80GB", (8, 0), 108, 64, 80, 2_039_000_000_000, 40 * 1024 * 1024, 1.41,
+                     164 * 1024, 163 * 1024, "NVIDIA A100 datasheet and Ampere architecture whitepaper"),
+    "h100": GpuModel("NVIDIA H100 80GB HBM3", (9, 0), 132, 128, 80, 3_350_000_000_000, 50 * 1024 * 1024, 1.98,
+                     228 * 1024, 227 * 1024, "NVIDIA H100 SXM5 datasheet and Hopper architecture whitepaper"),
+    "b200": GpuModel("NVIDIA B200", (10, 0), 148, 128, 180, 8_000_000_000_000, 126 * 1024 * 1024, 1.965,
+                     228 * 1024, 227 * 1024, "NVIDIA HGX B200 datasheet and Blackwell technical brief"),
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed target."""
+
+    platform: str
+    """'cpu', 'tpu' or 'gpu'."""
+    name: str = ""
+    """The TPU topology name ('v5e:2x2') or the GPU model ('h100')."""
+    chips: int = 0
+    devices: int = 0
+    """JAX devices of the target (the mesh must use them all)."""
+    hbm_bytes_per_chip: int | None = None
+    devices_per_chip: int = 1
+    device_kind: str = ""
+    host_bounds: tuple[int, int, int] | None = None
+    """TPU: chips_per_host_bounds for get_topology_desc (None: libtpu's default)."""
+
+    @property
+    def hbm_bytes_per_device(self) -> int | None:
+        if self.hbm_bytes_per_chip is None:
+            return None
+        return self.hbm_bytes_per_chip // self.devices_per_chip
+
+    @property
+    def package(self) -> str | None:
+        """The module that compiles for it, or None for the CPU (jaxlib)."""
+        return {"tpu": "libtpu", "gpu": "jax_plugins.xla_cuda12"}.get(self.platform)
+
+
+def _closest(word: str, choices: list[str]) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.3)
+    return f"; did you mean {match[0]!r}?" if match else f"; valid: {', '.join(choices)}"
+
+
+def parse(target: str) -> Target:
+    """The target named `target`, or a ValueError (one line, the closest valid value where
+    one fits)."""
+    if target == "cpu":
+        return Target("cpu")
+    platform, _, rest = target.partition(":")
+    if platform == "tpu":
+        return _tpu(rest)
+    if platform == "gpu":
+        return _gpu(rest)
+    raise ValueError(f"{target!r} is not a target: 'cpu', 'tpu:<generation>:<topology>' "
+                     f"(e.g. 'tpu:v5e:2x2') or 'gpu:<model>[:<count>]' (e.g. 'gpu:h100:8')"
+                     + _closest(platform, ["cpu", "tpu", "gpu"]))
+
+
+def _tpu(rest: str) -> Target:
+    generation, _, topology = rest.partition(":")
+    gens = list(TPU_GENERATIONS)
+    if generation not in TPU_GENERATIONS:
+        raise ValueError(f"'tpu:{rest}': unknown TPU generation {generation!r}" + _closest(generation, gens))
+    gen = TPU_GENERATIONS[generation]
+    example = "x".join(["2"] * gen.dims)
+    if gen.dims == 3:
+        example = "2x2x1"
+    if not re.fullmatch(r"[1-9][0-9]*(x[1-9][0-9]*)*", topology) or topology.count("x") != gen.dims - 1:
+        raise ValueError(f"'tpu:{rest}': topology {topology!r} is not {gen.dims} chip counts joined by 'x'; "
+                         f"did you mean 'tpu:{generation}:{example}'?")
+    dims = [int(d) for d in topology.split("x")]
+    padded = (*dims, 1, 1)[:3]
+    chips = math.prod(dims)
+    bounds = None
+    if any(d % b for d, b in zip(padded, HOST_BOUNDS, strict=True)):
+        if chips > math.prod(HOST_BOUNDS):
+            closer = "x".join(str(max(b, -(-d // b) * b)) for d, b in zip(padded[:gen.dims], HOST_BOUNDS, strict=False))
+            raise ValueError(f"'tpu:{rest}': a topology of more than one host must be a multiple of "
+                             f"{'x'.join(map(str, HOST_BOUNDS[:gen.dims]))} chips per host; "
+                             f"did you mean 'tpu:{generation}:{closer}'?")
+        bounds = padded
+    return Target("tpu", f"{generation}:{topology}", chips=chips, devices=chips * gen.devices_per_chip,
+                  hbm_bytes_per_chip=int(gen.hbm_gib * GIB), devices_per_chip=gen.devices_per_chip,
+                  device_kind=gen.device_kind, host_bounds=bounds)
+
+
+def _gpu(rest: str) -> Target:
+    model, _, count = rest.partition(":")
+    if model not in GPU_MODELS:
+        raise ValueError(f"'gpu:{rest}': unknown GPU model {model!r}" + _closest(model, list(GPU_MODELS)))
+    if count and not re.fullmatch(r"[1-9][0-9]*", count):
+        raise ValueError(f"'gpu:{rest}': the GPU count {count!r} is not a positive integer; "
+                         f"did you mean 'gpu:{model}:8'?")
+    n = int(count or 1)
+    spec = GPU_MODELS[model]
+    return Target("gpu", model, chips=n, devices=n, hbm_bytes_per_chip=spec.memory_gib * GIB,
+                  device_kind=spec.name)
+
+
+def missing_package(target: Target) -> str | None:
+    """The line that says how to install what compiles for `target`, if it is missing."""
+    if target.package is None:
+        return None
+    top = target.package.split(".")[0]
+    found = importlib.util.find_spec(top) is not None
+    if found and "." in target.package:
+        found = importlib.util.find_spec(target.package) is not None
+    if found:
+        return None
+    extra = target.platform
+    what = "libtpu" if extra == "tpu" else "the CUDA plugin of this JAX release"
+    return f"target '{target.platform}:{target.name}' needs {what}, which is not installed: {INSTALL.format(extra=extra)}"
