@@ -18,6 +18,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+# libtpu and the CUDA plugin are installed (extras tpu, gpu): JAX in the test process
+# starts only its CPU backend, as the measuring processes do (profiler/processes/supervise.py).
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # see worker_environment
+
 from profiler.measurement import env
 from profiler.processes.runner import run_sweep
 from profiler.spec import Point, build_spec
