@@ -323,6 +323,9 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from profiler import targets
+
+    targets.hide_cuda_plugin()  # the driver compiles nothing: user code it imports stays quiet
     try:
         args = _parser().parse_args(argv)
         return {"sweep": _sweep, "report": _report, "compare": _compare, "check": _check,

@@ -18,9 +18,13 @@ Sources of the facts (docs/tpu.md, docs/gpu.md cite them per chip):
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import math
+import os
 import re
+import sys
+import types
 from dataclasses import dataclass
 
 GIB = 1 << 30
@@ -182,12 +186,37 @@ def missing_package(target: Target) -> str | None:
     """The line that says how to install what compiles for `target`, if it is missing."""
     if target.package is None:
         return None
-    top = target.package.split(".")[0]
-    found = importlib.util.find_spec(top) is not None
-    if found and "." in target.package:
-        found = importlib.util.find_spec(target.package) is not None
+    if target.platform == "tpu":
+        found = importlib.util.find_spec("libtpu") is not None
+    else:  # by its distribution: a process may hide the module (hide_cuda_plugin)
+        try:
+            importlib.metadata.distribution("jax-cuda12-plugin")
+            found = True
+        except importlib.metadata.PackageNotFoundError:
+            found = False
     if found:
         return None
     extra = target.platform
     what = "libtpu" if extra == "tpu" else "the CUDA plugin of this JAX release"
     return f"target '{target.platform}:{target.name}' needs {what}, which is not installed: {INSTALL.format(extra=extra)}"
+
+
+CUDA_ENV = "PROFILER_CUDA_PLUGIN"
+"""Set to 1 by the runner for the measuring processes of a GPU target: the others, and
+the command line, hide the CUDA plugin (`hide_cuda_plugin`)."""
+
+
+def hide_cuda_plugin() -> None:
+    """Keep the installed CUDA plugin out of this process; call it before JAX is imported.
+    Importing JAX imports the plugin's kernels (jaxlib.gpu_solver, gpu_prng, gpu_linalg)
+    and starting its backend imports the plugin, even with JAX_PLATFORMS=cpu; the CUDA
+    libraries they load log "Could not find cuda drivers" to stderr six times on a host
+    without a GPU. Only a process that compiles for a GPU target needs the plugin
+    (profiler/models/devices.py); every other starts as it did before the plugin was
+    installed. Does nothing where JAX is already imported or `CUDA_ENV` is 1."""
+    if "jax" in sys.modules or os.environ.get(CUDA_ENV) == "1":
+        return
+    sys.modules.setdefault("jax_cuda12_plugin", None)  # type: ignore[arg-type]  # imports of it fail
+    stand_in = types.ModuleType("jax_plugins.xla_cuda12", "stand-in: profiler.targets.hide_cuda_plugin")
+    stand_in.initialize = lambda: None  # type: ignore[attr-defined]  # registers no backend
+    sys.modules.setdefault("jax_plugins.xla_cuda12", stand_in)

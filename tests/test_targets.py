@@ -133,3 +133,13 @@ def test_a_tpu_target_without_libtpu_is_refused_before_any_work(tmp_path):
 def test_a_cpu_point_keeps_its_id_and_its_measuring_process_starts_only_the_cpu():
     assert Point().id == Point(target="cpu").id != Point(target="tpu:v5e:1x1").id
     assert worker_environment(Point()).get("JAX_PLATFORMS") == "cpu"
+
+
+def test_tpu_loops_are_counted_once_per_trip(mixed):
+    # libtpu annotates no trip count: the scan's is read from its loop condition, so the
+    # scanned and the looped stack cost the same FLOPs per chip, as they do on the CPU.
+    _, df = mixed
+    tpu = df[df["cfg_target"] == "tpu:v5e:2x1"].set_index("cfg_mode")
+    assert tpu.loc["scan", "cost_xla_flops"] < 0.75 * tpu.loc["loop", "cost_xla_flops"]
+    assert tpu.loc["scan", "cost_flops"] == pytest.approx(tpu.loc["loop", "cost_flops"], rel=0.05)
+    assert not tpu.loc["scan", "cost_exact"] and tpu.loc["loop", "cost_exact"]

@@ -24,6 +24,9 @@ HLO instead (for a TPU it counts the same FLOPs as libtpu's analysis; bytes diff
 the TPU's padding, docs/tpu.md). The GPU plugin's `cost_analysis()` is None compiled
 deviceless: the whole cost is then the host's analysis of the GPU's HLO, loops
 re-weighted, and the `cost_xla_*` columns stay null (`LoopCost.basis` says which).
+libtpu annotates no `known_trip_count`: a loop whose condition is `counter < N` (a scan)
+runs N times (profiler/measurement/hlo.py `_inferred_trips`), and the result is marked
+inexact, since the count was read rather than reported.
 """
 
 from __future__ import annotations
@@ -85,6 +88,8 @@ class _Analysis:
                 self.exact = False
                 total += self.missed(body) + self.missed(cond)
             else:
+                if body in self.text.inferred:  # read from the condition, not annotated by XLA
+                    self.exact = False
                 total += trips * self.corrected(body) - self.raw(body)
                 total += (trips + 1) * self.corrected(cond) - self.raw(cond)
         in_branches = set()

@@ -108,3 +108,4 @@ def _gpu_devices(target: targets.Target) -> list[Any]:
     topology = xla_client.make_c_api_device_topology(
         c_api, "", topology=f"1x1x{target.devices}", target_config=gpu_target_config(targets.GPU_MODELS[target.name]))
     return list(topology._make_compile_only_devices())
+

@@ -25,6 +25,7 @@ from typing import IO, Any, Literal
 
 import psutil
 
+from profiler import targets
 from profiler.measurement import env
 from profiler.processes.executors import Outcome
 from profiler.processes.forkserver import Forked, ForkServer, ForkServerError, ServerPool
@@ -63,6 +64,10 @@ def worker_environment(point: Point | None = None, import_paths: Sequence[str] =
     # TPU; a deviceless compile uses none, and measuring processes (--jobs N, a test's
     # own process) load it side by side.
     environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+    # Only a GPU target's process loads the CUDA plugin (targets.hide_cuda_plugin says why).
+    environ.pop(targets.CUDA_ENV, None)
+    if point is not None and point.target.startswith("gpu:"):
+        environ[targets.CUDA_ENV] = "1"
     if point is not None and point.devices > 1 and point.target == "cpu":
         flags = [f for f in environ.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_COUNT_FLAG)]
         environ["XLA_FLAGS"] = " ".join([*flags, f"{_DEVICE_COUNT_FLAG}={point.devices}"])

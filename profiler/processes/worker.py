@@ -194,6 +194,9 @@ def run(point_json: str, result: Path) -> None:
 
 
 def main() -> None:
+    from profiler import targets
+
+    targets.hide_cuda_plugin()  # before JAX is imported; not for a GPU target's process
     parent = int(os.environ.get(PARENT_ENV, "0"))
     if parent:
         die_with_parent(parent)
