@@ -61,11 +61,11 @@ def mixed(tmp_path_factory):
     done = subprocess.run([sys.executable, "-m", "profiler", "sweep", str(spec), "--out", str(folder), "--no-report"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    return done, store.load(folder)
+    return done, store.load(folder), folder
 
 
 def test_every_target_compiles_and_says_what_it_was_compiled_for(mixed):
-    _, df = mixed
+    _, df, _ = mixed
     assert (df["run_status"] == "ok").all(), df["run_error"].tolist()
     by = df.set_index(["cfg_target", "cfg_mode"])
     assert set(df["cfg_target"]) == {"cpu", "tpu:v5e:2x1", "gpu:h100:2"}
@@ -81,7 +81,7 @@ def test_every_target_compiles_and_says_what_it_was_compiled_for(mixed):
 
 
 def test_a_deviceless_gpu_compile_is_costed_from_its_hlo(mixed):
-    _, df = mixed
+    _, df, _ = mixed
     gpu = df[df["cfg_target"] == "gpu:h100:2"]
     assert gpu["cost_xla_flops"].isna().all()  # the plugin's cost_analysis() is None
     assert (gpu["cost_basis"] == "host-hlo").all() and (gpu["cost_flops"] > 0).all()
@@ -89,7 +89,7 @@ def test_a_deviceless_gpu_compile_is_costed_from_its_hlo(mixed):
 
 
 def test_libtpu_stays_out_of_the_terminal(mixed):
-    done, _ = mixed
+    done, _, _ = mixed
     assert "TPU_WORKER_HOSTNAMES" not in done.stderr + done.stdout
     assert "cudart_stub" not in done.stderr + done.stdout
 
@@ -138,8 +138,22 @@ def test_a_cpu_point_keeps_its_id_and_its_measuring_process_starts_only_the_cpu(
 def test_tpu_loops_are_counted_once_per_trip(mixed):
     # libtpu annotates no trip count: the scan's is read from its loop condition, so the
     # scanned and the looped stack cost the same FLOPs per chip, as they do on the CPU.
-    _, df = mixed
+    _, df, _ = mixed
     tpu = df[df["cfg_target"] == "tpu:v5e:2x1"].set_index("cfg_mode")
     assert tpu.loc["scan", "cost_xla_flops"] < 0.75 * tpu.loc["loop", "cost_xla_flops"]
     assert tpu.loc["scan", "cost_flops"] == pytest.approx(tpu.loc["loop", "cost_flops"], rel=0.05)
     assert not tpu.loc["scan", "cost_exact"] and tpu.loc["loop", "cost_exact"]
+
+
+def test_plan_takes_the_chips_hbm_as_its_budget(mixed):
+    from profiler.analysis.forecast import ForecastError
+    from profiler.analysis.plan import plan_target
+
+    _, _, folder = mixed
+    plan = plan_target(folder, ["target=tpu:v5e:2x1"])
+    assert plan.memory == 16 * targets.GIB
+    assert plan_target(folder, ["target=gpu:h100:2"]).memory == 80 * targets.GIB
+    with pytest.raises(ForecastError, match="gpu:h100:2, tpu:v5e:2x1"):
+        plan_target(folder)
+    with pytest.raises(ForecastError, match="no TPU or GPU target"):
+        plan_target(folder, ["target=cpu"])

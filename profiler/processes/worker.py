@@ -130,7 +130,9 @@ def profiled_twin(point: Point) -> dict[str, Any]:
                 die_with_parent(os.getppid())
                 from profiler import workloads
                 from profiler.measurement import anatomy
+                from profiler.models import devices
 
+                devices.use(point.target)  # the twin compiles for the same chips
                 result = {p.phase: anatomy.profile(p) for p in workloads.build(point)}
                 code = 0
             except BaseException as e:
