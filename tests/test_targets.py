@@ -150,10 +150,28 @@ def test_plan_takes_the_chips_hbm_as_its_budget(mixed):
     from profiler.analysis.plan import plan_target
 
     _, _, folder = mixed
-    plan = plan_target(folder, ["target=tpu:v5e:2x1"])
+    plan = plan_target(folder, ['target="tpu:v5e:2x1"'])
     assert plan.memory == 16 * targets.GIB
-    assert plan_target(folder, ["target=gpu:h100:2"]).memory == 80 * targets.GIB
+    assert plan_target(folder, ['target="gpu:h100:2"']).memory == 80 * targets.GIB
     with pytest.raises(ForecastError, match="gpu:h100:2, tpu:v5e:2x1"):
         plan_target(folder)
     with pytest.raises(ForecastError, match="no TPU or GPU target"):
-        plan_target(folder, ["target=cpu"])
+        plan_target(folder, ['target="cpu"'])
+
+
+def test_the_report_puts_the_targets_side_by_side(mixed):
+    from profiler.report.analysis import Analysis
+    from profiler.report.views import targets as view
+
+    _, df, _ = mixed
+    an = Analysis(df)
+    table = view.targets_section(an).tables[0]
+    assert table.columns == ["mode", "target", "compile", "× CPU", "footprint / device", "HBM / device", "fits"]
+    rows = {(r[0].text, r[1].text): [c.text for c in r[2:]] for r in table.rows}
+    assert set(rows) == {(m, t) for m in ("loop", "scan") for t in ("cpu", "tpu:v5e:2x1", "gpu:h100:2")}
+    compile_s = df.set_index(["cfg_mode", "cfg_target"])["time_compile_s"]
+    ratio = compile_s[("loop", "tpu:v5e:2x1")] / compile_s[("loop", "cpu")]
+    assert rows[("loop", "tpu:v5e:2x1")][1] == f"{ratio:.1f}×" and rows[("loop", "cpu")][1] == "1.0×"
+    assert rows[("loop", "tpu:v5e:2x1")][4] == "yes" and rows[("loop", "cpu")][4] == ""
+    lines = view.targets_lines(an)
+    assert any(line.startswith("Compiling for tpu:v5e:2x1 took") and "2 of 2 programs fit" in line for line in lines)
