@@ -20,6 +20,7 @@ def _medians(an: Analysis) -> tuple[pd.DataFrame, list[str]] | None:
     if "cfg_target" not in rows or "mem_hbm_bytes" not in rows or rows["mem_hbm_bytes"].notna().sum() == 0:
         return None
     rows = rows.assign(cfg_target=rows["cfg_target"].fillna("cpu"))
+    rows.attrs = {}  # the report's frames carry frames in attrs, which merge cannot compare
     # Devices and mesh follow the target; the phase tells a workload's programs apart.
     others = [k for k in dict.fromkeys([*an.layout.keys, "cfg_layers", "cfg_phase"])
               if k in rows and k not in ("cfg_target", "cfg_devices", "cfg_mesh") and rows[k].nunique(dropna=False) > 1]
