@@ -175,3 +175,14 @@ def test_the_report_puts_the_targets_side_by_side(mixed):
     assert rows[("loop", "tpu:v5e:2x1")][4] == "yes" and rows[("loop", "cpu")][4] == ""
     lines = view.targets_lines(an)
     assert any(line.startswith("Compiling for tpu:v5e:2x1 took") and "2 of 2 programs fit" in line for line in lines)
+
+
+def test_the_html_report_of_a_target_sweep_renders(mixed, tmp_path):
+    from profiler.report import write_report
+
+    _, df, folder = mixed
+    # CPU rows off a mesh have no cfg_mesh, TPU rows do: the report must take both.
+    cpu = df[df["cfg_target"] == "cpu"].assign(cfg_mesh=None)
+    page = write_report(folder, tmp_path / "r.html", rows=pd.concat([cpu, df[df["cfg_target"] != "cpu"]]))
+    html = page.read_text()
+    assert "Targets side by side" in html and "Compiling for tpu:v5e:2x1 took" in html
