@@ -69,8 +69,10 @@ bench-history: $(STAMP)
 golden: $(STAMP)
 	$(BIN)/python -m profiler.gates.golden tests/golden/golden.json
 
+# ruff on the package and the tests; mypy on the package ([tool.mypy] in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check profiler tests
+	$(BIN)/mypy
 
 docs: $(STAMP)
 	$(BIN)/python -m profiler columns > docs/columns.md

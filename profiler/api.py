@@ -36,6 +36,7 @@ from profiler.processes.runner import SweepResult, run_sweep
 from profiler.spec import build_spec, read_toml
 from profiler.storage import store
 from profiler.storage.record import COLUMNS
+from profiler.units import fmt
 
 USER_CODE_KEYS = ("block", "program")
 """Spec keys that name user code: in a Python spec they may hold the object itself."""
@@ -88,7 +89,7 @@ class Profile:
     def summary(self) -> list[tuple[str, str]]:
         """(column, value with its unit) of the measured columns worth a first look."""
         units = {c.name: c.unit for c in COLUMNS}
-        shown = [(c, _show(self.row[c], units[c])) for c in _SUMMARY if c in self.row]
+        shown = [(c, fmt(self.row[c], units[c])) for c in _SUMMARY if c in self.row]
         if self.row.get("cost_exact") is False:
             shown.append(("cost_exact", "False: a loop without a known trip count was counted once"))
         return shown
@@ -104,15 +105,6 @@ class Profile:
                         f"{html.escape(v)}</td></tr>" for c, v in self.summary())
         return (f"<p><b>Profile of {html.escape(self.name)}</b> ({len(self.row)} columns; "
                 f"<code>.row</code>, <code>.to_frame()</code>)</p><table>{cells}</table>")
-
-
-def _show(value: Any, unit: str) -> str:
-    if unit == "bytes" and isinstance(value, int | float):
-        scaled = next(((value / 2**p, u) for p, u in ((30, "GiB"), (20, "MiB"), (10, "KiB")) if value >= 2**p),
-                      (value, "bytes"))
-        return f"{scaled[0]:.4g} {scaled[1]}"
-    text = f"{value:.4g}" if isinstance(value, float) else str(value)
-    return f"{text} {unit}".strip()
 
 
 def profile(

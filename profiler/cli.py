@@ -14,14 +14,12 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from profiler.analysis.breakdown import sweep_breakdown
-from profiler.analysis.machines import OtherMachine
-from profiler.errors import StoreError
+from profiler.errors import SpecError, UserError
 from profiler.gates.check import MAX_SLOWDOWN_PCT
 from profiler.processes.progress import progress
-from profiler.spec import SpecError
 
 if TYPE_CHECKING:
     from profiler.processes.runner import SweepResult
@@ -44,14 +42,23 @@ _STARTED = _process_started()
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not argparse's usage block
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
         raise SpecError(f"{self.prog}: {message}")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m profiler", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _sweep_parser(commands)
+    _report_parsers(commands)
+    _forecast_parsers(commands)
+    _bench_parser(commands)
+    commands.add_parser("columns", help="print the documentation of every result column (Markdown)")
+    commands.add_parser("keys", help="print the documentation of every spec key (Markdown)")
+    return parser
 
+
+def _sweep_parser(commands: argparse._SubParsersAction) -> None:
     sweep = commands.add_parser("sweep", help="run a sweep and write its results and report",
                                 description="Measure every point of a sweep spec, each repeat in a fresh process.")
     sweep.add_argument("spec", help="sweep spec (TOML), e.g. sweeps/default.toml")
@@ -73,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
     sweep.add_argument("--yes", action="store_true", help="accept a grid with more points than the spec's max_points")
 
+
+def _report_parsers(commands: argparse._SubParsersAction) -> None:
+    """report, and the gates that compare folders: compare and check."""
     report = commands.add_parser("report", help="write the HTML report of a results folder",
                                  description="Render one self-contained HTML report from a results folder.")
     report.add_argument("folder", type=Path, help="results folder written by `sweep`")
@@ -105,12 +115,6 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--cross-machine", action="store_true",
                        help="accept a baseline from another machine (CPU model, CPU flags, backend, device "
                        "kind) and check only the deterministic metrics")
-
-    _forecast_parsers(commands)
-    _bench_parser(commands)
-    commands.add_parser("columns", help="print the documentation of every result column (Markdown)")
-    commands.add_parser("keys", help="print the documentation of every spec key (Markdown)")
-    return parser
 
 
 def _default_out(name: str) -> Path:
@@ -296,16 +300,12 @@ def _bench_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from profiler.gates.bench import BenchError, bench
+    from profiler.gates.bench import bench
 
-    try:
-        _, verdicts, text = bench(args.base, rounds=args.rounds, repeats=args.repeats, names=args.benchmarks,
-                                  points_file=args.points, clock=args.clock, max_slowdown_pct=args.max_slowdown,
-                                  seed=args.seed, json_out=args.json,
-                                  progress=lambda line: print(line, file=sys.stderr, flush=True))
-    except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    _, verdicts, text = bench(args.base, rounds=args.rounds, repeats=args.repeats, names=args.benchmarks,
+                              points_file=args.points, clock=args.clock, max_slowdown_pct=args.max_slowdown,
+                              seed=args.seed, json_out=args.json,
+                              progress=lambda line: print(line, file=sys.stderr, flush=True))
     print(text)
     return 1 if any(v.regression for v in verdicts) else 0
 
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"sweep": _sweep, "report": _report, "compare": _compare, "check": _check,
                 "forecast": _forecast, "plan": _plan, "bench": _bench,
                 "columns": _columns, "keys": _keys}[args.command](args)
-    except (SpecError, StoreError, OtherMachine) as e:
+    except UserError as e:  # every kind of bad input, one line each (profiler/errors.py)
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

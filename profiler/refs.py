@@ -53,7 +53,7 @@ def keyword_arguments(
     takes `**kwargs`). A required parameter that neither `values` nor `supplied` (passed
     by the caller itself) provides is a ValueError naming it."""
     if isinstance(fn, type):  # a metaclass's __call__ (NNX's) would hide the constructor's signature
-        params = list(inspect.signature(fn.__init__).parameters.values())[1:]
+        params = list(inspect.signature(fn.__init__).parameters.values())[1:]  # type: ignore[misc]  # a class's own
     else:
         params = list(inspect.signature(fn).parameters.values())
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):

@@ -14,12 +14,14 @@ import difflib
 import itertools
 import math
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from profiler import refs
+from profiler.errors import SpecError
 from profiler.point import (
     BLOCK_FAMILIES,
     DECODE_KEYS,
@@ -46,10 +48,6 @@ __all__ = [
     "Sweep", "build_spec", "factory_keys", "family_keys", "keys_markdown", "load_spec", "parse_override",
     "read_toml", "remat_names",
 ]
-
-
-class SpecError(ValueError):
-    """A spec, an override or a flag is malformed. The message is one line."""
 
 
 class Spec(BaseModel):
@@ -93,7 +91,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise SpecError(f"spec file '{path}': not UTF-8 text") from None
 
 
-def load_spec(path: str | Path, overrides: list[str] = (), *, yes: bool = False) -> Spec:
+def load_spec(path: str | Path, overrides: Sequence[str] = (), *, yes: bool = False) -> Spec:
     """Read a TOML spec, apply `KEY=VALUE` overrides and validate the whole grid."""
     table = read_toml(path)
     table.update(parse_override(o) for o in overrides)
@@ -164,7 +162,7 @@ def _load(key: str, ref: str) -> Any:
 def _check_user_code(points: tuple[Point, ...]) -> None:
     """Import every user factory and block, so that a name that cannot work fails here and
     not in every measuring process. (Trying each block on abstract input needs the model,
-    which builds on this module: the runner does it before a sweep, runner.check_blocks.)"""
+    which builds on this module: the runner does it before a sweep, runner.check_user_blocks.)"""
     for point in {p.program: p for p in points if p.program}.values():
         try:
             refs.keyword_arguments(_load("program", point.program), point.model_dump(include=set(MODEL_KEYS)))

@@ -115,7 +115,9 @@ def _shortest_cycle(graph: dict[str, set[str]], component: set[str]) -> list[str
 
 LAYERS: list[tuple[str, ...]] = [
     # The spec: what a sweep is, before anything is built or measured.
-    ("profiler.errors", "profiler.refs", "profiler.presets", "profiler.targets", "profiler.point", "profiler.spec"),
+    # units: how a number with its unit reads, for every stage that shows one.
+    ("profiler.errors", "profiler.units", "profiler.refs", "profiler.presets", "profiler.targets", "profiler.point",
+     "profiler.spec"),
     ("profiler.models",),        # what is compiled
     ("profiler.workloads",),     # a point to its programs
     ("profiler.measurement",),   # measuring one program, inside a measuring process
@@ -178,6 +180,40 @@ def test_an_upward_import_is_found_and_named(tmp_path, modules, found):
 def test_the_profiler_package_has_no_import_cycle():
     found = cycles(import_graph(PACKAGE))
     assert not found, "import cycles: " + "; ".join(" -> ".join(c) for c in found)
+
+
+MAX_FUNCTION_LINES = 60
+"""A function longer than this (its def to its last line, docstring included) says why in
+a comment `# long: <why>` inside it; otherwise it is split into named steps."""
+
+
+def long_functions(package: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """'path:line name (N lines)' of every function over `limit` lines without a
+    `# long:` comment."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        source = path.read_text()
+        lines = source.splitlines()
+        for node in ast.walk(ast.parse(source, str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                body = lines[node.lineno - 1:node.end_lineno]
+                if length > limit and not any(line.strip().startswith("# long:") for line in body):
+                    found.append(f"{path.relative_to(package.parent)}:{node.lineno} {node.name} ({length} lines)")
+    return found
+
+
+def test_no_function_is_long_without_a_reason():
+    found = long_functions(PACKAGE)
+    assert not found, f"functions over {MAX_FUNCTION_LINES} lines: " + "; ".join(found)
+
+
+def test_a_long_function_is_found_unless_it_says_why(tmp_path):
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    package = write_package(tmp_path, {"__init__": "", "a": f"def long():\n{body}",
+                                       "b": f"def short():\n{body[:-len('    x59 = 59')-1]}",
+                                       "c": f"def explained():\n    # long: a table of cases\n{body}"})
+    assert long_functions(package) == [f"pkg/a.py:1 long ({MAX_FUNCTION_LINES + 1} lines)"]
 
 
 def write_package(root: Path, modules: dict[str, str]) -> Path:

@@ -56,7 +56,7 @@ SWEEP_CASES = [
     ("scheduler-bad-port", ["--executor", "dask", "--scheduler", "tcp://127.0.0.1:99999"],
      ("--scheduler", "tcp://127.0.0.1:99999", "out of range")),
     ("resume-without-manifest", ["--resume"], "nothing to resume"),
-    # Targets (profiler/targets.py): each names the closest valid value where one fits.
+    # Targets (profiler/targets/chips.py): each names the closest valid value where one fits.
     ("target-unknown-platform", ['target="tpuv5e"'], ("key 'target'", "'tpu:<generation>:<topology>'")),
     ("target-unknown-tpu-generation", ['target="tpu:v6:2x2"'], ("key 'target'", "generation 'v6'", "'v6e'")),
     ("target-malformed-topology", ['target="tpu:v5e:2x2x1"'], ("key 'target'", "'tpu:v5e:2x2'")),

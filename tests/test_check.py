@@ -13,6 +13,7 @@ from profiler.gates.check import DETERMINISTIC, check
 from profiler.processes.runner import run_sweep
 from profiler.spec import build_spec
 from profiler.storage import store
+from profiler.units import MISSING
 
 TINY = dict(hidden=32, heads=2, batch=2, seq=8, layers=[2, 4])
 
@@ -128,7 +129,7 @@ def test_a_point_that_failed_is_a_regression(sweeps, tmp_path, capsys):
     code, out, _ = _check(capsys, failed, "--baseline", sweeps["baseline"])
     assert code == 1
     (line,) = [line for line in out.splitlines() if "run_status" in line]
-    assert line.split() == ["layers=2", "main", "run_status", "-", "-", "failed", "(error", "x2)", "ok"]
+    assert line.split() == ["layers=2", "main", "run_status", MISSING, MISSING, "failed", "(error", "x2)", "ok"]
 
 
 @pytest.mark.parametrize("argv, message", [

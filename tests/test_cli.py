@@ -53,3 +53,33 @@ def test_results_go_under_the_current_directory_wherever_the_package_is(tmp_path
     (folder,) = (work / "results").iterdir()
     assert folder.name.startswith("smoke-") and f"results: {folder}" in done.stdout
     assert len(pd.read_parquet(folder)) == 1
+
+
+def test_a_new_kind_of_user_error_is_one_line_and_exit_2_with_no_cli_code(tmp_path, monkeypatch, capsys):
+    """Any subclass of UserError raised inside a command, even one the CLI has never heard
+    of, reaches the user as one line and exit status 2 (profiler/errors.py)."""
+    from profiler.cli import main
+    from profiler.errors import UserError
+    from profiler.storage import store
+
+    class FolderFromTheFuture(UserError):
+        pass
+
+    def load(folder, *args, **kwargs):
+        raise FolderFromTheFuture(f"'{folder}' was written by a newer profiler")
+
+    monkeypatch.setattr(store, "load", load)  # what `report` calls first with the folder
+    assert main(["report", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    assert err == f"error: '{tmp_path}' was written by a newer profiler\n" and out == ""
+
+
+def test_every_user_facing_error_derives_from_user_error():
+    from profiler.analysis.forecast import ForecastError
+    from profiler.analysis.machines import OtherMachine
+    from profiler.errors import SpecError, StoreError, UserError
+    from profiler.gates.bench import BenchError
+
+    for error in (SpecError, StoreError, ForecastError, BenchError, OtherMachine):
+        assert issubclass(error, UserError), error
+    assert not issubclass(ForecastError, StoreError)  # a forecast the rows cannot answer is not a bad folder

@@ -116,3 +116,18 @@ def test_cli_exit_codes(slower, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert profiler("compare", str(empty), str(b)).stderr.startswith("error: ")
+
+
+def test_failed_measurements_of_either_side_are_listed_with_their_error(synthetic, tmp_path):
+    """The report's failures table (report/views/failures.py), led by the side."""
+    a = synthetic(name="a", failures=[("timeout", "took longer than timeout_s = 5")])
+    b = synthetic(name="b", failures=[("oom", "resident memory went over max_rss_gb"), ("error", "boom <b>")])
+    compare(a, b, tmp_path / "f.html")
+    page = (tmp_path / "f.html").read_text()
+    (section,) = re.findall(r'<section id="failures">.*?</section>', page, re.S)
+    header, *rows = [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", r) for r in re.findall(r"<tr>(.*?)</tr>", section)]
+    assert header[0] == "" and header[-2:] == ["status", "error"] and "layers" in header
+    found = {(r[0], r[header.index("layers")], r[-2], r[-1]) for r in rows}
+    assert found == {("A", "1000", "timeout", "took longer than timeout_s = 5"),
+                     ("B", "1000", "oom", "resident memory went over max_rss_gb"),
+                     ("B", "1001", "error", "boom &lt;b&gt;")}

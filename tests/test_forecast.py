@@ -19,6 +19,7 @@ from profiler.cli import main
 from profiler.processes.runner import run_sweep
 from profiler.spec import build_spec
 from profiler.storage.store import load, part_files
+from profiler.units import fmt
 
 # Compile-only would do for the sizes; run on gives the planner step times to weigh.
 DEEP_SPEC = {
@@ -269,14 +270,25 @@ def test_report_builders_on_a_real_sweep(deep: Path):
     assert forecast_figure(curves, "mem_temp_bytes") is None
 
 
-def test_report_has_the_forecast_section_and_growth_at_depth(deep: Path, tmp_path: Path):
+def test_report_has_the_forecast_section_and_growth_at_depth(deep: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]):
     import html
     import re
 
     from profiler.report import write_report
 
-    page = html.unescape(re.sub("<[^>]+>", " ", write_report(deep, tmp_path / "r.html").read_text()))
+    raw = write_report(deep, tmp_path / "r.html").read_text()
+    page = html.unescape(re.sub("<[^>]+>", " ", raw))
     assert "Forecast beyond the measured depths" in page and "validation error" in page
     assert "The planner at layers=32 for 80GiB" in page
+    # The same footprint reads the same on the page and on the command line, in binary units.
+    assert main(["plan", str(deep), "layers=32", "--memory-per-device", "80GiB", "--steps", "1000"]) == 0
+    out = capsys.readouterr().out
+    (planner,) = [t for t in re.findall(r"<table>.*?</table>", raw, re.S) if "memory per device" in t]
+    memory = {cells[0]: cells[1] for cells in (re.findall(r"<td[^>]*>(.*?)</td>", row) for row in
+                                               re.findall(r"<tr>(.*?)</tr>", planner, re.S)) if cells}
+    for option in plan_target(deep, memory="80GiB", steps=1000).options:
+        shown = fmt(option.memory.value, "bytes")
+        assert shown.endswith(("KiB", "MiB", "GiB")) and memory[option.name] == shown and shown in out, shown
     # the summary's growth comes from the chosen model at the deepest point, not one power law
     assert "HLO instructions: loop ∝ L^1.00 at 32 layers, scan ∝ L^0.00 at 32 layers" in page

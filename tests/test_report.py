@@ -11,9 +11,9 @@ from profiler.analysis import stats
 from profiler.report import registry, write_report
 from profiler.report.analysis import Analysis
 from profiler.report.columns import unit_of
-from profiler.report.format import fmt_ratio
 from profiler.report.page import Section, Table
 from profiler.storage import store
+from profiler.units import fmt_ratio
 
 EVIL_NAME = "<script>alert(1)</script>"
 EVIL_ERROR = "<script>alert(2)</script> & friends"

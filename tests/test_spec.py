@@ -92,6 +92,19 @@ def test_every_point_key_is_a_model_key_of_some_workload_or_always_applies():
     assert set(POINT_KEYS) == read | set(RUN_KEYS) | {"workload", "program"}
 
 
+def test_the_workloads_are_the_same_three_times():
+    """The values of key `workload`, the keys each reads and the functions that build them
+    are written in three places (the Literal for the schema and docs/keys.md, WORKLOAD_KEYS,
+    workloads.BUILDERS): a workload added to one only fails here."""
+    import typing
+
+    from profiler.spec import WORKLOAD_KEYS
+    from profiler.workloads import BUILDERS
+
+    named = typing.get_args(Point.model_fields["workload"].annotation)
+    assert sorted(named) == sorted(WORKLOAD_KEYS) == sorted(BUILDERS)
+
+
 def test_a_point_describes_only_the_keys_its_workload_reads():
     decode = Point(workload="decode", layers=2, hidden=32, heads=4, kv_heads=2, max_len=32).config()
     assert decode["kv_heads"] == 2 and decode["layers"] == 2 and decode["steps"] == 5

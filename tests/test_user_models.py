@@ -21,7 +21,7 @@ from flax import nnx
 import profiler
 from profiler import workloads
 from profiler.measurement.measure import measure
-from profiler.processes.runner import check_blocks
+from profiler.processes.runner import check_user_blocks
 from profiler.spec import Point, SpecError, build_spec
 from tests.messages import says
 
@@ -285,7 +285,7 @@ def test_profile_measures_a_notebook_function_in_a_fresh_process():
 ])
 def test_bad_user_code_is_one_line_before_any_work(keys, message):
     with pytest.raises(SpecError) as error:  # the spec's checks, then the sweep's first
-        check_blocks(build_spec({"name": "bad", "repeats": 1, **SIZES, **keys}).points)
+        check_user_blocks(build_spec({"name": "bad", "repeats": 1, **SIZES, **keys}).points)
     assert str(error.value).startswith(message[0]) and says(str(error.value), message)
 
 
@@ -330,8 +330,8 @@ def test_profiler_exports_the_notebook_api_without_importing_it_in_workers():
 def test_checking_a_block_starts_no_backend_in_the_driver(api, block):
     """On a GPU a started backend would hold most of the memory the measuring processes need."""
     code = ("from jax._src import xla_bridge; from profiler.spec import build_spec; "
-            "from profiler.processes.runner import check_blocks; "
-            f"check_blocks(build_spec({{'name': 'x', 'block': '{MODULE}:{block}', 'api': '{api}', "
+            "from profiler.processes.runner import check_user_blocks; "
+            f"check_user_blocks(build_spec({{'name': 'x', 'block': '{MODULE}:{block}', 'api': '{api}', "
             "'mode': ['loop', 'scan']}).points); "
             "print(bool(xla_bridge._backends))")
     done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from profiler.errors import UserError
+
 # Facts whose difference makes timings incomparable. env_cpu_flags is compared when both
 # sides recorded it (rows before schema 7 did not).
 MACHINE = ("env_backend", "env_device_kind", "env_cpu_model", "env_cpu_flags")
@@ -80,7 +82,7 @@ def describe(differences: Sequence[Difference]) -> str:
     return "; ".join(map(str, differences))
 
 
-class OtherMachine(Exception):
+class OtherMachine(UserError):
     """Timings of results from different machines were about to be gated."""
 
     def __init__(self, differences: Sequence[Difference], sides: str):

@@ -20,8 +20,9 @@ from typing import Any
 import pandas as pd
 
 from profiler.analysis import stats
-from profiler.analysis.forecast import ForecastError, fmt, forecast_target, parse_target, prepare
+from profiler.analysis.forecast import ForecastError, forecast_target, parse_target, prepare
 from profiler.storage.store import load
+from profiler.units import MISSING, fmt
 
 MEMORY = "mem_footprint_bytes"
 SETUP = "time_to_compiled_s"
@@ -209,8 +210,9 @@ def _rank(options: list[Option], target: dict[str, Any], budget: int, steps: int
     usable = [o for o in options if o.fits in ("yes", "maybe", "unknown") and o.setup is not None]
     ranked = sorted(options, key=lambda o: (_FIT_ORDER[o.fits] if o.fits != "maybe" else 0.5,
                                             o.total(steps) if math.isfinite(o.total(steps)) else math.inf))
-    soonest = min(usable, key=lambda o: o.setup.value, default=None)
-    fastest = min((o for o in usable if o.step is not None), key=lambda o: o.step.value, default=None)
+    soonest = min(usable, key=lambda o: o.setup.value if o.setup else math.inf, default=None)
+    fastest = min(usable, key=lambda o: o.step.value if o.step else math.inf, default=None)
+    fastest = fastest if fastest is not None and fastest.step is not None else None
     best = min(usable, key=lambda o: o.total(steps), default=None)
     reasons = {}
     for o in options:
@@ -221,17 +223,20 @@ def _rank(options: list[Option], target: dict[str, Any], budget: int, steps: int
 
 
 def _why(o: Option, best: Option | None, budget: int, steps: int) -> str:
+    # 'yes', 'maybe' and 'no' are decided from a memory forecast; `best` is usable: compiled.
     if o.fits == "no":
+        assert o.memory is not None
         return f"needs {fmt(o.memory.value, 'bytes')} per device (interval {fmt(o.memory.low, 'bytes')} to " \
                f"{fmt(o.memory.high, 'bytes')}), more than {fmt(budget, 'bytes')}"
     if o.setup is None:
         return "no compile time in the results"
     if best is None:
         return "nothing fits"
+    assert best.setup is not None
     parts = []
     if o.fits == "unknown" and o.memory is not None:
         parts.append(f"may not fit: needs ~{fmt(o.memory.value, 'bytes')}, a forecast without interval")
-    if o.fits == "maybe":
+    if o.fits == "maybe" and o.memory is not None:
         parts.append(f"may not fit: needs {fmt(o.memory.value, 'bytes')}, its interval reaches {fmt(o.memory.high, 'bytes')}")
     later = o.setup.value - best.setup.value
     parts.append(f"compiled {fmt(abs(later), 's')} {'later' if later >= 0 else 'sooner'} "
@@ -250,7 +255,7 @@ def _why(o: Option, best: Option | None, budget: int, steps: int) -> str:
 
 def _est(e: Estimate | None, unit: str) -> str:
     if e is None:
-        return "-"
+        return MISSING
     how = "" if e.measured else "~"
     return f"{how}{fmt(e.value, unit)} [{fmt(e.low, unit)}, {fmt(e.high, unit)}]"
 

@@ -330,8 +330,9 @@ def ratio_table(a: pd.DataFrame, b: pd.DataFrame, metrics: Sequence[str],
 
 
 def environment(df: pd.DataFrame) -> dict[str, list[object]]:
-    """Each env_ column's distinct values, most frequent first (volatile ones left out),
-    and the conditions of measurement (CONDITIONS)."""
+    """The environment of stored rows, as analysis.machines compares it and the report shows
+    it: each env_ column's distinct values, most frequent first (volatile ones left out),
+    and the conditions of measurement (CONDITIONS). (measurement/env.py records them.)"""
     env = {}
     for column in df.columns:
         if (column.startswith("env_") or column in CONDITIONS) and column not in machines.VOLATILE and has_data(df, column):

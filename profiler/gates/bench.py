@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from profiler.errors import UserError
+
 _REPO = Path(__file__).resolve().parents[2]
 _PROBE = Path(__file__).resolve().parent / "bench_probe.py"
 
@@ -34,12 +36,11 @@ _PROBE = Path(__file__).resolve().parent / "bench_probe.py"
 # docs/gates.md has the measurement.
 MAX_SLOWDOWN_PCT = 10.0
 ROUNDS = 5
-CONFIDENCE = 0.95
 CACHE = ".bench"
 CLOCKS = {"cpu": "cpu_s", "wall": "wall_s"}
 
 
-class BenchError(Exception):
+class BenchError(UserError):
     """Bad input (a ref, a flag, a base checkout) or a side that could not be measured.
     The message is one line."""
 
@@ -183,7 +184,7 @@ def decide(run: Run, clock: str, max_slowdown_pct: float) -> list[Verdict]:
     for name in run.points:
         a = [r[key] for r in run.samples[base][name]]
         b = [r[key] for r in run.samples[head][name]]
-        ratio, low, high = bootstrap_ratio(a, b, confidence=CONFIDENCE, seed=run.seed)
+        ratio, low, high = bootstrap_ratio(a, b, seed=run.seed)  # at stats.CONFIDENCE
         verdicts.append(Verdict(name, float(np.median(a)), float(np.median(b)), ratio, low, high,
                                 low > 1 + max_slowdown_pct / 100))
     return verdicts
@@ -195,6 +196,8 @@ def _table(rows: list[list[str]]) -> list[str]:
 
 
 def format_run(run: Run, clock: str, max_slowdown_pct: float, fingerprint: str) -> str:
+    from profiler.analysis.stats import CONFIDENCE  # numpy and pandas: imported once needed
+
     base, head = run.sides
     lines = [
         f"base: {base.revision} ({base.root})",

@@ -23,7 +23,7 @@ from typing import Any
 
 # A first compile in a process also pays one-time initialisation inside JAX and XLA;
 # this tiny point pays it before anything is timed.
-_WARM_UP = dict(mode="scan", layers=2, hidden=32, heads=2, batch=2, seq=8)
+_WARM_UP: dict[str, Any] = dict(mode="scan", layers=2, hidden=32, heads=2, batch=2, seq=8)
 
 
 def phase_of(workload: str) -> str:
@@ -38,7 +38,9 @@ def fresh_program(point: Any, phase: str, build: Callable[[Any], list[Any]] | No
     import jax
 
     if build is None:
-        from profiler.workloads import build
+        from profiler.workloads import build as build_of_this_checkout
+
+        build = build_of_this_checkout
     jax.clear_caches()
     (program,) = [p for p in build(point) if p.phase == phase]
     return program

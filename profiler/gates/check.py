@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from profiler.analysis import machines
 from profiler.errors import StoreError
+from profiler.units import fmt_exact
 
 if TYPE_CHECKING:  # pandas is imported when a check runs, not when the command line starts
     import pandas as pd
@@ -52,7 +53,7 @@ MAX_SLOWDOWN_PCT = 30.0
 
 def changed(expected: float | None, got: float | None) -> bool:
     """Whether a deterministic metric differs from its expected value."""
-    if _missing(expected) or _missing(got):
+    if expected is None or got is None or _missing(expected) or _missing(got):
         return _missing(expected) != _missing(got)
     return not math.isclose(expected, got, rel_tol=RTOL, abs_tol=0.0)
 
@@ -113,7 +114,7 @@ def check(new: str | Path, baseline: str | Path, max_slowdown_pct: float = MAX_S
 
     regressions = []
     statuses = _statuses(new_rows, keys)
-    for point in sorted(base_points - _points(stats.ok_rows(new_rows), keys), key=labels.get):
+    for point in sorted(base_points - _points(stats.ok_rows(new_rows), keys), key=labels.__getitem__):
         values = dict(zip(keys, point, strict=True))
         change = f"failed ({statuses[point]})" if point in statuses else "not measured"
         regressions.append(Regression(labels[point], str(values.get("cfg_phase")), "run_status",
@@ -154,7 +155,9 @@ def _statuses(df: pd.DataFrame, keys: list[str]) -> dict[tuple[Any, ...], str]:
 
 def _labels(points: pd.DataFrame, keys: list[str]) -> dict[tuple[Any, ...], str]:
     """A short name per point: the cfg_ values that differ between the points."""
-    shown = [k for k in keys if k != "cfg_phase" and points[k].nunique(dropna=False) > 1]
+    from profiler.analysis import stats
+
+    shown = stats.varying(points, [k for k in keys if k != "cfg_phase"])
     shown = shown or [k for k in ("cfg_workload", "cfg_mode", "cfg_layers") if k in keys]
     labels = {}
     for point in _points(points, keys):
@@ -176,24 +179,13 @@ def _notes(env_a: machines.Environment, env_b: machines.Environment, only_new: i
 
 def difference(expected: float | None, got: float | None) -> str:
     """How a deterministic metric changed: '+10 (+4.24%)'."""
-    if _missing(expected) or _missing(got):
-        return f"{fmt(expected)} -> {fmt(got)}"
+    if expected is None or got is None or _missing(expected) or _missing(got):
+        return f"{fmt_exact(expected)} -> {fmt_exact(got)}"
     if not expected:
-        return fmt(got - expected, signed=True)
+        return fmt_exact(got - expected, signed=True)
     pct = (got / expected - 1) * 100
     shown = f"{pct:+.0f}" if abs(pct) >= 100 else f"{pct:+.3g}"
-    return f"{fmt(got - expected, signed=True)} ({shown}%)"
-
-
-def fmt(value: float | None, signed: bool = False) -> str:
-    """A metric's value: integers in full (a change in the last digit matters), others
-    to four significant digits."""
-    if _missing(value):
-        return "-"
-    sign = "+" if signed and value > 0 else ""
-    if float(value).is_integer() and abs(value) >= 1:
-        return f"{sign}{int(value)}"
-    return f"{value:{sign}.4g}"
+    return f"{fmt_exact(got - expected, signed=True)} ({shown}%)"
 
 
 def format_result(result: CheckResult, new: str | Path, baseline: str | Path) -> str:
@@ -201,7 +193,7 @@ def format_result(result: CheckResult, new: str | Path, baseline: str | Path) ->
     lines = [f"note: {n}" for n in result.notes]
     if result.regressions:
         header = ("point", "phase", "metric", "baseline", "new", "change", "limit")
-        rows = [header, *((r.point, r.phase, r.metric, fmt(r.baseline), fmt(r.new), r.change, r.limit)
+        rows = [header, *((r.point, r.phase, r.metric, fmt_exact(r.baseline), fmt_exact(r.new), r.change, r.limit)
                           for r in result.regressions)]
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
         lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]

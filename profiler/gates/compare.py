@@ -23,11 +23,13 @@ from profiler.measurement import env
 from profiler.report import anatomy_figures
 from profiler.report.columns import cell_unit, short_of, title_of
 from profiler.report.environment import EnvWarning, describe_environment, differences_table
-from profiler.report.format import fmt, sort_key
+from profiler.report.format import sort_key
 from profiler.report.page import Cell, Figure, Section, Table
 from profiler.report.render import render, reports_folder, write_page
 from profiler.report.style import Layout, panels, series_trace, style_axes
+from profiler.report.views.failures import failures_table
 from profiler.storage import store
+from profiler.units import fmt
 
 # What is compared, in order; a metric missing from either side is left out. The first
 # corrected cost available stands for cost (see cost_metric).
@@ -88,7 +90,7 @@ def compare(folder_a: str | Path, folder_b: str | Path, out: str | Path | None =
     moved = _anatomy_moved(a, b, keys)
     if moved is not None:
         sections.append(Section("anatomy", "Compile anatomy: which components moved", tables=[moved]))
-    bad = _failures(a, b, keys)
+    bad = failures_table({"A": a, "B": b}, _shown(a, b, keys))
     if bad is not None:
         sections.append(Section("failures", "Failures", tables=[bad]))
     title = f"{folder_a.name} vs {folder_b.name}"
@@ -185,23 +187,19 @@ def _labels(df: pd.DataFrame, keys: list[str]) -> set[tuple[Any, ...]]:
     return {tuple(map(key_value, r)) for r in stats.ok_rows(df)[keys].drop_duplicates().itertuples(index=False)}
 
 
+def _shown(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> list[str]:
+    """The keys that tell the points of A and B apart (at least one)."""
+    return stats.varying(pd.concat([a, b]), keys) or keys[:1]
+
+
 def _unmatched(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> Table | None:
     la, lb = _labels(a, keys), _labels(b, keys)
-    shown = [k for k in keys if a[k].nunique() > 1 or b[k].nunique() > 1] or keys[:1]
+    shown = _shown(a, b, keys)
     idx = [keys.index(k) for k in shown]
     rows = [[Cell(side), *(Cell(str(p[i])) for i in idx)]
             for side, only in (("A only", la - lb), ("B only", lb - la))
             for p in sorted(only, key=lambda t: [sort_key(v) for v in t])]
     return Table(["", *[k[4:] for k in shown]], rows) if rows else None
-
-
-def _failures(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> Table | None:
-    shown = [k for k in keys if a[k].nunique() > 1 or b[k].nunique() > 1] or keys[:1]
-    rows = [[Cell(side), *(Cell(str(key_value(r[k]))) for k in shown), Cell(str(r["run_status"]), css="bad"),
-             Cell(str(r["run_error"] or ""), css="error")]
-            for side, df in (("A", a), ("B", b))
-            for r in df[df["run_status"] != "ok"].to_dict("records")]
-    return Table(["", *[k[4:] for k in shown], "status", "error"], rows) if rows else None
 
 
 MOVED_PER_POINT = 5
@@ -216,7 +214,7 @@ def _anatomy_moved(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> Table |
     table = anatomy_figures.moved(a, b)
     if table.empty:
         return None
-    shown = [k for k in keys if k in table.columns and table[k].nunique() > 1] or [k for k in keys if k in table][:1]
+    shown = stats.varying(table, keys) or [k for k in keys if k in table][:1]
     rows = []
     for _, point in table.groupby(shown, sort=False, dropna=False):
         for r in point.head(MOVED_PER_POINT).to_dict("records"):

@@ -21,17 +21,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from profiler.gates.check import DETERMINISTIC, changed, difference, fmt
+from profiler.gates.check import DETERMINISTIC, changed, difference
 from profiler.spec import Point
 from profiler.storage.files import write_atomic
+from profiler.units import fmt_exact
 
 UPDATE_COMMAND = "make golden"
 
 # The seed notebook's sizes: its point stacked both ways, and a training step of the
 # same block with every layer rematerialised. Then the KV-cached decoder of
 # sweeps/decode.toml at 24 scanned layers on one device.
-_SEED = dict(hidden=512, heads=4, batch=16, seq=32)
-_DECODE = dict(hidden=256, heads=8, kv_heads=4, batch=8, vocab=1024, max_len=128, prompt_len=32)
+_SEED: dict[str, Any] = dict(hidden=512, heads=4, batch=16, seq=32)
+_DECODE: dict[str, Any] = dict(hidden=256, heads=8, kv_heads=4, batch=8, vocab=1024, max_len=128, prompt_len=32)
 
 POINTS: dict[str, Point] = {
     "seed-loop": Point(**_SEED, workload="forward", layers=42, mode="loop"),
@@ -88,7 +89,7 @@ def differences(name: str, want: dict[str, dict[str, float]], got: dict[str, dic
         for metric in DETERMINISTIC:
             a, b = want[phase].get(metric), got[phase].get(metric)
             if changed(a, b):
-                lines.append(f"{name} [{phase}]: {metric} expected {fmt(a)}, got {fmt(b)}: {difference(a, b)}")
+                lines.append(f"{name} [{phase}]: {metric} expected {fmt_exact(a)}, got {fmt_exact(b)}: {difference(a, b)}")
     return lines
 
 

@@ -114,11 +114,12 @@ def loop_corrected(compiled: Any, text: HloText | None = None) -> LoopCost:
     text = HloText.parse(compiled.as_text()) if text is None else text
     analysis = _Analysis(text, _client(compiled))
     if not raw:  # a deviceless GPU compile: the host's analysis is all there is
-        values = [float(v) for v in analysis.corrected(text.entry)]
-        return LoopCost(*values, exact=analysis.exact, raw={}, basis="host-hlo")
+        host = [float(v) for v in analysis.corrected(text.entry)]
+        return LoopCost(host[0], host[1], host[2], exact=analysis.exact, raw={}, basis="host-hlo")
     missed = analysis.missed(text.entry)
     values = [None if raw.get(k) is None else float(raw[k] + m) for k, m in zip(KEYS, missed, strict=True)]
-    return LoopCost(*values, exact=analysis.exact, raw=dict(raw))
+    flops, transcendentals, bytes_accessed = values
+    return LoopCost(flops, transcendentals, bytes_accessed, exact=analysis.exact, raw=dict(raw))
 
 
 def _client(compiled: Any) -> Any:

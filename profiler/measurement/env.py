@@ -1,4 +1,10 @@
-"""Facts about the machine and software a measurement ran on (the `env_*` columns)."""
+"""Facts about the machine and software a measurement ran on (the `env_*` columns),
+recorded where the measurement runs.
+
+The environment has four modules, one job each: this one records the facts;
+`analysis.stats.environment` reads them back from stored rows (each column's distinct
+values); `analysis.machines` decides which differences make results incomparable;
+`report/environment.py` shows them on a page."""
 
 from __future__ import annotations
 
@@ -71,7 +77,7 @@ def jax_env() -> dict[str, Any]:
     import jaxlib
 
     devices = jax.devices()
-    cache_dir = jax.config.jax_compilation_cache_dir
+    cache_dir = jax.config.values["jax_compilation_cache_dir"]
     return {
         **host(),
         "env_jax_version": jax.__version__,
@@ -80,7 +86,7 @@ def jax_env() -> dict[str, Any]:
         "env_backend": jax.default_backend(),
         "env_device_kind": devices[0].device_kind,
         "env_device_count": len(devices),
-        "env_persistent_cache": bool(jax.config.jax_enable_compilation_cache and cache_dir),
+        "env_persistent_cache": bool(jax.config.values["jax_enable_compilation_cache"] and cache_dir),
     }
 
 

@@ -81,14 +81,15 @@ class HloText:
                 current = None
                 continue
             current.callees.update(_TOKEN.findall(line.split(" = ", 1)[-1]))
-            opcode = _OPCODE.match(line)
-            opcode = opcode.group(1) if opcode else ""
+            match = _OPCODE.match(line)
+            opcode = match.group(1) if match else ""
             if opcode:
                 current.opcodes.append(opcode)
             if opcode == "while":
-                trips = _TRIP_COUNT.search(line)
+                trips, body, condition = _TRIP_COUNT.search(line), _BODY.search(line), _CONDITION.search(line)
+                assert body and condition, f"a while without body= or condition=: {line}"  # XLA prints both
                 current.loops.append((
-                    _BODY.search(line).group(1), _CONDITION.search(line).group(1),
+                    body.group(1), condition.group(1),
                     int(trips.group(1)) if trips else None,
                 ))
             elif opcode == "conditional":
@@ -99,15 +100,15 @@ class HloText:
                 ])
         if entry is None or not preamble or not preamble[0].startswith("HloModule"):
             raise ValueError("not the text of an HLO module with an ENTRY computation")
-        inferred = set()
+        inferred: set[str] = set()
         for computation in computations.values():  # operand names matched _TOKEN too
             computation.callees &= computations.keys()
-            for i, (body, cond, trips) in enumerate(computation.loops):
-                if trips is None and cond in computations:
-                    trips = _inferred_trips(computations[cond])
-                    if trips is not None:
-                        computation.loops[i] = (body, cond, trips)
-                        inferred.add(body)
+            for i, (loop_body, cond, known) in enumerate(computation.loops):
+                if known is None and cond in computations:
+                    read = _inferred_trips(computations[cond])
+                    if read is not None:
+                        computation.loops[i] = (loop_body, cond, read)
+                        inferred.add(loop_body)
         looping = {name for name, c in computations.items() if c.loops}
         grew = True
         while grew:  # callers of looping computations loop too

@@ -34,10 +34,10 @@ _EVENTS = {
 _recorded: dict[str, float] | None = None
 
 
-def _on_event(event: str, duration: float, **_: Any) -> None:
+def _on_event(event: str, duration_secs: float, **_: str | int) -> None:
     if _recorded is not None and event in _EVENTS:
         column = _EVENTS[event]
-        _recorded[column] = max(_recorded.get(column, 0.0), duration)
+        _recorded[column] = max(_recorded.get(column, 0.0), duration_secs)
 
 
 jax.monitoring.register_event_duration_secs_listener(_on_event)
@@ -175,7 +175,7 @@ def program_sizes(jaxpr: Any, stablehlo: str, hlo: str, parsed: HloText) -> dict
     }
 
 
-def cost(compiled: Any, hlo: HloText) -> dict[str, float | bool | None]:
+def cost(compiled: Any, hlo: HloText) -> dict[str, float | bool | str | None]:
     """XLA's `cost_analysis()` exactly as reported (loop bodies counted once), and the
     same with every loop counted once per trip (profiler/measurement/cost.py)."""
     counted = loop_corrected(compiled, hlo)
@@ -208,14 +208,16 @@ def xla_memory(compiled: Any) -> dict[str, int | None]:
     )
     # XLA's lower bound for what the program needs on the device. On CPU the reported
     # peak leaves temp buffers out, so the footprint is the number to show.
-    known = None not in (args, outs, alias, temp, code)
+    footprint = None
+    if args is not None and outs is not None and alias is not None and temp is not None and code is not None:
+        footprint = code + args + outs - alias + temp
     return {
         "mem_argument_bytes": args,
         "mem_output_bytes": outs,
         "mem_alias_bytes": alias,
         "mem_temp_bytes": temp,
         "mem_generated_code_bytes": code,
-        "mem_footprint_bytes": code + args + outs - alias + temp if known else None,
+        "mem_footprint_bytes": footprint,
         "mem_xla_peak_bytes": get("peak_memory_in_bytes"),
     }
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from profiler.models import sharding
-from profiler.models.sharding import make_mesh  # noqa: F401  (the decode workload's mesh)
+from profiler.models.stacking import SCAN_ARGS
 
 # Logical axis -> mesh axis. Parameters split over heads / MLP / vocabulary on 'model';
 # batch (activations and cache) on 'data'; the cache's kv heads on 'model'.
@@ -44,10 +44,11 @@ CACHE_AXES = ("layers", "batch", "length", "kv_heads", "head_dim")
 
 
 class KVCache(NamedTuple):
-    """Keys and values of every layer: `(layers, batch, max_len, kv_heads, head_dim)` each."""
+    """Keys and values of every layer: `(layers, batch, max_len, kv_heads, head_dim)` each;
+    arrays, or (as a program's abstract arguments and shardings) their shapes or shardings."""
 
-    key: jax.Array
-    value: jax.Array
+    key: Any  # jax.Array, ShapeDtypeStruct or Sharding: a pytree's leaves
+    value: Any
 
 
 def sharding_context(mesh: jax.sharding.Mesh) -> contextlib.AbstractContextManager[None]:
@@ -199,6 +200,11 @@ class Decoder(nn.Module):
                           kernel_init=_init(("embed", "vocab")), name="logits")(x)
         return nn.with_logical_constraint(logits, ("batch", "length", "vocab")), cache
 
+    # Not models/stacking.Stack: a Stack's block maps x alone to (x, aux), with nothing
+    # scanned in beside x and nothing broadcast, while a decoder layer also takes the
+    # positions (broadcast), its cache slice (scanned in and out, 'scanned') or the whole
+    # cache and its layer index (carried, 'carried'). What can be shared is: the layer
+    # names of the loop ('layer_<i>') and the scan's parameter layout (stacking.SCAN_ARGS).
     def _loop(self, x, positions, cache, block):
         blocks = [Block(name=f"layer_{i}", **block) for i in range(self.layers)]
         if cache is None or self.kv_cache == "carried":
@@ -212,10 +218,8 @@ class Decoder(nn.Module):
         return x, KVCache(*(jnp.stack(parts) for parts in zip(*slices, strict=True)))
 
     def _scan(self, x, positions, cache, block):
-        scan = dict(
-            variable_axes={"params": 0}, split_rngs={"params": True}, length=self.layers,
-            unroll=self.unroll, metadata_params={nn.PARTITION_NAME: "layers"},
-        )
+        # Per-layer parameters on a leading 'layers' axis, as Stack's scan mode has them.
+        scan = {**SCAN_ARGS["scan"], "length": self.layers, "unroll": self.unroll}
         layer = Block(name="layers", **block)
         if self.kv_cache == "carried":
             def carried(block, carry, positions):
@@ -223,14 +227,14 @@ class Decoder(nn.Module):
                 x, cache = block(x, positions, cache, None if cache is None else i)
                 return (x, cache, i + 1), None
 
-            step = nn.scan(carried, in_axes=nn.broadcast, **scan)
+            step = nn.scan(carried, **scan)  # positions broadcast (SCAN_ARGS' in_axes)
             (x, cache, _), _ = step(layer, (x, cache, jnp.zeros((), jnp.int32)), positions)
             return x, cache
 
         def scanned(block, x, layer_cache, positions):
             return block(x, positions, layer_cache, None)
 
-        step = nn.scan(scanned, in_axes=(0, nn.broadcast), out_axes=0, **scan)
+        step = nn.scan(scanned, **{**scan, "in_axes": (0, nn.broadcast)})
         return step(layer, x, cache, positions)
 
 

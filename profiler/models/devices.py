@@ -107,5 +107,5 @@ def _gpu_devices(target: targets.Target) -> list[Any]:
         c_api = xla_client.load_pjrt_plugin_dynamically("cuda", str(plugin._get_library_path()))
     topology = xla_client.make_c_api_device_topology(
         c_api, "", topology=f"1x1x{target.devices}", target_config=gpu_target_config(targets.GPU_MODELS[target.name]))
-    return list(topology._make_compile_only_devices())
+    return list(topology._make_compile_only_devices())  # type: ignore[attr-defined]  # jaxlib's own, untyped
 

@@ -121,7 +121,7 @@ def llama_block(x: jax.Array, p: dict[str, jax.Array]) -> jax.Array:
 def linen_params(module: nn.Module, shapes: dict[str, Any], dtype: Any) -> dict[str, jax.Array]:
     """Declare `shapes` as parameters of a linen module (logically partitioned)."""
     return {
-        name: module.param(name, nn.with_logical_partitioning(initializer(name), axes), shape, dtype)
+        name: module.param(name, nn.with_logical_partitioning(initializer(name), axes), shape, dtype, unbox=True)
         for name, (shape, axes) in shapes.items()
     }
 

@@ -13,6 +13,7 @@ The built-in families ('llama', 'moe') are stacked inside a language model inste
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -59,7 +60,7 @@ def build(point: Point) -> Model:
     if point.block in FAMILIES:
         return _language_model(point)
     block, kwargs = block_and_kwargs(point)
-    stack = dict(
+    stack: dict[str, Any] = dict(
         block=block, block_kwargs=kwargs,
         mode=point.mode, layers=point.layers, unroll=point.unroll, remat=point.remat,
     )
@@ -79,9 +80,9 @@ def family_kwargs(point: Point) -> dict[str, Any]:
 
 
 def _language_model(point: Point) -> Model:
-    stack = dict(block=FAMILIES[point.block][point.api], block_kwargs=family_kwargs(point),
+    stack: dict[str, Any] = dict(block=FAMILIES[point.block][point.api], block_kwargs=family_kwargs(point),
                  mode=point.mode, layers=point.layers, unroll=point.unroll, remat=point.remat)
-    outer = dict(vocab=point.vocab, hidden=point.hidden, dtype=jnp.dtype(point.dtype),
+    outer: dict[str, Any] = dict(vocab=point.vocab, hidden=point.hidden, dtype=jnp.dtype(point.dtype),
                  weight_dtype=jnp.dtype(point.weight_dtype))
     tokens = jax.ShapeDtypeStruct((point.batch, point.seq), jnp.int32)
     if point.api == "nnx":
@@ -109,7 +110,7 @@ def block_and_kwargs(point: Point) -> tuple[type, dict[str, Any]]:
         raise ValueError(f"{name!r} {e}") from None
 
 
-def check_blocks(points: Iterable[Point]) -> None:
+def check_stackable(points: Iterable[Point]) -> None:
     """Run each distinct block configuration of `points` once on abstract input: ValueError
     unless it maps x to x's shape and dtype (or to (x, aux)), as stacking needs."""
     seen = set()
@@ -122,7 +123,7 @@ def check_blocks(points: Iterable[Point]) -> None:
         seen.add(key)
         try:
             if point.api == "nnx":
-                single = _nnx(lambda rngs, block=block, kwargs=kwargs: block(**kwargs, rngs=rngs), x)
+                single = _nnx(functools.partial(_make_nnx, block, kwargs), x)
             else:
                 single = _linen(block(**kwargs), x)
             out = jax.eval_shape(single.apply, single.params, x)
@@ -156,6 +157,10 @@ def _linen(module: nn.Module, x: jax.ShapeDtypeStruct) -> Model:
     # reserves most of its memory away from the measuring processes).
     boxed = jax.eval_shape(lambda x: module.init(jax.random.key(0), x), init_x)
     return Model(apply=module.apply, params=nn.unbox(boxed), x=x, logical_axes=nn.get_partition_spec(boxed))
+
+
+def _make_nnx(block: Callable[..., nnx.Module], kwargs: dict[str, Any], rngs: nnx.Rngs) -> nnx.Module:
+    return block(**kwargs, rngs=rngs)
 
 
 def _nnx(make: Callable[[nnx.Rngs], nnx.Module], x: jax.ShapeDtypeStruct) -> Model:

@@ -44,9 +44,6 @@ SCAN_ARGS: dict[str, dict[str, Any]] = {
     ),
 }
 
-MODES = ("loop", *SCAN_ARGS)
-
-
 def checkpoint_options(remat: str, mode: str) -> dict[str, Any]:
     """Keyword arguments of `nn.remat` / `nnx.remat` for the named policy ('full' = save
     nothing). A scan body is already protected from XLA's CSE undoing the remat, so only
@@ -64,7 +61,7 @@ def as_pair(out: Any) -> tuple[Any, Any]:
 def paired(block: type[nn.Module]) -> type[nn.Module]:
     """`block` with its output as (x, aux); the same fields, parameters and names."""
 
-    class Paired(block):
+    class Paired(block):  # type: ignore[valid-type, misc]  # a base class chosen at run time
         def __call__(self, x):
             return as_pair(super().__call__(x))
 
@@ -74,7 +71,7 @@ def paired(block: type[nn.Module]) -> type[nn.Module]:
 
 def remat_block(block: type[nn.Module], remat: str, mode: str) -> type[nn.Module]:
     """`block`, returning (x, aux), wrapped in `nn.remat` as `remat` says ('none' = not)."""
-    block = paired(block)
+    block = paired(block)  # type: ignore[arg-type]  # a class hashes by identity
     if remat == "none":
         return block
     return nn.remat(block, **checkpoint_options(remat, mode))
@@ -119,7 +116,7 @@ class NnxStack(nnx.Module):
 
     def __init__(
         self,
-        block: type[nnx.Module],
+        block: Callable[..., nnx.Module],
         block_kwargs: dict[str, Any],
         mode: str,
         layers: int,
@@ -130,7 +127,7 @@ class NnxStack(nnx.Module):
     ):
         self.mode, self.layers, self.unroll, self.remat = mode, layers, unroll, remat
         if mode == "loop":
-            self.blocks = nnx.List([block(**block_kwargs, rngs=rngs) for _ in range(layers)])
+            self.blocks: nnx.Module = nnx.List([block(**block_kwargs, rngs=rngs) for _ in range(layers)])
         elif mode == "scan":
             @nnx.split_rngs(splits=layers)
             @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})

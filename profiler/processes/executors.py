@@ -78,7 +78,8 @@ class Local:
     def __enter__(self) -> Local:
         self._stop = threading.Event()
         self._servers = ServerPool() if self._fork else None
-        self._shares = iter(core_shares(self.jobs) or [None] * self.jobs)
+        shares: list[list[int] | None] = [None] * self.jobs
+        self._shares = iter(core_shares(self.jobs) or shares)
         self._slot = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=self.jobs, initializer=self._take_share)
         return self
@@ -181,6 +182,7 @@ class Dask:
     def results(self, tasks: list[Task]) -> Iterator[Done]:
         from distributed import as_completed as completed
 
+        assert self._client is not None  # connected by __enter__
         futures = {
             self._client.submit(_on_worker, self._run, self._measure, self._fork, point,
                                 key=f"measure-{point.id}-r{repeat}-{self._run}", pure=False): (point, repeat)
@@ -199,6 +201,7 @@ class Dask:
     def _threads_on_host(self, address: str) -> int | None:
         """Dask threads on the host of the worker at `address`: the measurements that
         host may run at once."""
+        assert self._client is not None  # connected by __enter__
         workers = self._client.scheduler_info()["workers"]
         host = workers[address]["host"] if address in workers else urlsplit(address).hostname
         return sum(w["nthreads"] for w in workers.values() if w["host"] == host) or None

@@ -112,25 +112,7 @@ def serve(path: str) -> None:
                 conn, _ = listener.accept()
                 selector.register(conn, selectors.EVENT_READ, ("request", conn))
             elif kind == "request":
-                selector.unregister(item)
-                request = _read_line(item)
-                if request is None:
-                    item.close()
-                    continue
-                # The child closes what is the server's: the socket, the selector, the
-                # connections and pidfds of its siblings, its own connection.
-                own = [listener.fileno(), selector.fileno(), item.fileno()]
-                own += [fd for c in children.values() for fd in (c.pidfd, c.conn.fileno() if c.conn else -1) if fd >= 0]
-                try:
-                    pid = _fork(json.loads(request), server=os.getpid(), close=own)
-                except OSError as e:  # out of memory or processes: this measurement fails, not the server
-                    _send(item, {"error": f"the fork server could not fork ({e})"})
-                    item.close()
-                    continue
-                child = children[pid] = _Child(pid, os.pidfd_open(pid), item)
-                selector.register(child.pidfd, selectors.EVENT_READ, ("exit", child))
-                selector.register(item, selectors.EVENT_READ, ("control", child))
-                _send(item, {"pid": pid})
+                _start_child(item, listener, selector, children)
             elif kind == "control" and item.pid in children:  # "kill", or the runner hung up
                 if not item.conn.recv(64):
                     selector.unregister(item.conn)
@@ -146,6 +128,31 @@ def serve(path: str) -> None:
                     selector.unregister(item.conn)
                     _send(item.conn, {"status": status})
                     item.conn.close()
+
+
+def _start_child(conn: socket.socket, listener: socket.socket, selector: selectors.DefaultSelector,
+                 children: dict[int, _Child]) -> None:
+    """Fork the child that `conn`'s request asks for, and watch its exit and its runner's
+    connection; a failed fork is this measurement's error, not the server's."""
+    selector.unregister(conn)
+    request = _read_line(conn)
+    if request is None:
+        conn.close()
+        return
+    # The child closes what is the server's: the socket, the selector, the
+    # connections and pidfds of its siblings, its own connection.
+    own = [listener.fileno(), selector.fileno(), conn.fileno()]
+    own += [fd for c in children.values() for fd in (c.pidfd, c.conn.fileno() if c.conn else -1) if fd >= 0]
+    try:
+        pid = _fork(json.loads(request), server=os.getpid(), close=own)
+    except OSError as e:  # out of memory or processes: this measurement fails, not the server
+        _send(conn, {"error": f"the fork server could not fork ({e})"})
+        conn.close()
+        return
+    child = children[pid] = _Child(pid, os.pidfd_open(pid), conn)
+    selector.register(child.pidfd, selectors.EVENT_READ, ("exit", child))
+    selector.register(conn, selectors.EVENT_READ, ("control", child))
+    _send(conn, {"pid": pid})
 
 
 def _read_line(conn: socket.socket) -> bytes | None:
@@ -225,7 +232,7 @@ class Forked:
             try:
                 reply = self._message(timeout)
             except TimeoutError:
-                raise subprocess.TimeoutExpired(f"measuring process {self.pid}", timeout) from None
+                raise subprocess.TimeoutExpired(f"measuring process {self.pid}", timeout or 0.0) from None
             self._conn.close()
             if reply is None:  # the server died; its children were killed with it
                 raise ForkServerError("the fork server died while the measuring process ran; "
@@ -261,6 +268,7 @@ class ForkServer:
         """Wait until the server has imported what a measurement needs (seconds)."""
         if self._ready:
             return
+        assert self._proc.stdout is not None  # Popen(stdout=PIPE)
         if self._proc.stdout.readline() == b"ready\n":
             self._ready = True
             return
@@ -296,6 +304,7 @@ class ForkServer:
             if self._closed:
                 return
             self._closed = True
+        assert self._proc.stdin is not None and self._proc.stdout is not None  # Popen(stdin=PIPE, stdout=PIPE)
         if not kill:
             self._proc.stdin.close()
             try:

@@ -17,7 +17,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -77,17 +77,17 @@ class SweepResult:
         return not self.failed
 
 
-def check_blocks(points: tuple[Point, ...]) -> None:
+def check_user_blocks(points: tuple[Point, ...]) -> None:
     """Run each user block of `points` once on abstract input (profiler/models/stacked.py), so that a
     block which cannot be stacked fails before the sweep starts, as one SpecError naming the
     key, and not in every measuring process. Starts no JAX backend."""
     user = [p for p in points if p.block and p.block not in BLOCK_FAMILIES]  # built-ins fit
     if not user:
         return
-    from profiler.models.stacked import check_blocks as check  # imports JAX: only for user blocks
+    from profiler.models.stacked import check_stackable  # imports JAX: only for user blocks
 
     try:
-        check(user)
+        check_stackable(user)
     except ValueError as e:
         raise SpecError(f"key 'block': {e}") from None
 
@@ -102,7 +102,7 @@ def check_resumable(folder: Path, existing: dict[str, Any] | None, manifest: dic
     theirs, ours = existing.get("spec") or {}, _jsonable(manifest["spec"])
     changed = sorted(k for k in theirs.keys() | ours.keys() if k not in LIMIT_KEYS and theirs.get(k) != ours.get(k))
     if changed:
-        diffs = "; ".join(f"{k} = {_show(theirs.get(k))} there, {_show(ours.get(k))} here" for k in changed[:3])
+        diffs = "; ".join(f"{k} = {_spec_value(theirs.get(k))} there, {_spec_value(ours.get(k))} here" for k in changed[:3])
         raise StoreError(f"'{folder}' holds a sweep of a different spec ({diffs}); resume with the same spec or choose another --out")
     if {p["id"] for p in existing.get("points", [])} != {p["id"] for p in manifest["points"]}:
         # Same spec, other ids: a newer profiler added a point key. Resuming would measure
@@ -116,7 +116,9 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _show(value: Any) -> str:
+def _spec_value(value: Any) -> str:
+    """A spec key's value as the spec writes it ('"scan"', '[2, 4]'; a number with a unit
+    is profiler.units' job, not this)."""
     return "unset" if value is None else json.dumps(value)
 
 
@@ -140,39 +142,18 @@ def run_sweep(
     `import_paths` first on its PYTHONPATH (folders of user code).
     """
     began = time.perf_counter()
-    check_blocks(spec.points)
+    check_user_blocks(spec.points)
     measure = functools.partial(measure_in_subprocess, timeout_s=spec.sweep.timeout_s,
                                 max_rss_gb=spec.sweep.max_rss_gb, import_paths=tuple(map(str, import_paths)))
-    if executor == "dask":
-        pool = executors.Dask(measure, fork=start == "fork", jobs=jobs, scheduler=scheduler)
-    else:
-        pool = executors.Local(measure, fork=start == "fork", jobs=jobs)
-    manifest = {
-        "schema_version": SCHEMA_VERSION,
-        "spec": spec.as_dict(),
-        "points": [{"id": p.id, **p.model_dump()} for p in spec.points],
-        "environment": env.host(),
-        "started_utc": env.utc_now(),
-    }
+    pool = _pool(measure, executor, start, jobs, scheduler)
+    manifest = _manifest(spec)
     if resume:
         check_resumable(Path(folder), store.read_manifest(folder), manifest)
     # The executor first: a cluster that cannot be reached is refused before anything is written.
     with pool, store.open_for_sweep(folder, manifest, resume=resume) as folder:
         have = store.done(folder)
-        # Repeat-major order: a sweep stopped early still covers every point, and slow drift
-        # of the machine spreads over all points rather than biasing the last ones.
-        tasks = [
-            (point, repeat)
-            for repeat in range(spec.sweep.repeats)
-            for point in spec.points
-            if (point.id, repeat) not in have
-        ]
-        # The servers of the first measurements start now, importing JAX (seconds) while the
-        # driver finishes setting up. Not every server: one importing while another's child
-        # measures would take cores from that measurement.
-        environs = {tuple(sorted(e.items())): e for e in (worker_environment(p, measure.keywords["import_paths"])
-                                                           for p, _ in tasks[:jobs])}
-        pool.prestart(list(environs.values()))
+        tasks = _tasks(spec, have)
+        _prestart(pool, tasks[:jobs], measure.keywords["import_paths"])
         wanted = {(p.id, r) for p in spec.points for r in range(spec.sweep.repeats)}
         earlier = Counter(s for pair, statuses in have.items() if pair in wanted for s in statuses)
         result = SweepResult(folder, skipped=len(wanted) - len(tasks), earlier=earlier)
@@ -182,39 +163,94 @@ def run_sweep(
         # Leaving the `with` by an exception (Ctrl-C, a failed write) kills the running
         # measurements and drops the rest, rather than run on with nobody to store their rows.
         for done_count, (point, repeat, outcome, run_jobs) in enumerate(pool.results(tasks), 1):
-            detail = [
-                {"run_id": run_id, "run_point_id": point.id, "run_repeat": repeat, "cfg_phase": values.get("cfg_phase"), **event}
-                for values in outcome.rows for event in values.pop(DETAIL_KEY, None) or ()
-            ]
-            rows = [
-                make_row(
-                    point,
-                    run_id=run_id,
-                    run_sweep=spec.sweep.name,
-                    run_repeat=repeat,
-                    run_wall_s=outcome.wall_s,
-                    run_started_utc=outcome.started_utc,
-                    run_jobs=run_jobs,
-                    run_start=start,
-                    **values,
-                )
-                for values in outcome.rows
-            ]
-            if detail:  # before the rows: a (point, repeat) with rows is done, detail included
-                store.write_detail(folder, f"{point.id}-r{repeat}", detail)
-            writing = time.perf_counter()
-            store.write_rows(folder, f"{point.id}-r{repeat}", rows)
-            result.written_s += time.perf_counter() - writing
-            result.rows += rows
-            result.spans += [outcome.span] if outcome.span else []
-            statuses = Counter(row["run_status"] for row in rows)
-            result.statuses.update(statuses)
-            result.failures += [
-                Failure(point.label(), repeat, row["run_status"], row["run_error"])
-                for row in rows if row["run_status"] != "ok"
-            ]
+            detail, rows = _rows(spec, point, repeat, outcome, run_id=run_id, run_jobs=run_jobs, start=start)
+            statuses = _store(result, point, repeat, outcome, detail, rows)
             took = "" if outcome.wall_s is None else f" ({outcome.wall_s:.1f} s)"
             say(done_count, len(tasks), f"{point.label()} repeat {repeat}: {', '.join(statuses)}{took}")
         last = max((end for _, end in result.spans), default=time.time())
     result.driver_s["closing"] = time.time() - last  # the last rows written, the servers ended
     return result
+
+
+def _pool(measure: Callable[..., Any], executor: str, start: Start, jobs: int,
+          scheduler: str | None) -> executors.Local | executors.Dask:
+    """Where the measurements run: threads of this process, or a Dask cluster."""
+    if executor == "dask":
+        return executors.Dask(measure, fork=start == "fork", jobs=jobs, scheduler=scheduler)
+    return executors.Local(measure, fork=start == "fork", jobs=jobs)
+
+
+def _manifest(spec: Spec) -> dict[str, Any]:
+    """What the results folder records about the sweep before its first row."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "spec": spec.as_dict(),
+        "points": [{"id": p.id, **p.model_dump()} for p in spec.points],
+        "environment": env.host(),
+        "started_utc": env.utc_now(),
+    }
+
+
+def _tasks(spec: Spec, have: Mapping[tuple[str, int], Any]) -> list[tuple[Point, int]]:
+    """The (point, repeat)s not yet in the folder (`have`), repeat-major: a sweep stopped
+    early still covers every point, and slow drift of the machine spreads over all points
+    rather than biasing the last ones."""
+    return [
+        (point, repeat)
+        for repeat in range(spec.sweep.repeats)
+        for point in spec.points
+        if (point.id, repeat) not in have
+    ]
+
+
+def _prestart(pool: executors.Local | executors.Dask, first: Sequence[tuple[Point, int]],
+              import_paths: tuple[str, ...]) -> None:
+    """Start the servers of the `first` measurements now, importing JAX (seconds) while the
+    driver finishes setting up. Not every server: one importing while another's child
+    measures would take cores from that measurement."""
+    environs = {tuple(sorted(e.items())): e for e in (worker_environment(p, import_paths) for p, _ in first)}
+    pool.prestart(list(environs.values()))
+
+
+def _rows(spec: Spec, point: Point, repeat: int, outcome: executors.Outcome, *, run_id: str, run_jobs: int | None,
+          start: Start) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(anatomy detail, rows) of one measurement: its values made into full rows."""
+    detail = [
+        {"run_id": run_id, "run_point_id": point.id, "run_repeat": repeat, "cfg_phase": values.get("cfg_phase"), **event}
+        for values in outcome.rows for event in values.pop(DETAIL_KEY, None) or ()
+    ]
+    rows = [
+        make_row(
+            point,
+            run_id=run_id,
+            run_sweep=spec.sweep.name,
+            run_repeat=repeat,
+            run_wall_s=outcome.wall_s,
+            run_started_utc=outcome.started_utc,
+            run_jobs=run_jobs,
+            run_start=start,
+            **values,
+        )
+        for values in outcome.rows
+    ]
+    return detail, rows
+
+
+def _store(result: SweepResult, point: Point, repeat: int, outcome: executors.Outcome,
+           detail: list[dict[str, Any]], rows: list[dict[str, Any]]) -> Counter:
+    """Write one measurement's detail and rows to the folder and count them in `result`;
+    its rows' statuses."""
+    if detail:  # before the rows: a (point, repeat) with rows is done, detail included
+        store.write_detail(result.folder, f"{point.id}-r{repeat}", detail)
+    writing = time.perf_counter()
+    store.write_rows(result.folder, f"{point.id}-r{repeat}", rows)
+    result.written_s += time.perf_counter() - writing
+    result.rows += rows
+    result.spans += [outcome.span] if outcome.span else []
+    statuses = Counter(row["run_status"] for row in rows)
+    result.statuses.update(statuses)
+    result.failures += [
+        Failure(point.label(), repeat, row["run_status"], row["run_error"])
+        for row in rows if row["run_status"] != "ok"
+    ]
+    return statuses

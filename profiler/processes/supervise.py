@@ -33,7 +33,6 @@ from profiler.processes.worker import CPUS_ENV, PARENT_ENV
 from profiler.spec import Point
 
 Start = Literal["fork", "fresh"]
-START_METHODS: tuple[Start, ...] = ("fork", "fresh")
 DEFAULT_START: Start = "fork" if hasattr(os, "pidfd_open") else "fresh"
 """Fork servers need Linux (pidfds, PR_SET_PDEATHSIG); elsewhere every measurement
 starts a fresh interpreter."""
@@ -150,6 +149,7 @@ def _start(
         [sys.executable, "-m", "profiler.processes.worker", str(result)],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, env=environ, text=True,
     )
+    assert proc.stdin is not None  # Popen(stdin=PIPE)
     try:
         proc.stdin.write(point.model_dump_json())
         proc.stdin.close()
@@ -225,7 +225,9 @@ def _with_stderr(row: dict[str, Any], stderr: Any) -> dict[str, Any]:
     return {**row, "run_error": f"{row.get('run_error')} | stderr: {' / '.join(lines[-20:])}"}
 
 
-def _exit_status(returncode: int, stderr: Any) -> tuple[str, str | None]:
+def _exit_status(returncode: int | None, stderr: Any) -> tuple[str, str | None]:
+    """How a process that has exited ended (`returncode` is set once it has)."""
+    assert returncode is not None
     if returncode == 0:
         return "ok", None
     stderr.seek(0)

@@ -133,7 +133,7 @@ def profiled_twin(point: Point) -> dict[str, Any]:
                 from profiler.models import devices
 
                 devices.use(point.target)  # the twin compiles for the same chips
-                result = {p.phase: anatomy.profile(p) for p in workloads.build(point)}
+                result: dict[str, Any] = {p.phase: anatomy.profile(p) for p in workloads.build(point)}
                 code = 0
             except BaseException as e:
                 result = {"error": _error(e)}

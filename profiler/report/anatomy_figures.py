@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
@@ -208,18 +207,6 @@ def coverage(rows: pd.DataFrame) -> pd.DataFrame:
     out["named_share"] = 1 - rows[unattributed] / rows["time_anatomy_compile_s"]
     out["profiled_over_plain"] = rows["time_anatomy_compile_s"] / rows["time_compile_s"]
     return out.sort_values(["cfg_mode", "cfg_phase", "cfg_layers", "run_repeat"]).reset_index(drop=True)
-
-
-def fits_markdown(table: pd.DataFrame) -> str:
-    """A `fits` table as Markdown (docs/anatomy.md quotes it)."""
-    lines = ["| mode | component | k | 95% interval | r² | s at max L | share at max L |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for _, f in table.sort_values(["cfg_mode", "k"], ascending=[True, False]).iterrows():
-        interval = "" if np.isnan(f["k_low"]) else f"{f['k_low']:.2f} to {f['k_high']:.2f}"
-        mode = f["cfg_mode"] if f["cfg_phase"] == "main" else f"{f['cfg_mode']} {f['cfg_phase']}"
-        lines.append(f"| {mode} | {label(f['metric'])} | {f['k']:.2f} | {interval} | {f['r2']:.2f} | "
-                     f"{f['seconds_max']:.3f} | {f['share_max']:.1%} |")
-    return "\n".join(lines)
 
 
 def moved(a: pd.DataFrame, b: pd.DataFrame, stage: str = "compile") -> pd.DataFrame:

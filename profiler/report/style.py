@@ -16,7 +16,8 @@ from plotly.subplots import make_subplots
 
 from profiler.analysis import stats
 from profiler.analysis.stats import key_value
-from profiler.report.format import fmt, fmt_exponent, fmt_pct, sort_key
+from profiler.report.format import sort_key
+from profiler.units import fmt, fmt_exponent, fmt_pct
 
 _DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
 _SYMBOLS = ["circle", "square", "triangle-up", "diamond", "cross", "x", "star", "pentagon"]
@@ -125,11 +126,30 @@ def _log_ticks(values: Iterable[float], unit: str) -> tuple[list[float], list[st
     labelled with the unit, so every label reads on its own ("500 ms", "1 s")."""
     v = np.asarray([x for x in values if x is not None and np.isfinite(x) and x > 0], dtype=float)
     lo, hi = v.min(), v.max()
+    if unit == "bytes":  # binary, as every size reads: 1, 2, 4, ... MiB
+        powers = [e for e in range(math.floor(math.log2(lo)), math.ceil(math.log2(hi)) + 1)
+                  if lo / 1.5 <= 2.0**e <= hi * 1.5]
+        step = next(s for s in (1, 2, 5, 10, 20) if len(powers) <= 10 * s)
+        ticks = [2.0**e for e in powers if e % step == 0]
+        return ticks, [fmt(t, unit) for t in ticks]
     decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
     ticks = [m * 10.0**e for e in decades for m in (1, 2, 5) if lo / 1.5 <= m * 10.0**e <= hi * 1.5]
     if len(ticks) > 10:
         ticks = [t for t in ticks if f"{t:.0e}".startswith("1")]
     return ticks, [fmt(t, unit) for t in ticks]
+
+
+def _linear_byte_ticks(values: Iterable[float]) -> tuple[list[float], list[str]]:
+    """Ticks from 0 at a round number of the largest binary unit below the top (0, 256 MiB,
+    512 MiB, ...): plotly's own tick labels are decimal."""
+    v = [x for x in values if x is not None and np.isfinite(x)]
+    hi = max(v, default=0.0)
+    if hi <= 0:
+        return [0.0], ["0 B"]
+    scale = next((2.0**p for p in (40, 30, 20, 10) if hi >= 2.0**p), 1.0)
+    step = next((s * scale for s in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if hi / (s * scale) <= 8), 1024 * scale)
+    ticks = [i * step for i in range(int(hi / step) + 2)]
+    return ticks, [fmt(t, "bytes") for t in ticks]
 
 
 def style_axes(fig: go.Figure, unit: str, ys: Iterable[float], layers: Iterable[int], height: int = 360) -> None:
@@ -144,6 +164,9 @@ def style_axes(fig: go.Figure, unit: str, ys: Iterable[float], layers: Iterable[
                      rangemode=None if log_y else "tozero")
     if log_y:
         tickvals, ticktext = _log_ticks(ys, unit)
+        fig.update_yaxes(tickvals=tickvals, ticktext=ticktext)
+    elif unit == "bytes":
+        tickvals, ticktext = _linear_byte_ticks(ys)
         fig.update_yaxes(tickvals=tickvals, ticktext=ticktext)
     else:
         fig.update_yaxes(tickformat="~s", ticksuffix=_TICK_SUFFIX.get(unit, ""))

@@ -160,7 +160,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("mem_grad_device_bytes", "int", "bytes", "Train, blocks 'llama' and 'moe': gradients one device holds: the parameters' shapes, dtypes and shardings."),
     Column("mem_optimizer_state_device_bytes", "int", "bytes", "Train, blocks 'llama' and 'moe': AdamW state one device holds (two moments laid out like the parameters, a replicated step count)."),
     Column("mem_kv_cache_bytes", "int", "bytes", "Decode: the KV cache on one device, from the configuration: 2·layers·batch·max_len·kv_heads·head_dim·itemsize / devices of the mesh."),
-    Column("mem_hbm_per_chip_bytes", "int", "bytes", "TPU or GPU target: the chip's published HBM (Google's TPU documentation, NVIDIA's datasheets; profiler/targets.py, docs/tpu.md)."),
+    Column("mem_hbm_per_chip_bytes", "int", "bytes", "TPU or GPU target: the chip's published HBM (Google's TPU documentation, NVIDIA's datasheets; profiler/targets/chips.py, docs/tpu.md)."),
     Column("mem_hbm_bytes", "int", "bytes", "TPU or GPU target: HBM of one device, the chip's HBM divided by the devices libtpu makes of a chip (two on v2, v3, v4, TPU7x); what mem_footprint_bytes, per device, is set against."),
     Column("mem_hbm_fits", "bool", "", "TPU or GPU target: mem_footprint_bytes <= mem_hbm_bytes, the program's per-device footprint fits one device's HBM (docs/tpu.md says what the footprint counts on a TPU)."),
     Column("mem_hbm_headroom_bytes", "int", "bytes", "TPU or GPU target: mem_hbm_bytes - mem_footprint_bytes; negative = the program is short of HBM by that much."),

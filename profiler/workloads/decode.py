@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from profiler.models import decoder
+from profiler.models import decoder, sharding
 from profiler.models.decoder import KVCache
 from profiler.models.program import Program, random_like
 from profiler.spec import Point
@@ -57,7 +57,7 @@ class DecodeSetup:
             mlp=4 * point.hidden, layers=point.layers, max_len=point.max_len, mode=point.mode,
             kv_cache=point.kv_cache, unroll=point.unroll, dtype=jnp.dtype(point.dtype),
         )
-        self.mesh = decoder.make_mesh(*point.mesh_shape)
+        self.mesh = sharding.make_mesh(*point.mesh_shape)
         dtype = jnp.dtype(point.dtype)
         cache_shape = (point.layers, point.batch, point.max_len, kv_heads, point.hidden // point.heads)
         self.cache_args = KVCache(*[jax.ShapeDtypeStruct(cache_shape, dtype)] * 2)
@@ -71,7 +71,7 @@ class DecodeSetup:
         self.cache_sharding = KVCache(*[shard(*decoder.CACHE_AXES)] * 2)
         self.token_sharding = shard("batch", "length")
         self.pos_sharding = shard()
-        self.jit_kwargs = dict(
+        self.jit_kwargs: dict[str, Any] = dict(
             in_shardings=(self.param_sharding, self.cache_sharding, self.token_sharding, self.pos_sharding),
             out_shardings=(shard("batch", "length", "vocab"), self.cache_sharding),
         )
@@ -166,7 +166,7 @@ def build(point: Point) -> list[Program]:
     data, model = point.mesh_shape
     info = {"mem_kv_cache_bytes": setup.cache_bytes // (data * model)}
     pos = jax.ShapeDtypeStruct((), jnp.int32)
-    common = dict(donate_argnums=setup.donate_argnums, jit_kwargs=setup.jit_kwargs,
+    common: dict[str, Any] = dict(donate_argnums=setup.donate_argnums, jit_kwargs=setup.jit_kwargs,
                   info=info, context=setup.context)
 
     def prefill_args():

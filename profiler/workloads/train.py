@@ -22,10 +22,10 @@ import jax.numpy as jnp
 import optax
 
 from profiler.models import palm, sharding, stacked
-from profiler.models.blocks import forward_matmul_flops
 from profiler.models.program import Program
 from profiler.models.stacked import Model
 from profiler.spec import Point
+from profiler.workloads.forward import analytic_flops as forward_analytic_flops
 
 OPTIMIZER = optax.adamw(learning_rate=1e-3)
 
@@ -49,12 +49,10 @@ def analytic_flops(point: Point) -> float | None:
     remat='full' recomputes every block. Policies that save the dots (dots_saveable, ...)
     recompute no matmul; the AdamW update is element-wise. Block 'llama': the PaLM
     formula (`palm.train_flops`)."""
-    if point.block == "llama":
+    if point.block == "llama":  # its remat policies recompute parts of attention: not a multiple of the forward
         return palm.train_flops(point)
-    if point.block:
-        return None
-    forward = forward_matmul_flops(layers=point.layers, batch=point.batch, seq=point.seq, hidden=point.hidden)
-    return float(forward * (4 if point.remat == "full" else 3))
+    forward = forward_analytic_flops(point)
+    return None if forward is None else forward * (4 if point.remat == "full" else 3)
 
 
 def layout(point: Point, net: Model, opt_state: Any) -> dict[str, Any]:

@@ -34,7 +34,7 @@ Modules, one job each (rows only: no JAX, no plotly):
   models  the candidate models, their leave-largest-out validation, the choice
   curve   one series in layers: the chosen model and its interval; stage 2 (_across)
   target  a target against a results folder: forecast_target, backtest, prepare
-  text    fmt and format_text, what the command line prints
+  text    format_text, what the command line prints
 
 The report's figure and tables of a forecast are in profiler/report/forecast_figures.py.
 """
@@ -78,7 +78,7 @@ from profiler.analysis.forecast.target import (
     parse_target,
     prepare,
 )
-from profiler.analysis.forecast.text import fmt, format_text
+from profiler.analysis.forecast.text import format_text
 
 __all__ = [
     "ACCELERATING",
@@ -109,7 +109,6 @@ __all__ = [
     "fit_linear_power",
     "fit_offset_power",
     "fit_power",
-    "fmt",
     "forecast_target",
     "format_text",
     "metric_curve",

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from profiler.storage.store import StoreError
+from profiler.errors import UserError
 
 VALIDATION_FOLDS = 2
 """Leave-largest-out folds: hold out the largest depth, then the one below it."""
@@ -18,7 +18,7 @@ VALIDATION_TIE = 0.01
 (absolute, 1 percentage point) to be chosen: below it the difference is noise."""
 
 
-class ForecastError(StoreError):
+class ForecastError(UserError):
     """The results cannot answer the forecast asked for. The message is one line."""
 
 
@@ -58,11 +58,6 @@ def _lstsq(columns: Sequence[np.ndarray], y: np.ndarray) -> np.ndarray:
     w = 1 / y if np.all(y > 0) else np.ones_like(y)
     coef, *_ = np.linalg.lstsq(a * w[:, None], y * w, rcond=None)
     return coef
-
-
-def _rel_sse(pred: np.ndarray, y: np.ndarray) -> float:
-    scale = np.where(y != 0, np.abs(y), 1.0)
-    return float(np.sum(((pred - y) / scale) ** 2))
 
 
 def fit_linear(x: np.ndarray, y: np.ndarray, var: str = "L") -> Fit | None:
@@ -137,6 +132,7 @@ def fit_knee_power(x: np.ndarray, y: np.ndarray, var: str = "L") -> Fit | None:
         err = float(np.sum((coef[0] + coef[1] * u + coef[2] * np.maximum(0, u - knee) - v) ** 2))
         if best is None or err < best[0]:
             best = (err, coef, knee)
+    assert best is not None  # four depths or more: at least two inner knees were tried
     _, (c0, c1, c2), knee = best
 
     def f(t: np.ndarray) -> np.ndarray:

@@ -117,6 +117,7 @@ def fit_curve(layers: Sequence[float], values: Sequence[float], target: float | 
     name, candidates = choose(x, y, target=target)
     chosen = next(c for c in candidates if c.model == name)
     fit = MODELS[name](x, y)
+    assert fit is not None, name  # choose() validated this model on these points
     rate = max(abs(f.error) / math.log(f.test / f.train_max) for f in chosen.folds)
     used = x >= fit.fitted_from
     residual = float(np.max(np.abs((fit(x[used]) - y[used]) / np.where(y[used] != 0, y[used], 1))))
@@ -124,7 +125,7 @@ def fit_curve(layers: Sequence[float], values: Sequence[float], target: float | 
     repeats = max((float(np.ptp(g)) / 2 / abs(float(np.median(g))) if np.median(g) else 0.0) for g in top)
     rng = np.random.default_rng(seed)
     n = bootstrap if any(np.ptp(g) > 0 for g in groups.values()) else 0
-    resampled = np.column_stack([np.median(rng.choice(groups[v], (n, len(groups[v]))), axis=1) for v in x]) if n else []
+    resampled: np.ndarray | list[np.ndarray] = np.column_stack([np.median(rng.choice(groups[v], (n, len(groups[v]))), axis=1) for v in x]) if n else []
     boots = [b for yb in resampled if (b := MODELS[name](x, yb)) is not None]
     folds = len(chosen.folds)
     rivals = [r for c in candidates if c.model != name and len(c.folds) == folds
@@ -148,6 +149,7 @@ def _across(xs: np.ndarray, preds: np.ndarray, lows: np.ndarray, highs: np.ndarr
     else:
         name, folds = ("power" if np.all(preds > 0) else "linear"), []
     fit = MODELS[name](xs, preds, var)
+    assert fit is not None, name  # two values or more: a line and a positive power law fit
     predicted = float(fit(target))
     # The widest relative interval of step 1, plus the model error of step 2 (as in
     # Curve.parts). Unvalidated (2 values), nothing bounds the error of step 2 itself:

@@ -119,7 +119,8 @@ def parse_target(df: pd.DataFrame, target: Mapping[str, Any] | Sequence[str]) ->
         except SpecError as e:
             raise ForecastError(str(e)) from None
     fields = set(Point.model_fields) | {"phase"}
-    out, extrapolate = {}, []
+    out: dict[str, Any] = {}
+    extrapolate: list[str] = []
     for key, value in target.items():
         if key not in fields:
             raise ForecastError(f"unknown key '{key}' (keys: see `python -m profiler keys`)")
@@ -262,13 +263,13 @@ def _one(group: pd.DataFrame, metric: str, series: dict[str, Any], goal: dict[st
                                 f"{MIN_DEPTHS} layer counts each, 2 needed")
         var = column.removeprefix("cfg_")
         at = np.array([c.at(layers) for c in curves])
-        predicted, low, high, note, folds = _across(np.array(xs), at[:, 0], at[:, 1], at[:, 2], float(goal[column]), var)
+        predicted, low, high, note, across = _across(np.array(xs), at[:, 0], at[:, 1], at[:, 2], float(goal[column]), var)
         model = "; ".join(f"{var}={x:g}: {MODEL_TEXT[c.fit.model]}: y = {c.fit.formula}" for x, c in zip(xs, curves, strict=True))
         model += f"; {note}"
         parts = {"total": (high - low) / 2 / abs(predicted) if predicted else math.nan}
         growth = curves[-1].growth
         candidates = {}
-        folds = tuple(folds) or curves[-1].chosen.folds
+        folds = tuple(across) or curves[-1].chosen.folds
     exact = metric.startswith(EXACT_PREFIXES)
     if exact and math.isfinite(low) and math.isfinite(high):  # whole numbers: 2048.0000001 covers 2048
         low, high = math.floor(low), math.ceil(high)

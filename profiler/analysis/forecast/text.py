@@ -1,4 +1,4 @@
-"""Forecasts as text: numbers with their units, and the command line's report."""
+"""Forecasts as text: the command line's report."""
 
 from __future__ import annotations
 
@@ -6,23 +6,7 @@ import math
 from collections.abc import Sequence
 
 from profiler.analysis.forecast.target import Forecast
-
-
-def fmt(value: float, unit: str) -> str:
-    """A number with its unit, scaled to read (GiB, ms, M)."""
-    if value is None or not math.isfinite(value):
-        return "-"
-    if unit == "bytes":
-        for scale, name in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-            if abs(value) >= scale:
-                return f"{value / scale:.3g} {name}"
-        return f"{value:.0f} B"
-    if unit == "s":
-        return f"{value * 1e3:.3g} ms" if abs(value) < 1 else f"{value:.3g} s"
-    for scale, name in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= scale:
-            return f"{value / scale:.4g}{name} {unit}".rstrip()
-    return f"{value:.4g} {unit}".rstrip()
+from profiler.units import fmt
 
 
 def format_text(forecasts: Sequence[Forecast]) -> str:

@@ -12,8 +12,8 @@ import pandas as pd
 from profiler.analysis import stats
 from profiler.report import anatomy_figures, registry
 from profiler.report.analysis import Analysis
-from profiler.report.format import fmt, fmt_exponent, fmt_pct
 from profiler.report.page import Cell, Figure, Section, Table
+from profiler.units import fmt, fmt_exponent, fmt_pct
 
 TOP_EVENTS = 12
 

@@ -9,8 +9,8 @@ from profiler.analysis import stats
 from profiler.analysis.stats import key_value
 from profiler.report import registry
 from profiler.report.analysis import Analysis, where_text
-from profiler.report.format import fmt
 from profiler.report.page import Cell, Section, Table
+from profiler.units import fmt
 
 
 @registry.section(order=20)

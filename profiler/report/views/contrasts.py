@@ -6,7 +6,7 @@ from __future__ import annotations
 from profiler.report import registry
 from profiler.report.analysis import Analysis, where_text
 from profiler.report.columns import title_of
-from profiler.report.format import fmt_ratio
+from profiler.units import fmt_ratio
 
 
 @registry.finding(order=10)

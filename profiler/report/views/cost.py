@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from profiler.report import registry
 from profiler.report.analysis import Analysis
-from profiler.report.format import fmt_pct, fmt_ratio
+from profiler.units import fmt_pct, fmt_ratio
 
 # Corrected and raw counts differing by more than this are marked (◆) and counted.
 RAW_DIFFERS = 0.10

@@ -21,11 +21,11 @@ from profiler.analysis.stats import key_value
 from profiler.report import registry
 from profiler.report.analysis import Analysis
 from profiler.report.columns import NOT_PLOTTED, RAW_OF, doc_of, title_of, unit_of
-from profiler.report.format import fmt, fmt_pct, fmt_ratio
 from profiler.report.page import Figure, Section
 from profiler.report.style import panels, series_trace, style_axes
 from profiler.report.views.cost import RAW_DIFFERS, inexact_line, inexact_points
 from profiler.report.views.remat import remat_figure
+from profiler.units import fmt, fmt_pct, fmt_ratio
 
 # Figures per section, in order; a metric without data is left out.
 SECTIONS = {
@@ -72,7 +72,7 @@ def metric_figure(an: Analysis, metric: str, raw: str | None = None, reference: 
                 kinds.append("raw")
                 ys += [*rg["q1"], *rg["q3"]]
         ref = an.points(reference, where).drop_duplicates("cfg_layers").sort_values("cfg_layers") if reference else None
-        if ref is not None and len(ref):
+        if reference and ref is not None and len(ref):
             fig.add_trace(go.Scatter(
                 x=ref["cfg_layers"], y=ref["median"], mode="lines", name=title_of(reference),
                 legendgroup="reference", showlegend=col == 1, line=dict(color="#888", dash="dot", width=1.5),

@@ -11,9 +11,10 @@ from profiler.analysis.stats import key_value
 from profiler.report import registry
 from profiler.report.analysis import Analysis, where_text
 from profiler.report.columns import title_of
-from profiler.report.format import DECODE_PHASES, fmt, fmt_ratio
+from profiler.report.format import DECODE_PHASES
 from profiler.report.page import Cell, Figure, Section, Table
 from profiler.report.style import FONT, series_trace, spans_decades
+from profiler.units import fmt, fmt_ratio
 
 
 def decode_figure(an: Analysis) -> Figure | None:

@@ -5,6 +5,7 @@ validation of the chosen models, and the planner's answer for a default budget
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from profiler.analysis import forecast
 from profiler.report import registry
@@ -12,10 +13,16 @@ from profiler.report.analysis import Analysis
 from profiler.report.columns import short_of, title_of, unit_of
 from profiler.report.forecast_figures import REACH, forecast_figure, series_curves
 from profiler.report.page import Cell, Figure, Section, Table
+from profiler.report.views.mesh import BUDGET_BYTES
+from profiler.units import MISSING, fmt
+
+if TYPE_CHECKING:  # the planner is imported when a page has a forecast
+    from profiler.analysis.plan import Estimate
 
 DRAWN = ("time_to_compiled_s", "mem_footprint_bytes")
 VALIDATED = ("time_to_compiled_s", "time_compile_s", "size_hlo_instructions", "mem_footprint_bytes")
-BUDGET = "80GiB"
+BUDGET = f"{BUDGET_BYTES // 2**30}GiB"
+"""The sharded-training budget, as `--memory-per-device` takes it."""
 STEPS = 1000
 
 
@@ -59,7 +66,7 @@ def forecast_section(an: Analysis) -> Section | None:
         tables.append(Table(
             ["option", "memory per device", "fits", "compiled after", "step", f"total ({STEPS:,} steps)"],
             [[Cell(o.name), Cell(_est(o.memory, "bytes")), Cell(o.fits), Cell(_est(o.setup, "s")),
-              Cell(_est(o.step, "s")), Cell(forecast.fmt(o.total(STEPS), "s"), css="num")] for o in plan.options],
+              Cell(_est(o.step, "s")), Cell(fmt(o.total(STEPS), "s"), css="num")] for o in plan.options],
             f"The planner at {', '.join(f'{k}={v}' for k, v in plan.target.items())} for {BUDGET} per device and "
             f"{STEPS:,} steps (python -m profiler plan DIR --memory-per-device {BUDGET} --steps {STEPS})."))
         best = plan.fewest_total
@@ -69,7 +76,7 @@ def forecast_section(an: Analysis) -> Section | None:
     return Section("forecast", "Forecast beyond the measured depths", figures=figures, tables=tables, notes=notes)
 
 
-def _est(e: object, unit: str) -> str:
+def _est(e: Estimate | None, unit: str) -> str:
     if e is None:
-        return "–"
-    return f"{'' if e.measured else '~'}{forecast.fmt(e.value, unit)}"
+        return MISSING
+    return f"{'' if e.measured else '~'}{fmt(e.value, unit)}"

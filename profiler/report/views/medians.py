@@ -10,8 +10,9 @@ from profiler.analysis.stats import key_value
 from profiler.report import registry
 from profiler.report.analysis import Analysis
 from profiler.report.columns import cell_unit, short_of
-from profiler.report.format import fmt, fmt_pct, sort_key
+from profiler.report.format import sort_key
 from profiler.report.page import Cell, Section, Table
+from profiler.units import fmt, fmt_pct
 
 TABLED = ["time_trace_s", "time_lower_s", "time_compile_s", "time_to_compiled_s",
           "time_step_median_s", "time_per_token_s", "size_jaxpr_eqns", "size_hlo_instructions",

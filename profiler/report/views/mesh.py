@@ -9,9 +9,9 @@ from plotly.subplots import make_subplots
 
 from profiler.report import registry
 from profiler.report.analysis import Analysis
-from profiler.report.format import fmt
 from profiler.report.page import Cell, Figure, Section, Table
 from profiler.report.style import FONT
+from profiler.units import fmt
 
 BUDGET_BYTES = 80 * 2**30
 """The device memory a layout must fit: 80 GiB, an A100/H100-80GB class accelerator."""
@@ -33,11 +33,6 @@ def _medians(an: Analysis):
     order = {k: {v: i for i, v in enumerate(dict.fromkeys(rows[k]))} for k in KEYS}
     table = table.sort_values(others + KEYS, key=lambda c: c.map(order[c.name]) if c.name in order else c)
     return table, others
-
-
-def gib(value: float) -> str:
-    """Bytes in GiB, the unit of the budget."""
-    return f"{value / 2**30:.1f} GiB"
 
 
 def _label(row, keys) -> str:
@@ -75,9 +70,9 @@ def mesh_table(table, others) -> Table:
         fits = r["mem_footprint_bytes"] <= BUDGET_BYTES
         rows.append([
             *[Cell(str(r[k])) for k in others + KEYS],
-            Cell(gib(r["mem_footprint_bytes"]), css="num " + ("better" if fits else "worse")),
+            Cell(fmt(r["mem_footprint_bytes"], "bytes"), css="num " + ("better" if fits else "worse")),
             Cell("yes" if fits else "no", css="better" if fits else "worse"),
-            *[Cell(gib(r[m]), css="num") for m in ("mem_param_device_bytes", "mem_grad_device_bytes",
+            *[Cell(fmt(r[m], "bytes"), css="num") for m in ("mem_param_device_bytes", "mem_grad_device_bytes",
                                                               "mem_optimizer_state_device_bytes", "mem_temp_bytes")],
             Cell(fmt(r["time_compile_s"], "s"), note=f"CPU {fmt(r['time_compile_cpu_s'], 's')}", css="num"),
         ])
@@ -112,5 +107,5 @@ def mesh_lines(an: Analysis) -> list[str]:
     if len(fit):
         best = fit.sort_values("mem_footprint_bytes").iloc[0]
         line += (f"; the smallest is {best['cfg_mode']} with remat {best['cfg_remat']} on mesh {best['cfg_mesh']} "
-                 f"({gib(best['mem_footprint_bytes'])} per device)")
+                 f"({fmt(best['mem_footprint_bytes'], 'bytes')} per device)")
     return [line + "."]

@@ -6,8 +6,8 @@ from __future__ import annotations
 from profiler.analysis.breakdown import MEASURED, process_seconds
 from profiler.report import registry
 from profiler.report.analysis import Analysis
-from profiler.report.format import fmt
 from profiler.report.page import Cell, Section, Table
+from profiler.units import fmt
 
 _NEEDED = "time_process_start_s"
 """A column only rows of schema 5 and later have: older rows cannot be broken down."""

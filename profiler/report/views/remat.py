@@ -12,9 +12,10 @@ from profiler.analysis.stats import key_value
 from profiler.report import registry
 from profiler.report.analysis import Analysis, where_text
 from profiler.report.columns import title_of, unit_of
-from profiler.report.format import fmt, fmt_ratio, sort_key
+from profiler.report.format import sort_key
 from profiler.report.page import Figure
 from profiler.report.style import FONT
+from profiler.units import fmt, fmt_ratio
 
 
 def remat_figure(an: Analysis) -> Figure | None:

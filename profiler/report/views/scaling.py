@@ -10,8 +10,9 @@ from profiler.analysis.stats import key_value
 from profiler.report import registry
 from profiler.report.analysis import Analysis, where_text
 from profiler.report.columns import FITTED, short_of, unit_of
-from profiler.report.format import fmt, fmt_exponent, sort_key
+from profiler.report.format import sort_key
 from profiler.report.page import Cell, Section, Table
+from profiler.units import fmt, fmt_exponent
 
 
 @registry.section(order=10)

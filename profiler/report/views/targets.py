@@ -9,8 +9,8 @@ import pandas as pd
 
 from profiler.report import registry
 from profiler.report.analysis import Analysis
-from profiler.report.format import fmt
 from profiler.report.page import Cell, Section, Table
+from profiler.units import fmt
 
 METRICS = ["time_compile_s", "mem_footprint_bytes", "mem_hbm_bytes"]
 
@@ -50,7 +50,7 @@ def targets_table(table: pd.DataFrame, others: list[str]) -> Table:
     return Table(columns, rows, "Medians over repeats. Compile: wall time of lowered.compile() on this host; "
                  "× CPU: against the same point compiled for the host's CPU. Footprint: arguments + outputs "
                  "− aliased + temp of one device's program (XLA's memory analysis; docs/tpu.md says what it "
-                 "counts on a TPU). HBM: Google's and NVIDIA's published capacities (profiler/targets.py).")
+                 "counts on a TPU). HBM: Google's and NVIDIA's published capacities (profiler/targets/chips.py).")
 
 
 @registry.section(order=46)
