@@ -7,21 +7,29 @@ command line, with its limits and its handling of crashes.
 
 A measuring process imports what it measures. A function or class defined in the
 notebook itself cannot be imported, so it travels pickled by value (cloudpickle): it
-becomes a generated module in a temporary folder that the runner puts on the measuring
-processes' PYTHONPATH (run_sweep's `import_paths`) for the duration of the call. An object of an importable module is named by
-reference (`package.module:name`), as a spec file would name it.
+becomes a generated module in the session's temporary folder, which the runner puts on
+the measuring processes' PYTHONPATH (run_sweep's `import_paths`), with the caller's own
+`sys.path` folders. An object of an importable module is named by reference
+(`package.module:name`), as a spec file would name it.
+
+Calls of one Python session share that folder and their fork servers: the first call
+starts a server (seconds: it imports JAX); later ones fork from it, each measurement still
+a fresh process with a backend of its own (docs/scale.md).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import html
+import importlib
 import math
+import shutil
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +39,12 @@ import numpy as np
 import pandas as pd
 
 from profiler import refs
+from profiler.processes.forkserver import ServerPool
 from profiler.processes.progress import progress as show_progress
 from profiler.processes.runner import SweepResult, run_sweep
 from profiler.spec import build_spec, read_toml
 from profiler.storage import store
+from profiler.storage.files import write_atomic
 from profiler.storage.record import COLUMNS
 from profiler.units import fmt
 
@@ -110,26 +120,37 @@ class Profile:
 def profile(
     fn: Callable[..., Any],
     *args: Any,
+    kwargs: Mapping[str, Any] | None = None,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
+    donate_argnums: int | Sequence[int] = (),
     run: bool = False,
     steps: int = 5,
     timeout_s: float | None = None,
     max_rss_gb: float | None = None,
 ) -> Profile:
-    """Measure `jax.jit(fn)(*args)` in a fresh process: trace, lower and compile times,
-    program sizes, trip-count-corrected cost, memory, and with `run` the first call and
-    `steps` steady-state calls. Returns a `Profile` (its `row`: the result columns that
+    """Measure `fn(*args, **kwargs)` jitted, in a fresh process: trace, lower and compile
+    times, program sizes, trip-count-corrected cost, memory, and with `run` the first call
+    and `steps` steady-state calls. Returns a `Profile` (its `row`: the result columns that
     have a value); raises MeasurementError if the measurement failed.
 
-    `args` may be arrays or `jax.ShapeDtypeStruct`s (e.g. from `jax.eval_shape`); compile
-    only (`run` off), arrays travel as their shapes and dtypes. Options of an already
-    jitted `fn` (static_argnums, donation) are not carried over: close over static values.
+    `args` and `kwargs` take what a JAX function takes: any pytree of arrays, typed PRNG
+    keys (`jax.random.key`) and `jax.ShapeDtypeStruct`s (e.g. from `jax.eval_shape`), and
+    static values; compile only (`run` off), arrays travel as their shapes and dtypes. A
+    plain `fn` is measured as `jax.jit(fn, static_argnums=..., static_argnames=...,
+    donate_argnums=...)`; an already jitted one with its own such options (give none here).
+    The measuring process imports with the caller's `sys.path`.
     """
     if not callable(fn):
         raise TypeError(f"profile() needs a function, got {type(fn).__name__}")
-    args = args if run else _abstract(args)
+    options = {k: v for k, v in (("static_argnums", static_argnums), ("static_argnames", static_argnames),
+                                 ("donate_argnums", donate_argnums)) if v not in ((), None, "")}
+    fn, options = _unjitted(fn, options)
+    kwargs = dict(kwargs or {})
+    args, kwargs = (args, kwargs) if run else (_abstract(args), _abstract(kwargs))
 
-    def factory() -> tuple[Callable[..., Any], tuple[Any, ...]]:
-        return fn, args
+    def factory() -> dict[str, Any]:
+        return {"fn": fn, "args": args, "kwargs": kwargs, **options}
 
     factory.__name__ = _identifier(getattr(fn, "__name__", ""), "fn")  # names the record's cfg_program
     table = {"name": "profile", "program": factory, "repeats": 1, "run": run, "steps": steps,
@@ -178,7 +199,8 @@ def _sweep(
 ) -> tuple[pd.DataFrame, SweepResult]:
     with _importable(table) as (table, import_paths), _results_folder(out) as folder:
         result = run_sweep(build_spec(table, yes=yes), folder, resume=resume, jobs=jobs,
-                           progress=show_progress(notebook=True) if progress else None, import_paths=import_paths)
+                           progress=show_progress(notebook=True) if progress else None,
+                           import_paths=list(dict.fromkeys([*import_paths, *caller_paths()])), servers=_servers())
         return store.load(folder), result
 
 
@@ -191,30 +213,44 @@ def _results_folder(out: str | Path | None) -> Iterator[Path]:
         yield Path(tmp) / "results"
 
 
+_session: dict[str, Any] = {}
+"""What repeated calls in one Python session share: the folder of code sent by value and
+the fork servers (started by the first call; each measurement is still a fresh fork)."""
+
+
+def _code_folder() -> Path:
+    """The session's folder of generated modules: one folder for every call, so that the
+    measuring processes' environment, and with it their fork server, stays the same."""
+    if "code" not in _session:
+        folder = Path(tempfile.mkdtemp(prefix="profiler-code-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        sys.path.insert(0, str(folder))  # for the checks of build_spec and the runner, in this process
+        _session["code"] = folder
+    return _session["code"]
+
+
+def _servers() -> ServerPool:
+    """The session's fork servers, started when first needed and closed at exit (a pool
+    closed by an interrupted call is replaced)."""
+    pool = _session.get("servers")
+    if pool is None or pool.closed:
+        pool = _session["servers"] = ServerPool()
+        atexit.register(pool.close)
+    return pool
+
+
 @contextlib.contextmanager
 def _importable(table: dict[str, Any]) -> Iterator[tuple[dict[str, Any], list[str]]]:
     """`table` with every object under a user-code key replaced by a reference, and the
-    folders the measuring processes need on their path to import them, for the duration
-    of the block."""
-    with tempfile.TemporaryDirectory(prefix="profiler-code-") as tmp:
-        folder = Path(tmp)
+    folders the measuring processes need on their path to import them."""
+    folder = _code_folder()
 
-        def reference(value: Any) -> Any:
-            return value if isinstance(value, str) else _by_reference(value) or _by_value(value, folder)
+    def reference(value: Any) -> Any:
+        return value if isinstance(value, str) else _by_reference(value) or _by_value(value, folder)
 
-        table = {key: ([reference(v) for v in value] if isinstance(value, list) else reference(value))
-                 if key in USER_CODE_KEYS else value for key, value in table.items()}
-        generated = [path.stem for path in folder.glob("*.py")]
-        if not generated:
-            yield table, []
-            return
-        sys.path.insert(0, tmp)  # for the checks of build_spec and the runner, in this process
-        try:
-            yield table, [tmp]
-        finally:
-            sys.path.remove(tmp)
-            for module in generated:
-                sys.modules.pop(module, None)
+    table = {key: ([reference(v) for v in value] if isinstance(value, list) else reference(value))
+             if key in USER_CODE_KEYS else value for key, value in table.items()}
+    yield table, [str(folder)]
 
 
 def _by_reference(obj: Any) -> str | None:
@@ -237,8 +273,10 @@ def _by_value(obj: Any, folder: Path) -> str:
     data = cloudpickle.dumps(obj)
     module = f"notebook_{hashlib.sha256(data).hexdigest()[:12]}"
     name = _identifier(getattr(obj, "__name__", ""), "obj")
-    (folder / f"{module}.pkl").write_bytes(data)
-    (folder / f"{module}.py").write_text(_MODULE.format(what=repr(name), name=name))
+    if not (folder / f"{module}.py").is_file():  # the same object sent again: already there
+        write_atomic(folder / f"{module}.pkl", data, durable=False)
+        write_atomic(folder / f"{module}.py", _MODULE.format(what=repr(name), name=name), durable=False)
+        importlib.invalidate_caches()  # the folder's listing is cached by the import system
     return f"{module}:{name}"
 
 
@@ -246,13 +284,45 @@ def _identifier(name: str, default: str) -> str:
     return name if name.isidentifier() and not name.startswith("<") else default
 
 
+def caller_paths() -> list[str]:
+    """The folders of this process's `sys.path` that are the user's (not the interpreter's
+    or its packages'): a module importable here through them is importable in the
+    measuring processes too."""
+    own = tuple(str(Path(p).resolve()) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix})
+    paths = [str(Path(p).resolve()) for p in sys.path if p and Path(p).is_dir()]
+    return list(dict.fromkeys(p for p in paths if not p.startswith(own)))
+
+
+def _unjitted(fn: Callable[..., Any], options: dict[str, Any]) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """A jitted `fn` as its function and its own jit options (static and donated
+    arguments): a jitted function cannot travel to the measuring process (it does not
+    pickle), its function and options can, and are jitted there the same way."""
+    import jax
+
+    if not isinstance(fn, jax.stages.Wrapped):
+        return fn, options
+    if options:
+        raise TypeError(f"profile(): {_name(fn)} is already jitted; give {', '.join(options)} to its own jax.jit")
+    inner, info = getattr(fn, "_fun", None), getattr(fn, "_jit_info", None)  # private: no public accessor
+    if inner is None or info is None:
+        raise TypeError(f"profile(): cannot read the jit options of {_name(fn)}; pass the unjitted function "
+                        "with static_argnums, static_argnames, donate_argnums")
+    names = ("static_argnums", "static_argnames", "donate_argnums", "donate_argnames")
+    return inner, {k: tuple(getattr(info, k)) for k in names if getattr(info, k, ())}
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
 def _abstract(tree: Any) -> Any:
-    """Arrays as `jax.ShapeDtypeStruct`s (what compiling needs); other leaves as they are."""
+    """Arrays as `jax.ShapeDtypeStruct`s (what compiling needs), typed PRNG keys included;
+    other leaves as they are."""
     import jax
 
     def leaf(a: Any) -> Any:
         if isinstance(a, jax.Array):
-            return jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
+            return jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=getattr(a, "weak_type", False))
         if isinstance(a, np.ndarray):
             return jax.ShapeDtypeStruct(a.shape, a.dtype)
         return a

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, NoReturn
 from profiler.analysis.breakdown import sweep_breakdown
 from profiler.errors import SpecError, UserError
 from profiler.gates.check import MAX_SLOWDOWN_PCT
+from profiler.processes.forkserver import ServerPool
 from profiler.processes.progress import progress
 
 if TYPE_CHECKING:
@@ -87,6 +88,9 @@ def _report_parsers(commands: argparse._SubParsersAction) -> None:
                                  description="Render one self-contained HTML report from a results folder.")
     report.add_argument("folder", type=Path, help="results folder written by `sweep`")
     report.add_argument("--out", type=Path, help="HTML file (default: reports/<folder name>.html)")
+    report.add_argument("--fit", action="append", default=[], metavar="CONDITION",
+                        help="forecast section: fit only the points CONDITION keeps ('layers<=4'), and check the "
+                        "forecasts against the held-out ones in its backtest table")
 
     compare = commands.add_parser("compare", help="compare two results folders point by point",
                                   description="Ratios B / A of the medians of every point measured in both "
@@ -139,10 +143,45 @@ def _check_executor(args: argparse.Namespace) -> None:
         raise SpecError("--executor dask: needs the optional dependency 'distributed' (pip install '.[dask]')")
 
 
+def _early_server(args: argparse.Namespace) -> ServerPool | None:
+    """Start the fork server of the usual measuring environment (one device) now, before
+    the spec is read and checked: its imports (JAX, Flax: seconds) then overlap this
+    process's own (a program factory's module imports JAX too). None where the sweep may
+    not use it: another executor or start, or a spec that sets devices, a mesh or a preset
+    (their measuring processes may need another environment)."""
+    from profiler.processes.supervise import DEFAULT_START, worker_environment
+
+    if args.executor != "local" or (args.start or DEFAULT_START) != "fork":
+        return None
+    try:
+        text = Path(args.spec).read_text()
+    except (OSError, UnicodeDecodeError):
+        return None  # refused with its one line by load_spec
+    keys = {o.partition("=")[0].strip() for o in args.overrides}
+    if any(k in text or k in keys for k in ("devices", "mesh", "preset")):
+        return None
+    servers = ServerPool()
+    servers.prestart(worker_environment())
+    return servers
+
+
 def _sweep(args: argparse.Namespace) -> int:
+    _check_executor(args)
+    servers = _early_server(args)
+    try:
+        return _run(args, servers)
+    except BaseException:
+        if servers is not None:  # bad input, or interrupted: the server goes at once
+            servers.close(kill=True)
+        raise
+    finally:
+        if servers is not None:
+            servers.close()
+
+
+def _run(args: argparse.Namespace, servers: ServerPool | None) -> int:
     from profiler.spec import load_spec
 
-    _check_executor(args)
     spec = load_spec(args.spec, args.overrides, yes=args.yes)
     if args.resume and args.out is None:
         raise SpecError("--resume needs --out DIR: the folder of the sweep to continue")
@@ -154,7 +193,9 @@ def _sweep(args: argparse.Namespace) -> int:
         _import_meanwhile("profiler.report.render")
     called = time.time()
     result = run_sweep(spec, folder, resume=args.resume, jobs=args.jobs or 1, start=args.start or DEFAULT_START,
-                       executor=args.executor, scheduler=args.scheduler, progress=progress())
+                       executor=args.executor, scheduler=args.scheduler, progress=progress(), servers=servers)
+    if servers is not None:  # the measurements are done: the server's exit overlaps the report
+        threading.Thread(target=servers.close, daemon=True).start()
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "nothing to do"
     print(f"results: {result.folder} ({counts}; {result.skipped} already done)")
     _say_failures(result)
@@ -203,7 +244,11 @@ def _report(args: argparse.Namespace) -> int:
     rows = store.load(args.folder)  # a folder that cannot be used is refused before the plotting libraries load
     from profiler.report import write_report
 
-    print(f"report: {write_report(args.folder, args.out, rows=rows)}")
+    if args.fit:  # a bad condition is refused before the plotting libraries load
+        from profiler.analysis.forecast import fitted_rows, prepare
+
+        fitted_rows(prepare(rows), args.fit)
+    print(f"report: {write_report(args.folder, args.out, rows=rows, fit=args.fit)}")
     return 0
 
 
@@ -235,6 +280,10 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+_FIT_HELP = ("fit only the points that CONDITION keeps, e.g. 'layers<=4' (<, <=, >, >=, =, !=; repeat for "
+             "several): the others are held out, and a forecast at one of them shows its measured value")
+
+
 def _forecast_parsers(commands: argparse._SubParsersAction) -> None:
     forecast = commands.add_parser(
         "forecast", help="predict each metric at a point outside the measured grid, with an interval",
@@ -245,6 +294,7 @@ def _forecast_parsers(commands: argparse._SubParsersAction) -> None:
     forecast.add_argument("target", nargs="*", metavar="KEY=VALUE",
                           help="the target point (layers=256 mode=loop hidden=1024); keys left out split the answer by series")
     forecast.add_argument("--json", action="store_true", help="print a JSON list, one object per series and metric")
+    forecast.add_argument("--fit", action="append", default=[], metavar="CONDITION", help=_FIT_HELP)
     plan = commands.add_parser(
         "plan", help="rank the configurations by memory, time to a compiled program, step and total time",
         description="For the configurations in the results (forecast at the target KEY=VALUE when given): "
@@ -258,6 +308,7 @@ def _forecast_parsers(commands: argparse._SubParsersAction) -> None:
     plan.add_argument("--devices", type=int, help="devices the program runs on (a key of the results)")
     plan.add_argument("--steps", type=int, default=0, help="steps the compiled program runs (default 0: only compile)")
     plan.add_argument("--json", action="store_true", help="print the ranking as JSON")
+    plan.add_argument("--fit", action="append", default=[], metavar="CONDITION", help=_FIT_HELP)
 
 
 def _forecast(args: argparse.Namespace) -> int:
@@ -265,7 +316,7 @@ def _forecast(args: argparse.Namespace) -> int:
 
     from profiler.analysis.forecast import forecast_target, format_text
 
-    forecasts = forecast_target(args.folder, args.target)
+    forecasts = forecast_target(args.folder, args.target, fit=args.fit)
     print(json.dumps([f.as_dict() for f in forecasts], indent=1) if args.json else format_text(forecasts))
     return 0
 
@@ -273,7 +324,8 @@ def _forecast(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     from profiler.analysis.plan import format_plan, plan_target
 
-    result = plan_target(args.folder, args.target, memory=args.memory_per_device, devices=args.devices, steps=args.steps)
+    result = plan_target(args.folder, args.target, memory=args.memory_per_device, devices=args.devices,
+                         steps=args.steps, fit=args.fit)
     print(result.to_json() if args.json else format_plan(result))
     return 0
 
@@ -324,12 +376,30 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+_KEY_VALUES = {"sweep": "overrides", "forecast": "target", "plan": "target"}
+"""The commands that take KEY=VALUE arguments, and where they go."""
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, with KEY=VALUE words accepted anywhere: after the options too
+    (`sweep SPEC --out DIR batch=4`), which argparse alone leaves unrecognised."""
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    field = _KEY_VALUES.get(args.command)
+    stray = [w for w in rest if not (field and "=" in w and not w.startswith("-"))]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if field:
+        setattr(args, field, [*getattr(args, field), *rest])
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     from profiler import targets
 
     targets.hide_cuda_plugin()  # the driver compiles nothing: user code it imports stays quiet
     try:
-        args = _parser().parse_args(argv)
+        args = _parse(argv)
         return {"sweep": _sweep, "report": _report, "compare": _compare, "check": _check,
                 "forecast": _forecast, "plan": _plan, "bench": _bench,
                 "columns": _columns, "keys": _keys}[args.command](args)

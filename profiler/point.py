@@ -34,15 +34,18 @@ class Point(BaseModel):
     workload: Literal["forward", "train", "program", "decode"] = Field(
         "forward", description="What is compiled: 'forward' = the block stack (key block) applied to x; "
         "'train' = one AdamW step on the mean squared output (params and optimizer state donated); "
-        "'program' = the (fn, args) a user's factory returns (key program; set by it by default); "
+        "'program' = the call a user's factory returns (key program; set by it by default); "
         "'decode' = a decoder-only language model's prefill and one-token decode step with a "
         "KV cache (two programs, phases 'prefill' and 'decode').")
     program: str = Field(
         "", description="Workload 'program': 'package.module:factory', imported from the current "
         "directory or PYTHONPATH. The factory gets the model keys it names as keyword arguments "
         "(a key the spec leaves unset: the parameter's own default, if it has one) and returns "
-        "(fn, args); jax.jit(fn) is measured on args as they are. A parameter named like a key "
-        "that sets how the point is measured (run, steps, devices, the sweep keys) is an error.")
+        "(fn, args) (jax.jit(fn) measured on args as they are), (fn, args, kwargs) (a jitted fn "
+        "traced as it is, with its own static and donated arguments) or a dict with fn, args, "
+        "kwargs and jax.jit options (docs/own-model.md). Its other parameters are keys too (knobs). "
+        "A parameter named like a key that sets how the point is measured (run, steps, devices, "
+        "the sweep keys) is an error.")
     block: str = Field(
         "", description="Workloads 'forward' and 'train': the block that is stacked, "
         "'package.module:Class', imported from the current directory or PYTHONPATH: a flax.linen "
@@ -78,7 +81,8 @@ class Point(BaseModel):
         "(nn.scan, nn.remat) or 'nnx' (nnx.vmap + nnx.scan, nnx.remat).")
     run: bool = Field(
         False, description="Also execute the compiled program: time the first call and "
-        "`steps` steady-state calls. Off = compile-only, nothing is allocated.")
+        "`steps` steady-state calls. Off = compile-only: the built-in workloads allocate nothing "
+        "(a program factory allocates what it builds itself).")
     steps: int = Field(5, ge=1, description="Steady-state calls timed when run is on.")
     anatomy: bool = Field(
         False, description="Also break each program's trace, lowering and compile into components "
@@ -98,6 +102,10 @@ class Point(BaseModel):
         "(default 1) GPUs of a model ('gpu:h100:8'; a100, h100, b200) described by their "
         "published facts, compiled by JAX's CUDA plugin (extra 'gpu'). A TPU or GPU target "
         "compiles only (run = false) and its mesh must use all its devices (docs/tpu.md).")
+    knobs: dict[str, bool | int | float | str] = Field(
+        default_factory=dict, description="Workload 'program': the factory's own parameters that no "
+        "other key names (e.g. emb_dim), set in a spec as keys of their own (a list makes a grid "
+        "axis); each becomes a cfg_<name> column. Not written as a key itself.")
     # Keys of workload 'decode'. Their defaults are fixed: every other point carries them
     # and they are part of its id.
     prompt_len: int = Field(16, ge=1, description="Decode: tokens of the prompt the prefill writes into the cache.")
@@ -174,6 +182,9 @@ class Point(BaseModel):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Point:
+        if self.knobs and self.workload != "program":
+            raise ValueError(f"key {next(iter(self.knobs))!r}: a program factory's own parameter; applies only to "
+                             "workload 'program'")
         if self.workload == "program" and not self.program:
             raise ValueError("key 'program': workload 'program' needs program = 'package.module:factory'")
         if self.program and self.workload != "program":
@@ -294,7 +305,7 @@ class Point(BaseModel):
         if self.on_mesh and self.workload in ("forward", "train", "program"):
             keys.add("mesh")
         keys |= {"workload", *RUN_KEYS}
-        return {k: v for k, v in self.model_dump().items() if k in keys}
+        return {**{k: v for k, v in self.model_dump().items() if k in keys}, **self.knobs}
 
     @property
     def on_mesh(self) -> bool:
@@ -312,16 +323,18 @@ class Point(BaseModel):
     def id(self) -> str:
         """Stable id of the configuration: a resumed sweep knows what is done by it."""
         # anatomy off leaves the id as it was before the key existed: old folders resume.
-        # So does target 'cpu'.
-        exclude = set() if self.anatomy else {"anatomy"}
-        if self.target == "cpu":
-            exclude.add("target")
+        # Likewise no knobs, and target 'cpu': the points of every spec without them keep their ids.
+        exclude = {k for k, off in (("anatomy", not self.anatomy), ("knobs", not self.knobs),
+                                    ("target", self.target == "cpu")) if off}
         canonical = json.dumps(self.model_dump(exclude=exclude), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def label(self) -> str:
         """Short human-readable description for progress lines."""
-        what = self.program or " ".join(filter(None, (self.workload, self.mode, self.block)))
+        if self.workload == "program":  # the keys its factory takes, and no others
+            taken = {k: v for k, v in self.config().items() if k not in ("workload", "program", *RUN_KEYS)}
+            return " ".join([self.program.rpartition(":")[2], *(f"{k}={v}" for k, v in taken.items())])
+        what = " ".join(filter(None, (self.workload, self.mode, self.block)))
         text = f"{what} L={self.layers} H={self.hidden}"
         if self.workload == "decode":
             text += f" cache={self.kv_cache} mesh={self.mesh}"
@@ -372,7 +385,10 @@ FAMILY_DECODE_KEYS = ("kv_heads", "vocab", "mesh")
 """Decode keys that the block families use too (mesh: workload 'train')."""
 FAMILY_KEYS = ("preset", "mlp", "weight_dtype")
 MOE_KEYS = ("experts", "top_k", "capacity_factor")
-POINT_KEYS: tuple[str, ...] = tuple(Point.model_fields)
+POINT_KEYS: tuple[str, ...] = tuple(k for k in Point.model_fields if k != "knobs")
+"""The keys a spec writes (knobs are written as keys of their own, factory_knobs)."""
+RESERVED_KNOBS = ("phase",)
+"""Parameter names that cannot be knobs: their cfg_ column is another's (cfg_phase)."""
 SWEEP_KEYS: tuple[str, ...] = tuple(Sweep.model_fields)
 LIMIT_KEYS: tuple[str, ...] = ("timeout_s", "max_rss_gb", "max_points")
 """Sweep keys that bound how a sweep runs, not what it measures: a resumed sweep may change them."""
@@ -412,6 +428,15 @@ def factory_keys(factory: Any) -> tuple[str, ...]:
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return MODEL_KEYS
     return tuple(k for k in MODEL_KEYS if k in named)
+
+
+def factory_knobs(factory: Any) -> tuple[str, ...]:
+    """The factory's own parameters that no key names (its knobs): named keyword
+    parameters that are not spec keys. A factory's **kwargs takes no knobs (a misspelt
+    key would vanish into it)."""
+    params = inspect.signature(factory).parameters.values()
+    return tuple(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                 and p.name not in POINT_KEYS + SWEEP_KEYS + ("knobs",))
 
 
 def factory_defaults(factory: Any, table: dict[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,13 @@ def load(ref: str) -> Any:
     if cwd not in sys.path and "" not in sys.path:  # e.g. under a console script
         sys.path.insert(0, cwd)
     try:
-        obj: Any = importlib.import_module(module_name)
+        try:
+            obj: Any = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            # A module written since this process listed its folder (a fork server's child
+            # importing code a notebook sent later): list the folders again, once.
+            importlib.invalidate_caches()
+            obj = importlib.import_module(module_name)
     except Exception as e:  # the user's module may fail in any way while importing
         first = str(e).splitlines()[0] if str(e) else ""
         raise ValueError(f"cannot import {module_name!r} ({type(e).__name__}: {first})") from None

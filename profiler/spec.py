@@ -14,7 +14,7 @@ import difflib
 import itertools
 import math
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from profiler.point import (
     MODEL_KEYS,
     MOE_KEYS,
     POINT_KEYS,
+    RESERVED_KNOBS,
     RUN_KEYS,
     SWEEP_KEYS,
     WORKLOAD_KEYS,
@@ -38,6 +39,7 @@ from profiler.point import (
     Sweep,
     factory_defaults,
     factory_keys,
+    factory_knobs,
     family_keys,
     remat_names,
 )
@@ -45,7 +47,7 @@ from profiler.point import (
 __all__ = [
     "BLOCK_FAMILIES", "DECODE_KEYS", "FAMILY_DECODE_KEYS", "FAMILY_KEYS", "LIMIT_KEYS", "MODEL_KEYS",
     "MOE_KEYS", "POINT_KEYS", "RUN_KEYS", "SWEEP_KEYS", "WORKLOAD_KEYS", "Point", "Spec", "SpecError",
-    "Sweep", "build_spec", "factory_keys", "family_keys", "keys_markdown", "load_spec", "parse_override",
+    "Sweep", "build_spec", "factory_keys", "factory_knobs", "family_keys", "keys_markdown", "load_spec", "parse_override",
     "read_toml", "remat_names",
 ]
 
@@ -103,9 +105,10 @@ def build_spec(table: dict[str, Any], *, yes: bool = False) -> Spec:
 
     `yes` accepts a grid larger than the sweep's `max_points`.
     """
+    knobs = _knobs(table)
     for key, value in table.items():
-        if key not in POINT_KEYS and key not in SWEEP_KEYS:
-            close = difflib.get_close_matches(key, POINT_KEYS + SWEEP_KEYS, n=1)
+        if key not in POINT_KEYS and key not in SWEEP_KEYS and key not in knobs:
+            close = difflib.get_close_matches(key, POINT_KEYS + SWEEP_KEYS + tuple(sorted(knobs)), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise SpecError(f"unknown key '{key}'{hint}")
         if isinstance(value, dict):
@@ -116,29 +119,61 @@ def build_spec(table: dict[str, Any], *, yes: bool = False) -> Spec:
             raise SpecError(f"key '{key}': an empty list makes an empty grid")
         if isinstance(value, list) and len(set(map(repr, value))) != len(value):
             raise SpecError(f"key '{key}': the list repeats a value")
+        if key in knobs and not all(isinstance(v, bool | int | float | str) for v in _values(value)):
+            raise SpecError(f"key '{key}': a factory's knob takes numbers, strings or booleans "
+                            f"(got {type(next(v for v in _values(value) if not isinstance(v, bool | int | float | str))).__name__})")
 
     sweep = _validate(Sweep, {k: v for k, v in table.items() if k in SWEEP_KEYS})
-    fixed = {k: v for k, v in table.items() if k in POINT_KEYS and not isinstance(v, list)}
-    axes = {k: v for k, v in table.items() if k in POINT_KEYS and isinstance(v, list)}
+    fixed = {k: v for k, v in table.items() if k not in SWEEP_KEYS and not isinstance(v, list)}
+    axes = {k: v for k, v in table.items() if k not in SWEEP_KEYS and isinstance(v, list)}
     size = math.prod(map(len, axes.values()))
     if size > sweep.max_points and not yes:  # checked before a huge grid is expanded
         raise SpecError(f"key 'max_points': the grid has {size} points, more than max_points = "
                         f"{sweep.max_points}; raise max_points or pass --yes")
     points = tuple(
-        _point({**fixed, **dict(zip(axes, combo, strict=True))})
+        _point({**fixed, **dict(zip(axes, combo, strict=True))}, knobs)
         for combo in itertools.product(*axes.values())
     )
+    # A knob that a point's factory does not take leaves it out: equal points, measured once.
+    points = tuple({p.id: p for p in points}.values())
     _check_user_code(points)
     return Spec(sweep=sweep, fixed=fixed, axes=axes, points=points)
 
 
-def _point(table: dict[str, Any]) -> Point:
+def _values(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _knobs(table: dict[str, Any]) -> set[str]:
+    """The knobs of the table's program factories (point.factory_knobs) that it sets."""
+    unknown = [k for k in table if k not in POINT_KEYS and k not in SWEEP_KEYS]
+    refs_ = [r for r in _values(table.get("program", "")) if isinstance(r, str) and r]
+    if not unknown or not refs_:
+        return set()
+    taken: set[str] = set()
+    for ref in refs_:
+        taken |= set(factory_knobs(_load("program", ref)))
+    for key in unknown:
+        if key in taken and key in RESERVED_KNOBS:
+            raise SpecError(f"key '{key}': a factory parameter cannot be named {key!r} (its column cfg_{key} "
+                            "is the profiler's); rename the parameter")
+    return {k for k in unknown if k in taken}
+
+
+def _point(table: dict[str, Any], knobs: Collection[str] = ()) -> Point:
     """The point of `table`; for a program, with its factory's own defaults of the model
-    keys the table leaves unset (the values it is built with are the point's)."""
+    keys the table leaves unset (the values it is built with are the point's), and the
+    knobs of `table` that its factory takes."""
+    given = {k: v for k, v in table.items() if k in knobs}
+    table = {k: v for k, v in table.items() if k not in knobs}
     point = _validate(Point, table)
     if point.workload != "program":
         return point
     factory = _load("program", point.program)
+    taken = {k: given[k] for k in factory_knobs(factory) if k in given}  # in the factory's order
+    if taken:
+        table = {**table, "knobs": taken}
+        point = _validate(Point, table)
     try:
         defaults = factory_defaults(factory, table)
     except ValueError as e:
@@ -165,7 +200,8 @@ def _check_user_code(points: tuple[Point, ...]) -> None:
     which builds on this module: the runner does it before a sweep, runner.check_user_blocks.)"""
     for point in {p.program: p for p in points if p.program}.values():
         try:
-            refs.keyword_arguments(_load("program", point.program), point.model_dump(include=set(MODEL_KEYS)))
+            refs.keyword_arguments(_load("program", point.program),
+                                   {**point.model_dump(include=set(MODEL_KEYS)), **point.knobs})
         except ValueError as e:
             raise SpecError(f"key 'program': {point.program!r} {e}") from None
     for ref in sorted({p.block for p in points if p.block and p.block not in BLOCK_FAMILIES}):

@@ -1,5 +1,6 @@
 """The command line end to end: real processes, real compiles, real Parquet."""
 
+import json
 import os
 import subprocess
 import sys
@@ -53,6 +54,43 @@ def test_results_go_under_the_current_directory_wherever_the_package_is(tmp_path
     (folder,) = (work / "results").iterdir()
     assert folder.name.startswith("smoke-") and f"results: {folder}" in done.stdout
     assert len(pd.read_parquet(folder)) == 1
+
+
+def test_overrides_may_follow_the_options(tmp_path):
+    out = tmp_path / "res"
+    done = profiler("sweep", "sweeps/smoke.toml", "--out", str(out), "--no-report", "layers=2", "mode=scan",
+                    "repeats=1", "run=false")
+    assert done.returncode == 0, done.stderr
+    assert set(pd.read_parquet(out)["cfg_layers"]) == {2}
+    bad = profiler("sweep", "sweeps/smoke.toml", "--out", str(tmp_path / "bad"), "layers=0")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: key 'layers'") and bad.stderr.count("\n") == 1
+    stray = profiler("sweep", "sweeps/smoke.toml", "--out", str(tmp_path / "bad"), "--no-such-flag", "layers=1")
+    assert stray.returncode == 2 and "unrecognized arguments: --no-such-flag" in stray.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_forecast_plan_and_report_hold_out_points_with_fit(tmp_path):
+    """--fit 'layers<=4': fitted on 1-4 layers, the forecast at 8 (measured, held out) shows
+    the measurement beside it; plan and the report's backtest table take the same option."""
+    out = tmp_path / "res"
+    done = profiler("sweep", "sweeps/smoke.toml", "--out", str(out), "--no-report", "layers=[1,2,3,4,8]",
+                    "mode=scan", "repeats=1", "run=false")
+    assert done.returncode == 0, done.stderr
+    held = profiler("forecast", str(out), "layers=8", "--fit", "layers<=4")
+    assert held.returncode == 0, held.stderr
+    line = next(x for x in held.stdout.splitlines() if x.strip().startswith("size_hlo_instructions"))
+    measured = pd.read_parquet(out).query("cfg_layers == 8")["size_hlo_instructions"].iloc[0]
+    assert f"measured (held out) {measured}" in line and "from layers 1, 2, 3, 4)" in held.stdout
+    assert "held out" not in profiler("forecast", str(out), "layers=8").stdout  # nothing held out without --fit
+    for fit, measured in (("layers<=4", False), ("layers<=8", True)):  # held out: forecast, not read off the rows
+        plan = profiler("plan", str(out), "layers=8", "--memory-per-device", "1GiB", "--fit", fit, "--json")
+        assert plan.returncode == 0, plan.stderr
+        assert json.loads(plan.stdout)["options"][0]["memory"]["measured"] is measured
+    report = profiler("report", str(out), "--out", str(tmp_path / "r.html"), "--fit", "layers<=4")
+    assert report.returncode == 0, report.stderr
+    assert "Backtest: the models fitted only on the points that layers&lt;=4 keeps" in (tmp_path / "r.html").read_text()
+    bad = profiler("forecast", str(out), "layers=8", "--fit", "depth<=4")
+    assert bad.returncode == 2 and bad.stderr == "error: --fit 'depth<=4': the results hold no values of key 'depth'\n"
 
 
 def test_a_new_kind_of_user_error_is_one_line_and_exit_2_with_no_cli_code(tmp_path, monkeypatch, capsys):

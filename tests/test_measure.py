@@ -101,3 +101,48 @@ def test_xla_flops_equal_plain_jax_for_the_seed_model():
     ours = _measure(mode="loop", layers=3)
     assert ours["cost_xla_flops"] == plain["flops"]
     assert ours["cost_xla_transcendentals"] == plain["transcendentals"]
+
+
+def test_no_collection_runs_inside_a_timed_stage():
+    """A trace that leaves cyclic garbage by the thousand would set off collections in the
+    middle of the stage; the collector is run before each stage and kept out of it, and
+    is on again afterwards."""
+    import gc
+
+    from profiler.measurement.measure import compile_stages
+    from profiler.models.program import Program
+
+    def littering(x):
+        for _ in range(20_000):  # cycles, freed only by the collector
+            cycle = []
+            cycle.append(cycle)
+        return jnp.tanh(x)
+
+    args = (jax.ShapeDtypeStruct((4, 4), jnp.float32),)
+    program = Program(fn=littering, args=args, make_args=lambda: args)
+    stage: list[str] = []
+    during: list[str] = []
+
+    def on_collection(phase, info):
+        if phase == "start" and stage:
+            during.append(stage[-1])
+
+    def around(name):
+        class Mark:
+            def __enter__(self):
+                stage.append(name)
+
+            def __exit__(self, *exc):
+                stage.clear()
+
+        return Mark()
+
+    gc.callbacks.append(on_collection)
+    try:
+        times = compile_stages(program, around).times
+        assert during == [] and times["time_gc_collect_s"] > 0 and gc.isenabled()
+        jax.clear_caches()  # trace again, with the collector left on
+        compile_stages(program, around, collect=False)
+        assert "trace" in during
+    finally:
+        gc.callbacks.remove(on_collection)

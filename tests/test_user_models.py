@@ -8,6 +8,7 @@ checked against analytic counts and against the same program unrolled.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -114,6 +115,63 @@ def chain(hidden=64, batch=8, layers=3):
         return x
 
     return fn, (jax.ShapeDtypeStruct((batch, hidden), jnp.float32), jax.ShapeDtypeStruct((hidden, hidden), jnp.float32))
+
+
+def no_depth(hidden=16, batch=4):
+    """No layers parameter: its x axis is whatever varies. Builds real arrays."""
+
+    def fn(x, w):
+        return jnp.tanh(x @ w)
+
+    return fn, (jnp.ones((batch, hidden)), jnp.ones((hidden, hidden)))
+
+
+def knobbed(emb_dim: int, act: str = "tanh", batch=4):
+    """Its own knobs, emb_dim and act, that no spec key names."""
+
+    def fn(x, w):
+        return getattr(jnp, act)(x @ w)
+
+    x, w = jax.ShapeDtypeStruct((batch, emb_dim), jnp.float32), jax.ShapeDtypeStruct((emb_dim, emb_dim), jnp.float32)
+    return fn, (x, w)
+
+
+import dataclasses
+import functools
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    width: int
+    rate: float
+
+
+@functools.partial(jax.jit, static_argnames=("config",), donate_argnums=(0,))
+def jitted_step(w, x, *, key, config):
+    """A training step as another project writes it: jitted with its own static config,
+    donating its weights, dropout from a typed key passed by keyword."""
+    def loss(w):
+        h = x @ w
+        keep = jax.random.bernoulli(key, 1 - config.rate, h.shape)
+        return jnp.mean(jnp.where(keep, h / (1 - config.rate), 0.0) ** 2)
+
+    return w - 0.1 * jax.grad(loss)(w)
+
+
+def step_factory(width: int = 16, batch=4):
+    w = jax.ShapeDtypeStruct((width, width), jnp.float32)
+    x = jnp.ones((batch, width))  # a real array, as a factory may build
+    return jitted_step, (w, x), {"key": jax.random.key(0), "config": StepConfig(width, 0.1)}
+
+
+def plain_step(w, x, scale):
+    return w - scale * (x.T @ x)
+
+
+def dict_factory(width: int = 16, batch=4):
+    w, x = jax.ShapeDtypeStruct((width, width), jnp.float32), jax.ShapeDtypeStruct((batch, width), jnp.float32)
+    return {"fn": plain_step, "args": (w, x), "kwargs": {"scale": 0.5},
+            "static_argnames": ("scale",), "donate_argnums": (0,)}
 '''
 
 # Matmul FLOPs per layer and token (2 per multiply-add) of the blocks above.
@@ -317,6 +375,15 @@ def test_examples_run_as_their_readme_says(monkeypatch):
             assert expected <= metrics["cost_flops"] <= 1.1 * expected
         else:
             assert metrics["cost_flops"] >= 3 * matmul_flops(block, layers=3, batch=2, seq=4, hidden=32)
+    # The training step of a model from "another repository", swept over its own knobs.
+    spec = profiler.load_spec(REPO / "examples" / "lm_train.toml",
+                              ["num_layers=[1]", "emb_dim=[16]", "num_heads=2", "batch=2", "seq=8", "vocab=32"])
+    [point] = spec.points
+    assert point.knobs == {"num_layers": 1, "emb_dim": 16, "num_heads": 2, "dropout_rate": 0.1}
+    metrics = measure(workloads.build(point)[0])
+    # Dropout's threefry loops (docs/cost.md): counted per trip, above XLA's count of one trip.
+    assert metrics["size_hlo_while_loops"] > 0 and metrics["cost_flops"] > metrics["cost_xla_flops"]
+    assert metrics["mem_alias_bytes"] > 0  # the train state, donated by the step's own jit
 
 
 def test_profiler_exports_the_notebook_api_without_importing_it_in_workers():
@@ -370,3 +437,158 @@ def test_a_factory_gets_its_own_defaults_and_rows_record_the_values_it_was_built
     for key in ("heads", "seq", "mode", "remat", "api", "block", "kv_heads", "vocab", "mesh"):
         assert rows[f"cfg_{key}"].isna().all(), key
     assert set(rows["cfg_steps"]) == {5} and set(rows["cfg_run"]) == {False}
+
+
+def _visible_text(page: str) -> str:
+    """A report's words as a reader sees them: the page without its scripts and styles,
+    and the figures' series names and axis titles."""
+    import json
+    import re
+
+    body = re.sub(r"<(script|style).*?</\1>", " ", page, flags=re.S)
+    words = [re.sub(r"<[^>]+>", " ", body)]
+    figures = re.search(r'id="figures"[^>]*>(.*?)</script>', page, re.S)
+    for figure in json.loads(figures.group(1)).values() if figures else ():
+        words += [str(t.get("name", "")) for t in figure["data"]]
+        words += [str(v.get("title", {}).get("text", "")) for k, v in figure["layout"].items() if k.startswith("xaxis")]
+    return " ".join(words)
+
+
+@pytest.mark.parametrize(("grid", "x_title"), [(dict(hidden=[8, 16]), "hidden"), (dict(), None)])
+def test_a_factory_without_layers_reports_with_the_key_that_varies_on_x(user_dir, tmp_path, grid, x_title):
+    """The issue's report crash (int of NaN layers), the labels 'nan'/'None' of keys that do
+    not apply, progress lines naming keys the factory does not take."""
+    from profiler.report import write_report
+
+    spec = build_spec({"name": "nodepth", "program": f"{MODULE}:no_depth", "repeats": 1, **grid})
+    assert [p.label() for p in spec.points][0].startswith("no_depth hidden=")
+    assert not any("L=" in p.label() for p in spec.points)
+    assert profiler.run_sweep(spec, tmp_path / "res").ok
+    page = write_report(tmp_path / "res", tmp_path / "report.html").read_text()
+    text = _visible_text(page)
+    assert not re.search(r"\b(None|nan|NaN)\b", text), re.search(r".{60}\b(None|nan|NaN)\b.{20}", text)
+    if x_title:  # curves against the knob; the factory built real arrays, and no caption says otherwise
+        assert f"x axis: {x_title}" in text and "time_to_compiled_s" in page and "real arrays included" in text
+    else:  # one point: its numbers, no curves
+        assert "no curves" in text and "Medians and spread" in text and "time_to_compiled_s" not in page
+
+
+def test_a_factorys_own_knobs_are_keys_axes_and_columns(user_dir, tmp_path):
+    """emb_dim is no spec key: a grid axis of the factory that takes it, a cfg_emb_dim
+    column, null for a factory beside it that does not take it; resumed, loaded, reported."""
+    from profiler.report.analysis import Analysis
+
+    table = {"name": "knob", "program": [f"{MODULE}:knobbed", f"{MODULE}:no_depth"], "emb_dim": [8, 16],
+             "act": "tanh", "repeats": 1}
+    spec = build_spec(table)
+    assert sorted(p.label() for p in spec.points) == [
+        "knobbed batch=4 emb_dim=16 act=tanh", "knobbed batch=4 emb_dim=8 act=tanh", "no_depth hidden=16 batch=4"]
+    assert profiler.run_sweep(spec, tmp_path / "res").ok
+    rows = profiler.load(tmp_path / "res").sort_values(["cfg_program", "cfg_emb_dim"])
+    assert rows["cfg_emb_dim"].tolist()[:2] == [8, 16] and rows["cfg_emb_dim"].isna().tolist() == [False, False, True]
+    assert rows["cfg_act"].tolist()[:2] == ["tanh", "tanh"]
+    assert rows["cost_flops"].tolist()[:2] == [2 * 4 * e * e for e in (8, 16)]  # built with each emb_dim
+    assert Analysis(rows[rows["cfg_program"].str.endswith("knobbed")]).x == "cfg_emb_dim"
+    again = profiler.run_sweep(build_spec(table), tmp_path / "res", resume=True)
+    assert again.skipped == 3 and not again.rows
+    with pytest.raises(SpecError) as error:
+        build_spec({**table, "emb_dimm": 3})
+    assert str(error.value) == "unknown key 'emb_dimm'; did you mean 'emb_dim'?"
+    with pytest.raises(SpecError, match="unknown key 'emb_dim'"):  # not a knob of a block's workload
+        build_spec({"name": "x", "emb_dim": 8})
+
+
+def test_a_jitted_step_with_static_and_keyword_arguments_is_measured_as_it_is(user_dir, tmp_path):
+    """(fn, args, kwargs) with fn jitted by its own project: no jit of ours in its trace, its
+    static config passed as a value, its donation kept, run for real (fresh donated buffers
+    each step); swept with its knob on the x axis, and reported."""
+    from profiler.measurement.measure import compile_stages
+    from profiler.report import write_report
+
+    [program] = workloads.build(Point(program=f"{MODULE}:step_factory"))
+    assert program.jitted and program.kwargs["config"].width == 16
+    stages = compile_stages(program)
+    # The step's own equations at the top of the trace: a jit of ours around it would leave
+    # one equation there, a "jit" holding them all.
+    assert stages.traced.jaxpr.eqns[0].primitive.name == "dot_general" and len(stages.traced.jaxpr.eqns) > 5
+    measured = measure(program, run=True, steps=2)
+    assert measured["mem_alias_bytes"] == 16 * 16 * 4  # the weights, donated by the step's own jit
+    assert len(measured["time_step_samples_s"]) == 2
+    spec = build_spec({"name": "step", "program": f"{MODULE}:step_factory", "width": [8, 16], "repeats": 1})
+    assert profiler.run_sweep(spec, tmp_path / "res").ok
+    write_report(tmp_path / "res", tmp_path / "r.html")
+    assert "x axis: width" in (tmp_path / "r.html").read_text()
+
+
+def test_a_plain_function_gets_static_arguments_and_donation_from_a_dict():
+    [program] = workloads.build(Point(program=f"{MODULE}:dict_factory"))
+    assert not program.jitted and program.jit_kwargs == {"static_argnames": ("scale",)}
+    measured = measure(program, run=True, steps=2)
+    assert measured["mem_alias_bytes"] == 16 * 16 * 4 and measured["cost_flops"] > 2 * 16 * 16 * 4
+    with pytest.raises(TypeError, match="already jitted"):
+        workloads.user_program.program_of({"fn": jax.jit(abs), "static_argnums": (0,)}, "f")
+    with pytest.raises(TypeError, match="key 'donate'"):
+        workloads.user_program.program_of({"fn": abs, "donate": (0,)}, "f")
+
+
+FARAWAY = '''
+import functools
+
+import jax
+import jax.numpy as jnp
+
+
+@functools.partial(jax.jit, static_argnames=("rate",))
+def step(params, x, *, key, rate):
+    keep = jax.random.bernoulli(key, 1 - rate, x.shape)
+    h = jnp.where(keep, x / (1 - rate), 0.0) @ params["w"] + params["b"]
+    return jnp.tanh(h).sum()
+
+
+def scaled(x, times):
+    for _ in range(times):
+        x = jnp.sin(x)
+    return x
+'''
+
+
+def test_profile_takes_what_a_jax_function_takes(tmp_path, monkeypatch):
+    """Typed keys, a pytree, keyword and static arguments, a jitted function with its own
+    static argument, from a module that only the caller's sys.path reaches (not the
+    current directory, not PYTHONPATH)."""
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    (folder / "faraway_model.py").write_text(FARAWAY)
+    monkeypatch.syspath_prepend(str(folder))
+    import faraway_model
+
+    params = {"w": jnp.ones((8, 8)), "b": jnp.zeros(8)}
+    record = profiler.profile(faraway_model.step, params, jnp.ones((4, 8)),
+                              kwargs={"key": jax.random.key(0), "rate": 0.5})
+    assert record["run_status"] == "ok" and record["cfg_program"].endswith(":step")
+    assert record["cost_flops"] >= 2 * 4 * 8 * 8
+    plain = profiler.profile(faraway_model.scaled, jax.ShapeDtypeStruct((4, 8), jnp.float32), 3,
+                             static_argnums=1, run=True, steps=1)
+    assert plain["cost_transcendentals"] == 3 * 4 * 8 and len(plain["time_step_samples_s"]) == 1
+    sys.modules.pop("faraway_model", None)
+
+
+def test_repeated_profile_calls_fork_from_one_server_each_measurement_cold():
+    """The second call of a session starts no server (it forks from the first call's) and
+    is still measured cold: its own process, its own backend, its stages compiled anew."""
+    from profiler import api
+
+    def tanh_layer(x, w):
+        return jnp.tanh(x @ w)
+
+    x, w = jax.ShapeDtypeStruct((4, 8), jnp.float32), jax.ShapeDtypeStruct((8, 8), jnp.float32)
+    first = profiler.profile(tanh_layer, x, w)
+    servers = {s._proc.pid for s in api._servers()._servers.values()}
+    second = profiler.profile(tanh_layer, x, w)
+    assert servers and {s._proc.pid for s in api._servers()._servers.values()} == servers
+    assert second["time_server_start_s"] < 0.05 and second["run_start"] == "fork"  # a start takes seconds
+    for record in (first, second):  # cold: the lowering and the compile ran (JAX's events), the backend started
+        assert record["time_event_lower_s"] > 0 and record["time_event_compile_s"] > 0
+        assert record["time_backend_start_s"] > 0
+    assert first["run_started_utc"] != second["run_started_utc"]
+    assert second["size_hlo_instructions"] == first["size_hlo_instructions"]

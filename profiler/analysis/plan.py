@@ -20,7 +20,13 @@ from typing import Any
 import pandas as pd
 
 from profiler.analysis import stats
-from profiler.analysis.forecast import ForecastError, forecast_target, parse_target, prepare
+from profiler.analysis.forecast import (
+    ForecastError,
+    fitted_rows,
+    forecast_target,
+    parse_target,
+    prepare,
+)
 from profiler.storage.store import load
 from profiler.units import MISSING, fmt
 
@@ -115,16 +121,19 @@ def _measured(rows: pd.DataFrame, metric: str) -> Estimate | None:
 
 
 def plan_target(results: str | Path | pd.DataFrame, target: Mapping[str, Any] | Sequence[str] = (), *,
-         memory: str | int | None = None, devices: int | None = None, steps: int = 0) -> Plan:
+         memory: str | int | None = None, devices: int | None = None, steps: int = 0,
+         fit: Sequence[str] = ()) -> Plan:
     """Rank the configurations of `results` at `target` (default: the largest measured
     depth) for a device memory of `memory` bytes (or '80GiB'; None: the HBM of one device of
-    the TPU or GPU target the rows were compiled for) and `steps` steps."""
+    the TPU or GPU target the rows were compiled for) and `steps` steps, from the rows the
+    conditions `fit` keep (forecast.fitted_rows: the others are held out)."""
     budget = None if memory is None else memory if isinstance(memory, int) else parse_size(memory)
     if steps < 0:
         raise ForecastError(f"--steps: must be at least 0 (got {steps})")
     if devices is not None and devices < 1:
         raise ForecastError(f"--devices: must be at least 1 (got {devices})")
     df = load(results) if not isinstance(results, pd.DataFrame) else results
+    df = df.loc[fitted_rows(prepare(df), fit).index] if fit else df
     ok = prepare(df)
     if ok.empty:
         raise ForecastError("the results hold no ok rows")

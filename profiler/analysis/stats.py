@@ -85,6 +85,22 @@ def common_config_columns(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
     return [c for c in config_columns(a) if c in b.columns]
 
 
+NOT_AN_AXIS = ("cfg_steps", "cfg_devices")
+"""Numeric keys of how a point is measured: never the x axis, whatever varies."""
+
+
+def x_column(df: pd.DataFrame) -> str | None:
+    """The column a metric is drawn and fitted against: `cfg_layers` when it varies, else
+    the numeric key (a program factory's own knob included) that takes the most values;
+    None when no numeric key varies (a single point: numbers, no curves)."""
+    numeric = [c for c in varying(df, config_columns(df)) if c not in NOT_AN_AXIS
+               and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+               and df[c].notna().all()]
+    if "cfg_layers" in numeric:
+        return "cfg_layers"
+    return max(numeric, key=lambda c: df[c].nunique(), default=None)
+
+
 def varying(df: pd.DataFrame, columns: Iterable[str]) -> list[str]:
     """The columns among `columns` that take more than one value in `df`."""
     return [c for c in columns if c in df.columns and df[c].nunique(dropna=False) > 1]
@@ -189,16 +205,18 @@ def groups(df: pd.DataFrame, keys: Sequence[str]) -> Iterator[tuple[dict[str, ob
         yield dict(zip(keys, values if isinstance(values, tuple) else (values,), strict=True)), group
 
 
-def fit_table(df: pd.DataFrame, metrics: Sequence[str], by: Sequence[str]) -> pd.DataFrame:
-    """Power-law fits of each metric against cfg_layers for each group of `by`, from the
-    raw ok repeats: columns `by`, metric, a, k, k_low, k_high, n, r2."""
+def fit_table(df: pd.DataFrame, metrics: Sequence[str], by: Sequence[str], x: str | None = "cfg_layers") -> pd.DataFrame:
+    """Power-law fits of each metric against `x` (x_column; None: nothing to fit) for each
+    group of `by`, from the raw ok repeats: columns `by`, metric, a, k, k_low, k_high, n, r2."""
     df = ok_rows(df)
     records = []
+    if x is None:
+        df = df.iloc[:0]
     for values, group in groups(df, by):
         for metric in metrics:
             if not has_data(group, metric):
                 continue
-            fit = fit_power_law(group["cfg_layers"], group[metric])
+            fit = fit_power_law(group[x], group[metric])
             if fit is not None:
                 records.append({**values, "metric": metric, **fit.__dict__})
     return pd.DataFrame.from_records(

@@ -7,11 +7,12 @@ returns a flat dict of metrics whose keys are `Record` columns.
 from __future__ import annotations
 
 import contextlib
+import gc
 import re
 import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -66,30 +67,54 @@ def _no_hook(stage: str) -> AbstractContextManager[None]:
     return contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def collector_paused(spent: list[float], collect: bool = True) -> Iterator[None]:
+    """Collect garbage now (its seconds appended to `spent`), then keep Python's cyclic
+    garbage collector out of the block: a stage of a tenth of a second would otherwise
+    absorb a collection of whatever the model's build left behind (docs/reliability.md).
+    `collect` False leaves the collector alone (the A/B comparison of that document)."""
+    if not collect:
+        yield
+        return
+    t0 = time.perf_counter()
+    gc.collect()
+    spent.append(time.perf_counter() - t0)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def compile_stages(
-    program: Program, around: Callable[[str], AbstractContextManager[Any]] = _no_hook
+    program: Program, around: Callable[[str], AbstractContextManager[Any]] = _no_hook, *, collect: bool = True
 ) -> Stages:
-    """Trace, lower and compile `program` once with a fresh `jax.jit` of its function,
-    inside `program.context()` entered by the caller. `around(stage)` is entered around
-    each stage ('trace', 'lower', 'compile'), outside its clock (profiler/measurement/anatomy/
-    profiles the stages with it).
+    """Trace, lower and compile `program` once with a fresh `jax.jit` of its function (an
+    already-jitted one as it is), inside `program.context()` entered by the caller.
+    `around(stage)` is entered around each stage ('trace', 'lower', 'compile'), outside its
+    clock (profiler/measurement/anatomy/ profiles the stages with it). Garbage is collected
+    before each stage and the collector kept out of it (collector_paused; `collect`).
 
     Cold only if nothing cached it before: callers clear JAX's caches (outside whatever
     they time) or run in a fresh process."""
     global _recorded
     jax.devices()  # start the backend now so its start-up is not billed to a stage
-    jitted = jax.jit(program.fn, donate_argnums=program.donate_argnums, **program.jit_kwargs)
+    jitted: Any = program.fn if program.jitted else jax.jit(
+        program.fn, donate_argnums=program.donate_argnums, **program.jit_kwargs)
     _recorded = {}
+    gc_s: list[float] = []
     try:
-        with around("trace"):
+        with collector_paused(gc_s, collect), around("trace"):
             t0, c0 = time.perf_counter(), time.process_time()
-            traced = jitted.trace(*program.args)
+            traced = jitted.trace(*program.args, **program.kwargs)
             t1, c1 = time.perf_counter(), time.process_time()
-        with around("lower"):
+        with collector_paused(gc_s, collect), around("lower"):
             t1b, c1b = time.perf_counter(), time.process_time()
             lowered = traced.lower()
             t2, c2 = time.perf_counter(), time.process_time()
-        with around("compile"):
+        with collector_paused(gc_s, collect), around("compile"):
             t2b, c2b = time.perf_counter(), time.process_time()
             compiled = lowered.compile()
             t3, c3 = time.perf_counter(), time.process_time()
@@ -97,6 +122,7 @@ def compile_stages(
     finally:
         _recorded = None
     times = {
+        **({"time_gc_collect_s": sum(gc_s)} if collect else {}),
         "time_trace_s": t1 - t0,
         "time_lower_s": t2 - t1b,
         "time_compile_s": t3 - t2b,
@@ -225,19 +251,47 @@ def xla_memory(compiled: Any) -> dict[str, int | None]:
 def run_compiled(compiled: Any, program: Program, steps: int) -> dict[str, Any]:
     """Execute the compiled program: the first call, then `steps` steady-state calls."""
     args = program.make_args()
-    jax.block_until_ready(args)
-    samples = []
-    for i in range(steps + 1):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(compiled(*args))
-        samples.append(time.perf_counter() - t0)
-        if program.next_args is not None:
-            args = program.next_args(args, out)
-        del out
-        if i == 0:
-            first = samples.pop()
+    kwargs = dict(program.kwargs if program.make_kwargs is None else program.make_kwargs())
+    jax.block_until_ready((args, kwargs))
+    samples: list[float] = []
+    gc.collect()  # the steps' timings keep the collector out too; what they allocate is freed by reference
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        _steps(compiled, program, steps, args, kwargs, samples)
+    finally:
+        if enabled:
+            gc.enable()
+    first = samples.pop(0)
     return {
         "time_first_call_s": first,
         "time_step_median_s": statistics.median(samples),
         "time_step_samples_s": samples,
     }
+
+
+def _steps(compiled: Any, program: Program, steps: int, args: tuple[Any, ...], kwargs: dict[str, Any],
+           samples: list[float]) -> None:
+    for _ in range(steps + 1):
+        call_args, call_kwargs = dynamic_arguments(program, compiled, args, kwargs)
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(compiled(*call_args, **call_kwargs))
+        samples.append(time.perf_counter() - t0)
+        if program.next_args is not None:
+            args = program.next_args(args, out)
+            if program.make_kwargs is not None:  # donated keyword arguments are gone too
+                kwargs = dict(program.make_kwargs())
+        del out
+
+
+def dynamic_arguments(program: Program, compiled: Any, args: tuple[Any, ...],
+                      kwargs: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments a compiled program is called with: the call's, less its static ones
+    (the compiled program has them built in and takes only the others)."""
+    positional, keywords = compiled.args_info
+    if len(positional) != len(args):
+        options = getattr(program.fn, "_jit_info", None) if program.jitted else None  # a jitted fn's own options
+        static = getattr(options, "static_argnums", None) or program.jit_kwargs.get("static_argnums", ())
+        static = {i % len(args) for i in ((static,) if isinstance(static, int) else static)}
+        args = tuple(a for i, a in enumerate(args) if i not in static)
+    return args, {k: v for k, v in kwargs.items() if k in keywords}

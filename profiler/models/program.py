@@ -33,6 +33,13 @@ class Program:
     arguments are donated (they are invalid after the call). None = reuse the arguments."""
     jit_kwargs: Mapping[str, Any] = field(default_factory=dict)
     """Extra `jax.jit` options (shardings, static arguments)."""
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the call, abstract like `args` (static ones as their values)."""
+    make_kwargs: Callable[[], Mapping[str, Any]] | None = None
+    """Concrete keyword arguments for running (None: `kwargs` as they are)."""
+    jitted: bool = False
+    """`fn` is already a `jax.jit` function with its own options: traced as it is, with no
+    jit of ours around it (donate_argnums and jit_kwargs must then be empty)."""
     info: Mapping[str, Any] = field(default_factory=dict)
     """Columns known from the configuration alone (e.g. analytic FLOPs)."""
     context: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
@@ -55,7 +62,8 @@ fully independent values)."""
 
 
 def random_like(abstract: Any, seed: int = 0, scale: float = 0.02) -> Any:
-    """Real arrays shaped like an abstract pytree: normal(0, scale) floats, zero integers.
+    """Real arrays shaped like an abstract pytree: normal(0, scale) floats, zero integers,
+    typed PRNG keys of the leaf's implementation.
 
     Used to run compiled programs; step times do not depend on the values. Drawn with
     NumPy and transferred once, because the alternatives are slow for deep unrolled
@@ -73,6 +81,9 @@ def random_like(abstract: Any, seed: int = 0, scale: float = 0.02) -> Any:
     pool: list[np.ndarray] = []
 
     def draw(leaf: Any) -> Any:
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):  # a typed key (jax.random.key)
+            key = jax.random.key(seed, impl=leaf.dtype._impl)  # the key type's own implementation
+            return jax.random.split(key, leaf.shape) if leaf.shape else key
         if not jnp.issubdtype(leaf.dtype, jnp.floating):  # bfloat16 is floating too, unlike np.issubdtype
             return np.zeros(leaf.shape, leaf.dtype)
         size = math.prod(leaf.shape)

@@ -72,12 +72,14 @@ class Local:
     (core_shares): XLA and Eigen size their thread pools from the cores a process may
     use, and N processes each sized for every core fight over them."""
 
-    def __init__(self, measure: Measure, *, fork: bool, jobs: int) -> None:
+    def __init__(self, measure: Measure, *, fork: bool, jobs: int, servers: ServerPool | None = None) -> None:
         self._measure, self._fork, self.jobs = measure, fork, jobs
+        self._shared = servers if fork else None
+        """The caller's servers (profiler.api: one per Python session), left running at the end."""
 
     def __enter__(self) -> Local:
         self._stop = threading.Event()
-        self._servers = ServerPool() if self._fork else None
+        self._servers = self._shared or (ServerPool() if self._fork else None)
         shares: list[list[int] | None] = [None] * self.jobs
         self._shares = iter(core_shares(self.jobs) or shares)
         self._slot = threading.local()
@@ -109,7 +111,7 @@ class Local:
             if self._servers is not None:
                 self._servers.close(kill=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
-        if self._servers is not None:
+        if self._servers is not None and self._servers is not self._shared:
             self._servers.close()
 
 

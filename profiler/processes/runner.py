@@ -25,6 +25,7 @@ from typing import Any, Literal
 from profiler.measurement import env
 from profiler.measurement.anatomy import DETAIL_KEY
 from profiler.processes import executors
+from profiler.processes.forkserver import ServerPool
 from profiler.processes.supervise import (
     DEFAULT_START,
     Start,
@@ -133,19 +134,22 @@ def run_sweep(
     scheduler: str | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     import_paths: Sequence[str] = (),
+    servers: ServerPool | None = None,
 ) -> SweepResult:
     """Measure every (point, repeat) of `spec` not yet in `folder`, storing rows as they land.
 
     Measurements run `jobs` at a time on this machine (`executor` 'local'), or on a Dask
     cluster: the one at `scheduler` (tcp://HOST:PORT), or else a LocalCluster of `jobs`
     workers on this machine. Each runs in a process of its own, started by `start`, with
-    `import_paths` first on its PYTHONPATH (folders of user code).
+    `import_paths` first on its PYTHONPATH (folders of user code). `servers`: fork servers
+    to fork from and leave running (local executor; profiler.api keeps one pool per
+    session, so that a second `profile()` call starts no server).
     """
     began = time.perf_counter()
     check_user_blocks(spec.points)
     measure = functools.partial(measure_in_subprocess, timeout_s=spec.sweep.timeout_s,
                                 max_rss_gb=spec.sweep.max_rss_gb, import_paths=tuple(map(str, import_paths)))
-    pool = _pool(measure, executor, start, jobs, scheduler)
+    pool = _pool(measure, executor, start, jobs, scheduler, servers)
     manifest = _manifest(spec)
     if resume:
         check_resumable(Path(folder), store.read_manifest(folder), manifest)
@@ -173,11 +177,12 @@ def run_sweep(
 
 
 def _pool(measure: Callable[..., Any], executor: str, start: Start, jobs: int,
-          scheduler: str | None) -> executors.Local | executors.Dask:
-    """Where the measurements run: threads of this process, or a Dask cluster."""
+          scheduler: str | None, servers: ServerPool | None = None) -> executors.Local | executors.Dask:
+    """Where the measurements run: threads of this process (forking from `servers` if
+    given), or a Dask cluster."""
     if executor == "dask":
         return executors.Dask(measure, fork=start == "fork", jobs=jobs, scheduler=scheduler)
-    return executors.Local(measure, fork=start == "fork", jobs=jobs)
+    return executors.Local(measure, fork=start == "fork", jobs=jobs, servers=servers)
 
 
 def _manifest(spec: Spec) -> dict[str, Any]:

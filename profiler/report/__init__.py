@@ -4,8 +4,9 @@ and a summary generated from the data.
 `write_report(folder)` writes one self-contained page (plotly.js embedded once, nothing
 fetched from the network) and refreshes the index of the folder it lands in;
 `figures(df)` returns the same figures for a notebook. The report is generic over the
-configuration: the x axis is always `cfg_layers`, every other `cfg_` column that varies
-becomes a facet (the hidden size, or another numeric key) or a line of its own. It knows
+configuration: the x axis is `cfg_layers` when it varies, else the numeric `cfg_` column
+with the most values (a program factory's knob included; none: a table of numbers, no
+curves), every other `cfg_` column that varies becomes a facet (the hidden size, or another numeric key) or a line of its own. It knows
 nothing about JAX: it reads rows.
 
 Modules, one job each:

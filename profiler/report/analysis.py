@@ -32,10 +32,11 @@ class Analysis:
         self.layout = Layout.of(self.ok if len(self.ok) else self.df)
         self.summary = stats.summarize(self.df)
         metrics = [m for m in self.summary["metric"].unique() if m not in NOT_PLOTTED or m in FITTED]
-        self.fits = stats.fit_table(self.ok, metrics, self.layout.keys)
+        self.x = self.layout.x
+        self.fits = stats.fit_table(self.ok, metrics, self.layout.keys, self.x)
         # dropna=False keeps NaN keys but also invents every combination of them: drop those
         medians = self.summary.pivot_table(
-            index=[*self.layout.keys, "cfg_layers"], columns="metric", values="median",
+            index=self.point_columns(), columns="metric", values="median",
             dropna=False, sort=False) if len(self.summary) else pd.DataFrame()
         self.medians = medians.dropna(how="all").reset_index()
         self._fit = {
@@ -47,7 +48,7 @@ class Analysis:
     def curves(self) -> list[tuple[dict[str, Any], str, Curve]]:
         """The forecast's chosen model per series for each FITTED metric (profiler/analysis/forecast/;
         no bootstrap: the scaling table and the summary need the growth, not the band)."""
-        return series_curves(self.ok, FITTED, bootstrap=0) if len(self.ok) else []
+        return series_curves(self.ok, FITTED, bootstrap=0) if len(self.ok) and self.x == "cfg_layers" else []
 
     def curve(self, metric: str, values: Mapping[str, Any]) -> Curve | None:
         """The chosen model of `metric` for the series `values` (None: under 3 depths)."""
@@ -71,16 +72,20 @@ class Analysis:
         return s
 
     def point_columns(self) -> list[str]:
-        return [*self.layout.keys, "cfg_layers"]
+        """The columns that tell points apart on the page: the layout's keys and the x axis."""
+        return [*self.layout.keys, *([self.x] if self.x else [])]
+
+    def by_x(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.sort_values(self.x) if self.x else frame
 
     def series_groups(self, frame: pd.DataFrame, keys: Sequence[str] | None = None) -> list[tuple[dict[str, Any], pd.DataFrame]]:
-        """`frame` split by `keys` (default: the layout's series), each part sorted by layers,
-        the parts in reading order."""
+        """`frame` split by `keys` (default: the layout's series), each part sorted by the
+        x axis, the parts in reading order."""
         keys = list(self.layout.series if keys is None else keys)
         if not keys:
-            return [({}, frame.sort_values("cfg_layers"))]
+            return [({}, self.by_x(frame))]
         groups = [
-            (dict(zip(keys, (v if isinstance(v, tuple) else (v,)), strict=True)), g.sort_values("cfg_layers"))
+            (dict(zip(keys, (v if isinstance(v, tuple) else (v,)), strict=True)), self.by_x(g))
             for v, g in frame.groupby(keys, dropna=False, sort=False)
         ]
         return sorted(groups, key=lambda item: [sort_key(key_value(item[0][k])) for k in keys])
@@ -117,7 +122,7 @@ class Analysis:
         """For each group of the layout keys not in `where` (and not `key`): (group, base,
         other, L, median ratios other / base) at the largest layer count both have;
         base = the first value of `key`."""
-        if self.medians.empty or key not in self.medians.columns:
+        if self.medians.empty or key not in self.medians.columns or self.x is None:
             return []
         med = self.medians
         for k, v in where.items():
@@ -125,7 +130,7 @@ class Analysis:
         others = [k for k in self.layout.keys if k != key and k not in where]
         found = []
         for values, g in self.series_groups(med, others):
-            by_value = {key_value(v): gg.set_index("cfg_layers") for v, gg in g.groupby(key, sort=False)}
+            by_value = {key_value(v): gg.set_index(self.x) for v, gg in g.groupby(key, sort=False)}
             order = sorted(by_value, key=sort_key)
             for other in order[1:]:
                 base = order[0]

@@ -28,6 +28,7 @@ from profiler.report.environment import (
     environment_warnings,
 )
 from profiler.report.page import Figure
+from profiler.report.views.forecast import FIT_ATTR
 from profiler.storage import store
 from profiler.storage.files import write_atomic
 
@@ -64,16 +65,21 @@ def render(template: str, **context: Any) -> str:
         meta_json=script_json(context.get("meta", {})), meta_id=META_ID, **context)
 
 
-def write_report(folder: str | Path, out: str | Path | None = None, *, rows: pd.DataFrame | None = None) -> Path:
+def write_report(folder: str | Path, out: str | Path | None = None, *, rows: pd.DataFrame | None = None,
+                 fit: tuple[str, ...] | list[str] = ()) -> Path:
     """Write the HTML report of a results folder; return its path.
 
     Default `out`: reports/<folder name>.html under the current working directory. The
     index of the folder the report lands in is refreshed (see `write_index`). `rows`:
-    the folder's rows, when the caller has loaded them already (`store.load(folder)`).
+    the folder's rows, when the caller has loaded them already (`store.load(folder)`);
+    `fit`: conditions ('layers<=4') that keep the points the forecast section fits; its
+    backtest table checks them against the others.
     """
     folder = Path(folder)
     df = store.load(folder) if rows is None else rows
     df.attrs[anatomy_figures.DETAIL_ATTR] = store.load_detail(folder)  # for views/anatomy.py
+    if fit:  # for views/forecast.py: fit on the points these conditions keep, backtest on the others
+        df.attrs[FIT_ATTR] = tuple(fit)
     out = Path(out) if out else reports_folder() / f"{folder.resolve().name}.html"
     return write_page(out, report_html(df, store.read_manifest(folder), str(folder)))
 

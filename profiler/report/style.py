@@ -39,36 +39,53 @@ class Layout:
     colours: Mapping[Any, str]
     styles: Mapping[tuple[Any, ...], int]
     facets: tuple[Any, ...]
+    x: str | None = "cfg_layers"
+    """The x axis (stats.x_column): layers when they vary, else the numeric key with the
+    most values; None when no numeric key varies (no curves, only numbers)."""
 
     @property
     def keys(self) -> list[str]:
         return [*self.series, *([self.facet] if self.facet else [])]
 
+    @property
+    def x_title(self) -> str:
+        """What the x axis counts: 'layers', or the key's name."""
+        return self.x[4:] if self.x else ""
+
+    @property
+    def x_symbol(self) -> str:
+        """The x axis in a formula: L for layers, else the key's name (y ∝ hidden^k)."""
+        return "L" if self.x == "cfg_layers" else self.x_title
+
     @classmethod
     def of(cls, df: pd.DataFrame) -> Layout:
-        cfg = [c for c in stats.varying(df, stats.config_columns(df)) if c != "cfg_layers"]
+        x = stats.x_column(df)
+        cfg = [c for c in stats.varying(df, stats.config_columns(df)) if c not in (x, "cfg_layers")]
         numeric = [c for c in cfg if pd.api.types.is_numeric_dtype(df[c])
                    and not pd.api.types.is_bool_dtype(df[c])]
         facet = next((c for c in _FACET_PREFERENCE if c in numeric), numeric[0] if numeric else None)
         if facet is None and "cfg_phase" in cfg:
             facet = "cfg_phase"
         series = [c for c in cfg if c != facet]
-        if "cfg_mode" in df.columns:
+        if "cfg_mode" in series:
             series = ["cfg_mode", *[c for c in series if c != "cfg_mode"]]
-        if not series:
-            series = [stats.config_columns(df)[0]] if stats.config_columns(df) else []
+        if not series:  # one line: named by what every row has (the program, else the workload)
+            named = [c for c in ("cfg_program", "cfg_workload") if stats.has_data(df, c)]
+            series = named[:1]
         first = sorted({key_value(v) for v in df[series[0]]}, key=sort_key) if series else []
         palette = qualitative.Plotly if len(first) <= 10 else qualitative.Dark24
         colours = {v: palette[i % len(palette)] for i, v in enumerate(first)}
         rest = sorted({tuple(key_value(v) for v in r) for r in df[series[1:]].itertuples(index=False)},
                       key=lambda t: [sort_key(v) for v in t]) if len(series) > 1 else [()]
         facets = tuple(sorted({key_value(v) for v in df[facet]}, key=sort_key)) if facet else (None,)
-        return cls(tuple(series), facet, colours, {r: i for i, r in enumerate(rest)}, facets)
+        return cls(tuple(series), facet, colours, {r: i for i, r in enumerate(rest)}, facets, x)
 
     def label(self, values: Mapping[str, Any], keys: Sequence[str] | None = None) -> str:
+        """The series' name; a key that does not apply to it (null) is left out."""
         keys = self.series if keys is None else keys
-        parts = [str(values[k]) if k == "cfg_mode" else f"{k[4:]}={values[k]}" for k in keys]
-        return " · ".join(parts)
+        parts = [str(values[k]) if k in ("cfg_mode", "cfg_program") else f"{k[4:]}={values[k]}"
+                 for k in keys if key_value(values.get(k)) is not None]
+        return " · ".join(parts) or "all"
 
     def facet_label(self, value: Any) -> str:
         return f"{self.facet[4:]}={value}" if self.facet else ""
@@ -87,14 +104,15 @@ def spans_decades(values: Iterable[float]) -> bool:
 
 def series_trace(g: pd.DataFrame, label: str, colour: str, dash: str, symbol: str, unit: str,
                  fit: stats.PowerLaw | None, marks: list[str] | None, legend: bool,
-                 bars: str = "IQR") -> go.Scatter:
+                 bars: str = "IQR", x: str = "cfg_layers") -> go.Scatter:
     """Medians (columns median, q1, q3 of `g`) with error bars from q1 to q3, named `bars`
-    in the hover; open markers where unstable, diamonds where `marks` has a note; `fit`'s
-    exponent printed at the end of the line."""
+    in the hover, against the column `x`; open markers where unstable, diamonds where
+    `marks` has a note; `fit`'s exponent printed at the end of the line."""
+    short = "L" if x == "cfg_layers" else x[4:]
     records = g.to_dict("records")
     hover, symbols, sizes = [], [], []
     for i, r in enumerate(records):
-        lines = [f"<b>{label}</b> · L={r['cfg_layers']}", f"median {fmt(r['median'], unit)}"
+        lines = [f"<b>{label}</b> · {short}={r[x]}", f"median {fmt(r['median'], unit)}"
                  f" ({bars} {fmt(r['q1'], unit)} – {fmt(r['q3'], unit)}, n={r['n']})"]
         if r["n"] > 1 and np.isfinite(r["cv"]):
             lines.append(f"CV {r['cv']:.0%}, min {fmt(r['min'], unit)}, max {fmt(r['max'], unit)}")
@@ -110,9 +128,9 @@ def series_trace(g: pd.DataFrame, label: str, colour: str, dash: str, symbol: st
         sizes.append(11 if marks and marks[i] else 7)
     text = [""] * len(records)
     if fit is not None and records:
-        text[-1] = f"  L^{fmt_exponent(fit.k)}"
+        text[-1] = f"  {short}^{fmt_exponent(fit.k)}"
     return go.Scatter(
-        x=g["cfg_layers"], y=g["median"], name=label, legendgroup=label, showlegend=legend,
+        x=g[x], y=g["median"], name=label, legendgroup=label, showlegend=legend,
         mode="lines+markers+text", text=text, textposition="middle right", cliponaxis=False,
         textfont=dict(color=colour, size=11), hovertext=hover, hoverinfo="text",
         line=dict(color=colour, dash=dash), marker=dict(symbol=symbols, size=sizes, color=colour),
@@ -152,14 +170,15 @@ def _linear_byte_ticks(values: Iterable[float]) -> tuple[list[float], list[str]]
     return ticks, [fmt(t, "bytes") for t in ticks]
 
 
-def style_axes(fig: go.Figure, unit: str, ys: Iterable[float], layers: Iterable[int], height: int = 360) -> None:
-    """Log axes where a range spans a decade or more; ticks at the measured layer counts;
-    y ticks with the unit."""
+def style_axes(fig: go.Figure, unit: str, ys: Iterable[float], xs: Iterable[float], height: int = 360,
+               x_title: str = "layers") -> None:
+    """Log axes where a range spans a decade or more; ticks at the measured x values
+    (layer counts, or the knob on the x axis); y ticks with the unit."""
     ys = list(ys)
-    layers = sorted({int(x) for x in layers})
-    log_x, log_y = spans_decades(layers), spans_decades(ys)
-    fig.update_xaxes(type="log" if log_x else "linear", title_text="layers", title_standoff=2, showgrid=True,
-                     gridcolor="#eee", zeroline=False, tickvals=layers, ticktext=[str(x) for x in layers])
+    xs = sorted({x for x in xs if x is not None and np.isfinite(x)})
+    log_x, log_y = spans_decades(xs), spans_decades(ys)
+    fig.update_xaxes(type="log" if log_x else "linear", title_text=x_title, title_standoff=2, showgrid=True,
+                     gridcolor="#eee", zeroline=False, tickvals=xs, ticktext=[str(int(x)) if float(x).is_integer() else f"{x:g}" for x in xs])
     fig.update_yaxes(type="log" if log_y else "linear", showgrid=True, gridcolor="#eee", zeroline=False,
                      rangemode=None if log_y else "tozero")
     if log_y:

@@ -75,7 +75,7 @@ def _column_type(annotation: Any) -> str:
 def _cfg_columns() -> list[Column]:
     return [
         Column(f"cfg_{name}", _column_type(f.annotation), "", f.description or "")
-        for name, f in Point.model_fields.items()
+        for name, f in Point.model_fields.items() if name != "knobs"  # knobs: cfg_<knob> columns of their own
     ]
 
 
@@ -103,7 +103,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("time_server_start_s", "float", "s", "Wall time this measurement waited for its fork server to start (the server imports JAX, Flax and the harness once per environment): 0 once it is up; null with run_start 'fresh'. Not part of run_wall_s."),
     Column("time_process_start_s", "float", "s", "From the runner starting the measuring process (a fork request, or a new interpreter) to the process being ready to measure, its imports done. Part of run_wall_s."),
     Column("time_backend_start_s", "float", "s", "Starting JAX's backend in the measuring process (and reading the env_ columns), before the build."),
-    Column("time_build_s", "float", "s", "Building the point's programs before they are measured, in the same process: the model and its abstract arguments (jax.eval_shape of the initialiser traces the model once). Not part of the measured phases; the same for every program of the point."),
+    Column("time_build_s", "float", "s", "Building the point's programs before they are measured, in the same process: for the built-in workloads the model and its abstract arguments (jax.eval_shape of the initialiser traces the model once); for workload 'program' the factory's call, with whatever it builds (real arrays included). Not part of the measured phases; the same for every program of the point."),
     Column("time_trace_s", "float", "s", "jax.jit(f).trace(*args): Python tracing to a jaxpr."),
     Column("time_lower_s", "float", "s", "traced.lower(): jaxpr to StableHLO."),
     Column("time_compile_s", "float", "s", "lowered.compile(): XLA optimisation and code generation."),
@@ -113,6 +113,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("time_event_trace_s", "float", "s", "JAX's own /jax/core/compile/jaxpr_trace_duration event (longest of the stage)."),
     Column("time_event_lower_s", "float", "s", "JAX's own /jax/core/compile/jaxpr_to_mlir_module_duration event."),
     Column("time_event_compile_s", "float", "s", "JAX's own /jax/core/compile/backend_compile_duration event."),
+    Column("time_gc_collect_s", "float", "s", "Python's garbage collections run before the trace, the lowering and the compile (gc.collect(), outside their clocks), added up; during each stage the collector is off, so no stage absorbs a collection of what the build or an earlier stage left (docs/reliability.md). Null in rows written before it existed."),
     Column("time_analysis_s", "float", "s", "After the compile: the optimised HLO text and its parsing, the program sizes, XLA's cost and memory analyses and the trip-count cost correction (profiler/measurement/cost.py)."),
     Column("time_run_s", "float", "s", "Running the compiled program (run on): its arguments made, the first call and the steps; null when compile-only."),
     Column("time_process_exit_s", "float", "s", "From the measuring process done measuring to the runner holding its result: writing the result file, the process's exit, the runner noticing. Part of run_wall_s; the same for every program of the process."),
@@ -233,8 +234,28 @@ def make_row(point: Point, **values: Any) -> dict[str, Any]:
     Unknown names raise TypeError: every value must be a documented column.
     """
     cfg = {f"cfg_{k}": v for k, v in point.config().items()}
+    knobs = {k: v for k, v in cfg.items() if k not in COLUMN_NAMES}  # a program factory's own: knob_fields
+    cfg = {k: v for k, v in cfg.items() if k not in knobs}
     record = Record(run_schema_version=SCHEMA_VERSION, run_point_id=point.id, **cfg, **values)
-    return dataclasses.asdict(record)
+    return {**dataclasses.asdict(record), **knobs}
+
+
+def knob_fields(rows: list[dict[str, Any]] | pa.Schema) -> list[pa.Field]:
+    """The Arrow fields of the knob columns (cfg_<knob>, spec key knobs) of `rows` or of a
+    table's schema: the cfg_ columns that COLUMNS does not list, typed by their values
+    (bool, int64, double, string). They are not in the versioned schema: which exist
+    depends on the factory, so every reader takes them as they come."""
+    if isinstance(rows, pa.Schema):
+        return [f for f in rows if f.name.startswith("cfg_") and f.name not in COLUMN_NAMES]
+    names = dict.fromkeys(k for row in rows for k in row if k.startswith("cfg_") and k not in COLUMN_NAMES)
+    fields = []
+    for name in names:
+        values = [row.get(name) for row in rows if row.get(name) is not None]
+        kinds = {type(v) for v in values}
+        kind = (pa.bool_() if kinds == {bool} else pa.int64() if kinds == {int}
+                else pa.float64() if kinds <= {int, float} and kinds else pa.string())
+        fields.append(pa.field(name, kind))
+    return fields
 
 
 def columns_markdown() -> str:
@@ -246,6 +267,12 @@ def columns_markdown() -> str:
         "",
         "A `cfg_` column is null where its key does not apply to the row's point (a key its",
         "workload does not read, or a program's factory does not take).",
+        "",
+        "A program factory's own knobs (its parameters that no spec key names, set in the spec",
+        "as keys of their own: `emb_dim = [256, 512]`) add a column `cfg_<knob>` each, typed by",
+        "their values (bool, int, float, else text). They are not listed below and do not change",
+        "the schema version: which exist depends on the factory; a folder whose parts differ in",
+        "them loads with each null where a part lacks it (docs/own-model.md).",
         "",
         "| column | type | unit | meaning |",
         "| --- | --- | --- | --- |",

@@ -28,7 +28,13 @@ import pyarrow.parquet as pq
 
 from profiler.errors import StoreError
 from profiler.storage.files import TMP_GLOB, write_atomic
-from profiler.storage.record import ARROW_SCHEMA, COLUMN_NAMES, DETAIL_SCHEMA, SCHEMA_VERSION
+from profiler.storage.record import (
+    ARROW_SCHEMA,
+    COLUMN_NAMES,
+    DETAIL_SCHEMA,
+    SCHEMA_VERSION,
+    knob_fields,
+)
 
 if TYPE_CHECKING:  # pandas is imported by to_pandas() when a folder is loaded, not before
     import pandas
@@ -100,7 +106,11 @@ def _check_for_sweep(folder: Path, manifest: dict[str, Any], resume: bool) -> No
 
 def write_rows(folder: Path, name: str, rows: list[dict[str, Any]]) -> Path:
     """Write the rows of one (point, repeat) as one part, atomically."""
-    table = pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
+    knobs = knob_fields(rows)
+    text = {f.name for f in knobs if f.type == pa.string()}
+    if text:  # a knob of mixed types (1 and "a") is stored as text
+        rows = [{k: str(v) if k in text and v is not None else v for k, v in row.items()} for row in rows]
+    table = pa.Table.from_pylist(rows, schema=pa.schema([*ARROW_SCHEMA, *knobs], metadata=ARROW_SCHEMA.metadata))
     path = Path(folder) / f"part-{name}.parquet"
     write_atomic(path, lambda p: pq.write_table(table, p))
     return path
@@ -153,7 +163,8 @@ def load(folder: str | Path) -> pandas.DataFrame:
     if not paths:
         raise StoreError(f"'{folder}' holds no Parquet results")
     tables = [_read_part(p) for p in paths]
-    return pa.concat_tables(tables).to_pandas()
+    # Parts of different factories carry different knob columns: each is null where absent.
+    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
 
 
 # Schema upgrades: UPGRADES[v] turns a table of schema version v into version v + 1
@@ -281,9 +292,10 @@ def _read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
     missing = [name for name in COLUMN_NAMES if name not in present]
     for name in missing:
         table = table.append_column(ARROW_SCHEMA.field(name), pa.nulls(len(table), ARROW_SCHEMA.field(name).type))
-    table = table.select(list(COLUMN_NAMES))
+    knobs = knob_fields(table.schema)
+    table = table.select([*COLUMN_NAMES, *(f.name for f in knobs)])
     try:
-        table = table.cast(ARROW_SCHEMA)
+        table = table.cast(pa.schema([*ARROW_SCHEMA, *knobs], metadata=ARROW_SCHEMA.metadata))
     except (pa.ArrowException, ValueError) as e:
         raise StoreError(f"'{path}': columns do not match schema version {SCHEMA_VERSION} ({str(e).splitlines()[0]})") from None
     return table.select(columns) if columns else table

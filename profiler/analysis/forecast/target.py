@@ -4,7 +4,9 @@ points (backtest)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -68,6 +70,8 @@ class Forecast:
     """A deterministic metric: compiling the target measures it instead (see `measure`)."""
     measure: str | None
     unit: str
+    held_out: float | None = None
+    """With `fit`: the median measured at the target among the rows it held out (None: none)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {k: _plain(v) for k, v in asdict(self).items()}
@@ -150,6 +154,40 @@ def parse_target(df: pd.DataFrame, target: Mapping[str, Any] | Sequence[str]) ->
     return out, extrapolate
 
 
+_COMPARISONS = {"<=": np.less_equal, ">=": np.greater_equal, "<": np.less, ">": np.greater}
+_CONDITION = re.compile(r"\s*([A-Za-z_]\w*)\s*(<=|>=|!=|==|<|>|=)\s*(\S.*?)\s*$")
+
+
+def fitted_rows(df: pd.DataFrame, fit: Sequence[str]) -> pd.DataFrame:
+    """The rows that every condition of `fit` keeps ('layers<=4', 'hidden!=512', 'mode=scan'):
+    the points a forecast is fitted on; the others are held out, to check it against.
+    A condition that cannot apply to the rows is a ForecastError naming it."""
+    keep = pd.Series(True, index=df.index)
+    for text in fit:
+        match = _CONDITION.fullmatch(text)
+        if not match:
+            raise ForecastError(f"--fit {text!r}: expected KEY<=VALUE (or <, >=, >, =, !=)")
+        key, op, raw = match.groups()
+        column = f"cfg_{key}"
+        if column not in df.columns or not stats.has_data(df, column):
+            raise ForecastError(f"--fit {text!r}: the results hold no values of key '{key}'")
+        value = parse_override(f"{key}={raw}")[1]
+        if op not in ("=", "==", "!=") and not (_numeric(df, column) and isinstance(value, int | float)):
+            raise ForecastError(f"--fit {text!r}: {op} compares numbers; key '{key}' or {raw!r} is not one")
+        def holds(v: Any, op: str = op, value: Any = value) -> bool:
+            if v is None or pd.isna(v):
+                return False
+            if op in ("=", "==", "!="):
+                return _same(v, value) is (op != "!=")
+            return bool(_COMPARISONS[op](v, value))
+
+        keep &= df[column].map(holds)
+    kept = df[keep]
+    if fit and kept.empty:
+        raise ForecastError(f"--fit {' '.join(fit)}: holds out every row")
+    return kept
+
+
 def metric_curve(rows: pd.DataFrame, metric: str, target: float | None = None, *,
                  bootstrap: int = BOOTSTRAP) -> Curve:
     """The curve of `metric` against cfg_layers over one series' rows (the rows with a
@@ -190,17 +228,22 @@ def _series_keys(df: pd.DataFrame, target: Mapping[str, Any], extrapolate: Seque
 
 
 def forecast_target(results: str | Path | pd.DataFrame, target: Mapping[str, Any] | Sequence[str],
-             metrics: Sequence[str] | None = None, *, bootstrap: int = BOOTSTRAP) -> list[Forecast]:
+             metrics: Sequence[str] | None = None, *, bootstrap: int = BOOTSTRAP,
+             fit: Sequence[str] = ()) -> list[Forecast]:
     """Forecast every metric of every series of `results` (a folder or its rows) at
-    `target` ({'layers': 256, 'mode': 'loop'} or ['layers=256', 'mode=loop']).
+    `target` ({'layers': 256, 'mode': 'loop'} or ['layers=256', 'mode=loop']), fitted on
+    the rows the conditions `fit` keep (fitted_rows); a forecast at a point they held
+    out carries its measured median (`held_out`).
 
     Raises ForecastError (one line) for a target the results cannot answer.
     """
     folder = None if isinstance(results, pd.DataFrame) else Path(results)
-    df = prepare(results if folder is None else load(folder))
+    every = prepare(results if folder is None else load(folder))
+    df = fitted_rows(every, fit)
     manifest = read_manifest(folder) if folder is not None else None
     if df.empty:
         raise ForecastError("the results hold no ok rows")
+
     goal, extrapolate = parse_target(df, target)
     rows = df
     for column, value in goal.items():
@@ -221,7 +264,7 @@ def forecast_target(results: str | Path | pd.DataFrame, target: Mapping[str, Any
                 continue
             out.append(_one(group, metric, series, goal, extrapolate, units.get(metric, ""), manifest,
                             folder or Path("results"), bootstrap))
-    return out
+    return [_with_held_out(f, every.drop(df.index)) for f in out] if fit else out
 
 
 def _one(group: pd.DataFrame, metric: str, series: dict[str, Any], goal: dict[str, Any], extrapolate: list[str],
@@ -280,6 +323,17 @@ def _one(group: pd.DataFrame, metric: str, series: dict[str, Any], goal: dict[st
     return Forecast(metric, {c.removeprefix("cfg_"): v for c, v in series.items()}, target, predicted, low, high,
                     model, validation, error, candidates, parts, growth, based_on, exact,
                     _measure_command(manifest, series, goal, folder) if exact else None, unit)
+
+
+def _with_held_out(f: Forecast, held: pd.DataFrame) -> Forecast:
+    """`f` with the median of its metric among the held-out rows at its series and target."""
+    rows = held
+    for column, value in {f"cfg_{k}": v for k, v in {**f.series, **f.target}.items()}.items():
+        if column in rows.columns:
+            rows = rows[rows[column].map(lambda v, value=value: _same(v, value))]
+    if f.metric not in rows.columns or not rows[f.metric].notna().any():
+        return f
+    return dataclasses.replace(f, held_out=float(rows[f.metric].dropna().median()))
 
 
 def backtest(results: str | Path | pd.DataFrame, upto: int, targets: Sequence[int],

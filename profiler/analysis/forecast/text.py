@@ -23,8 +23,13 @@ def format_text(forecasts: Sequence[Forecast]) -> str:
         width = max(len(f.metric) for f in group)
         for f in group:
             err = f"validation error {f.validation_error:.1%}" if math.isfinite(f.validation_error) else "not validated"
+            held = ""
+            if f.held_out is not None:  # --fit held this point out: the forecast checked against it
+                inside = "inside" if f.low <= f.held_out <= f.high else "OUTSIDE"
+                off = f" ({(f.predicted - f.held_out) / f.held_out:+.1%})" if f.held_out else ""
+                held = f"  measured (held out) {fmt(f.held_out, f.unit)}{off}, {inside} the interval;"
             lines.append(f"  {f.metric:<{width}}  {fmt(f.predicted, f.unit):>11}  [{fmt(f.low, f.unit)}, "
-                         f"{fmt(f.high, f.unit)}]  {err}; {f.model}")
+                         f"{fmt(f.high, f.unit)}]{held}  {err}; {f.model}")
         exact = [f for f in group if f.exact]
         if exact:
             lines.append(f"  exact metrics ({', '.join(f.metric for f in exact)}): compile the target "

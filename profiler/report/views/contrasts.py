@@ -19,7 +19,7 @@ def mode_lines(an: Analysis) -> list[str]:
         t = r["time_to_compiled_s"]
         speed = f"{fmt_ratio(1 / t)} sooner" if t <= 1 else f"{fmt_ratio(t)} later"
         mem = f" and needs {fmt_ratio(r['mem_temp_bytes'])} its temp memory" if "mem_temp_bytes" in r else ""
-        lines.append(f"At {top} layers{where_text(where)}, {other} reaches a compiled program {speed} than {base}{mem}.")
+        lines.append(f"At {top} {an.layout.x_title}{where_text(where)}, {other} reaches a compiled program {speed} than {base}{mem}.")
     return lines
 
 
@@ -39,7 +39,7 @@ def key_lines(an: Analysis, key: str) -> list[str]:
         if memory in r:
             parts.append(f"needs {fmt_ratio(r[memory])} the {title_of(memory).split(' (')[0].lower()}")
         if parts:
-            lines.append(f"At {top} layers{where_text({**values, **where})}, compared with {key[4:]}={base}, "
+            lines.append(f"At {top} {an.layout.x_title}{where_text({**values, **where})}, compared with {key[4:]}={base}, "
                          f"{key[4:]}={other} {' and '.join(parts)}.")
     return lines[:4]
 

@@ -38,4 +38,4 @@ def cost_lines(an: Analysis) -> list[str]:
         return [*lines, f"XLA's raw FLOP count matches the corrected one within {limit} at all {len(med)} points."]
     worst = med.loc[(ratio - 1).abs().idxmax()]
     return [*lines, f"XLA's raw FLOP count is off by more than {limit} at {int(differ.sum())} of {len(med)} points "
-            f"(worst: {an.layout.label(worst)}, L={worst['cfg_layers']}: corrected = {fmt_ratio(ratio.max())} raw)."]
+            f"(worst: {an.layout.label(worst)}, {an.layout.x_title}={worst[an.x]}: corrected = {fmt_ratio(ratio.max())} raw)."]

@@ -45,8 +45,10 @@ _LISTED = {m for _, metrics in SECTIONS.values() for m in metrics}
 
 
 def metric_figure(an: Analysis, metric: str, raw: str | None = None, reference: str | None = None) -> go.Figure:
-    """`metric`'s curves. With `raw`, buttons switch between `metric` and XLA's raw
-    column; `reference` adds a dotted line."""
+    """`metric`'s curves against the x axis (an.x; metric_section draws none without
+    one). With `raw`, buttons switch between `metric` and XLA's raw column; `reference`
+    adds a dotted line."""
+    assert an.x is not None
     lay = an.layout
     fig = panels(lay)
     unit = unit_of(metric)
@@ -61,25 +63,25 @@ def metric_figure(an: Analysis, metric: str, raw: str | None = None, reference: 
             label = html.escape(lay.label(values))
             marks = [_raw_note(an, raw_medians, r, unit) for r in g.to_dict("records")] if raw else None
             fig.add_trace(series_trace(g, label, colour, dash, symbol, unit, an.fit(metric, values),
-                                       marks, col == 1), row=1, col=col)
+                                       marks, col == 1, x=an.x), row=1, col=col)
             kinds.append("main")
             ys += [*g["q1"], *g["q3"]]
             if raw:
-                rg = an.points(raw, values).sort_values("cfg_layers")
-                trace = series_trace(rg, label, colour, dash, symbol, unit, an.fit(raw, values), None, False)
+                rg = an.by_x(an.points(raw, values))
+                trace = series_trace(rg, label, colour, dash, symbol, unit, an.fit(raw, values), None, False, x=an.x)
                 trace.visible = False
                 fig.add_trace(trace, row=1, col=col)
                 kinds.append("raw")
                 ys += [*rg["q1"], *rg["q3"]]
-        ref = an.points(reference, where).drop_duplicates("cfg_layers").sort_values("cfg_layers") if reference else None
+        ref = an.by_x(an.points(reference, where).drop_duplicates(an.x)) if reference else None
         if reference and ref is not None and len(ref):
             fig.add_trace(go.Scatter(
-                x=ref["cfg_layers"], y=ref["median"], mode="lines", name=title_of(reference),
+                x=ref[an.x], y=ref["median"], mode="lines", name=title_of(reference),
                 legendgroup="reference", showlegend=col == 1, line=dict(color="#888", dash="dot", width=1.5),
                 hovertext=[f"{title_of(reference)}: {fmt(v, unit)}" for v in ref["median"]], hoverinfo="text"),
                 row=1, col=col)
             kinds.append("ref")
-    style_axes(fig, unit, ys, an.ok["cfg_layers"])
+    style_axes(fig, unit, ys, an.ok[an.x], x_title=an.layout.x_title)
     if raw:
         fig.update_layout(updatemenus=[dict(
             type="buttons", direction="right", x=1, xanchor="right", y=1.14, yanchor="bottom",
@@ -113,6 +115,8 @@ def _unlisted(an: Analysis, sid: str) -> list[str]:
 
 
 def metric_section(an: Analysis, sid: str) -> Section | None:
+    if an.x is None:  # no numeric key varies: the medians table shows the numbers
+        return None
     title, metrics = SECTIONS[sid]
     section = Section(sid, title)
     placed: set[str] = set()

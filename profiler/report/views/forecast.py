@@ -17,6 +17,8 @@ from profiler.report.views.mesh import BUDGET_BYTES
 from profiler.units import MISSING, fmt
 
 if TYPE_CHECKING:  # the planner is imported when a page has a forecast
+    import pandas as pd
+
     from profiler.analysis.plan import Estimate
 
 DRAWN = ("time_to_compiled_s", "mem_footprint_bytes")
@@ -26,9 +28,15 @@ BUDGET = f"{BUDGET_BYTES // 2**30}GiB"
 STEPS = 1000
 
 
+FIT_ATTR = "profiler.forecast_fit"
+"""DataFrame.attrs key of `report --fit`: the conditions that keep the points fitted."""
+
+
 @registry.section(order=25)
 def forecast_section(an: Analysis) -> Section | None:
-    curves = series_curves(an.ok, tuple(dict.fromkeys((*DRAWN, *VALIDATED)))) if len(an.ok) else []
+    fit = an.df.attrs.get(FIT_ATTR) or ()
+    fitted = forecast.fitted_rows(forecast.prepare(an.ok), fit) if fit and len(an.ok) else an.ok
+    curves = series_curves(fitted, tuple(dict.fromkeys((*DRAWN, *VALIDATED)))) if len(fitted) else []
     if not curves:
         return None
     figures = []
@@ -55,6 +63,8 @@ def forecast_section(an: Analysis) -> Section | None:
                   "and scored on it, then one depth down; hover for the fit and every other candidate's error. "
                   "Growth at depth: d log y / d log L of the model at the deepest point.")
     tables = [table]
+    if fit:
+        tables.append(_backtest(curves, forecast.prepare(an.ok).drop(fitted.index), fit))
     notes = []
     try:
         from profiler.analysis.plan import plan_target
@@ -80,3 +90,28 @@ def _est(e: Estimate | None, unit: str) -> str:
     if e is None:
         return MISSING
     return f"{'' if e.measured else '~'}{fmt(e.value, unit)}"
+
+
+def _backtest(curves: list, held: pd.DataFrame, fit: tuple[str, ...]) -> Table:
+    """Each chosen model (fitted on the points `fit` keeps) against the medians measured at
+    the points it held out, as `python -m profiler forecast DIR --fit ...` does."""
+    rows = []
+    for series, metric, curve in curves:
+        if metric not in VALIDATED:
+            continue
+        points = held
+        for column, value in series.items():
+            points = points[points[column].map(lambda v, value=value: v == value)]
+        for depth, group in points.groupby("cfg_layers", sort=True):
+            measured = float(group[metric].median())
+            predicted, low, high = curve.at(float(depth))
+            label = " ".join(f"{k.removeprefix('cfg_')}={v}" for k, v in series.items()) or "all"
+            unit = unit_of(metric)
+            rows.append([Cell(label), Cell(short_of(metric)), Cell(f"{depth:g}", css="num"),
+                         Cell(fmt(predicted, unit), f"[{fmt(low, unit)}, {fmt(high, unit)}]", "num"),
+                         Cell(fmt(measured, unit), css="num"),
+                         Cell(f"{(predicted - measured) / measured:+.1%}" if measured else MISSING, css="num"),
+                         Cell("yes" if low <= measured <= high else "no")])
+    return Table(["series", "metric", "layers", "predicted", "measured (held out)", "error", "in the interval"], rows,
+                 f"Backtest: the models fitted only on the points that {' and '.join(fit)} keeps, against the medians "
+                 "measured at the points held out (python -m profiler forecast DIR --fit ... layers=N).")

@@ -30,7 +30,7 @@ def medians_section(an: Analysis) -> Section | None:
     points = sorted({k for k, _ in index}, key=lambda t: [sort_key(v) for v in t])
     rows = []
     for point in points:
-        cells = [Cell(str(v)) for v in point]
+        cells = [Cell("–" if v is None else str(v)) for v in point]
         n = max((index[(point, m)]["n"] for m in metrics if (point, m) in index), default=0)
         cells.append(Cell(str(n), css="num"))
         for m in metrics:
