@@ -307,7 +307,9 @@ def _forecast_parsers(commands: argparse._SubParsersAction) -> None:
         "steps first, and why each other one lost.")
     plan.add_argument("folder", type=Path, help="results folder written by `sweep`")
     plan.add_argument("target", nargs="*", metavar="KEY=VALUE", help="the size to plan for (default: the largest measured)")
-    plan.add_argument("--memory-per-device", required=True, metavar="SIZE", help="device memory, e.g. 80GiB, 16GB, 512MiB")
+    plan.add_argument("--memory-per-device", metavar="SIZE",
+                      help="device memory, e.g. 80GiB, 16GB, 512MiB (default: the HBM of one device of the "
+                           "TPU or GPU target the rows were compiled for)")
     plan.add_argument("--devices", type=int, help="devices the program runs on (a key of the results)")
     plan.add_argument("--steps", type=int, default=0, help="steps the compiled program runs (default 0: only compile)")
     plan.add_argument("--json", action="store_true", help="print the ranking as JSON")
@@ -476,6 +478,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from profiler import targets
+
+    targets.hide_cuda_plugin()  # the driver compiles nothing: user code it imports stays quiet
     try:
         args = _parse(argv)
         return {"sweep": _sweep, "report": _report, "compare": _compare, "check": _check,

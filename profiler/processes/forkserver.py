@@ -59,6 +59,9 @@ class ForkServerError(RuntimeError):
 def preload() -> None:
     """Import what a measurement needs, and make sure that started no JAX backend: a
     child must start its own, with empty caches, as a fresh interpreter does."""
+    from profiler import targets
+
+    targets.hide_cuda_plugin()  # before JAX is imported; not in a GPU target's server
     for name in _PRELOAD:
         importlib.import_module(name)
     workloads = sys.modules["profiler.workloads"]
