@@ -31,7 +31,7 @@ HISTORY_MAX_SLOWDOWN ?= 30
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,dask]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,dask,tpu,gpu]'
 	touch $(STAMP)
 
 venv: $(STAMP)

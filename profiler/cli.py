@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import re
 import sys
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, NoReturn
 from profiler.analysis.breakdown import sweep_breakdown
 from profiler.errors import SpecError, UserError
 from profiler.gates.check import MAX_SLOWDOWN_PCT
+from profiler.processes.environments import ReleaseError
 from profiler.processes.forkserver import ServerPool
 from profiler.processes.progress import progress
 
@@ -54,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     _report_parsers(commands)
     _forecast_parsers(commands)
     _bench_parser(commands)
+    _release_parsers(commands)
     commands.add_parser("columns", help="print the documentation of every result column (Markdown)")
     commands.add_parser("keys", help="print the documentation of every spec key (Markdown)")
     return parser
@@ -160,6 +163,8 @@ def _early_server(args: argparse.Namespace) -> ServerPool | None:
     keys = {o.partition("=")[0].strip() for o in args.overrides}
     if any(k in text or k in keys for k in ("devices", "mesh", "preset")):
         return None
+    if {"jax", "flax"} & keys or re.search(r"(?m)^\s*(jax|flax)\s*=", text):
+        return None  # a JAX release's environment: its own server
     servers = ServerPool()
     servers.prestart(worker_environment())
     return servers
@@ -302,7 +307,9 @@ def _forecast_parsers(commands: argparse._SubParsersAction) -> None:
         "steps first, and why each other one lost.")
     plan.add_argument("folder", type=Path, help="results folder written by `sweep`")
     plan.add_argument("target", nargs="*", metavar="KEY=VALUE", help="the size to plan for (default: the largest measured)")
-    plan.add_argument("--memory-per-device", required=True, metavar="SIZE", help="device memory, e.g. 80GiB, 16GB, 512MiB")
+    plan.add_argument("--memory-per-device", metavar="SIZE",
+                      help="device memory, e.g. 80GiB, 16GB, 512MiB (default: the HBM of one device of the "
+                           "TPU or GPU target the rows were compiled for)")
     plan.add_argument("--devices", type=int, help="devices the program runs on (a key of the results)")
     plan.add_argument("--steps", type=int, default=0, help="steps the compiled program runs (default 0: only compile)")
     plan.add_argument("--json", action="store_true", help="print the ranking as JSON")
@@ -360,6 +367,83 @@ def _bench(args: argparse.Namespace) -> int:
     return 1 if any(v.regression for v in verdicts) else 0
 
 
+def _release_parsers(commands: argparse._SubParsersAction) -> None:
+    releases = commands.add_parser(
+        "releases", help="measure a sweep on several JAX releases in one run, interleaved, side by side",
+        description="Build (once, cached) an environment per JAX release and measure the spec on all of them in one "
+        "sweep, each repeat visiting every release in turn; compare each release with the first (docs/releases.md).")
+    releases.add_argument("spec", help="sweep spec (TOML)")
+    releases.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override a spec key, as in sweep")
+    releases.add_argument("--jax", required=True, metavar="V1,V2,...",
+                          help="the releases, comma-separated; the first is the base of the comparison")
+    releases.add_argument("--flax", metavar="V", help="the flax of every environment (default: the newest flax "
+                          "that accepts each release)")
+    releases.add_argument("--out", type=Path, help="results folder (default: results/<name>-releases-<UTC time>)")
+    releases.add_argument("--fail-above", type=float, metavar="PCT", help="exit 1 when a release is slower than the "
+                          "base by more than PCT percent with its whole interval above 1, or an exact metric grows by more")
+    releases.add_argument("--resume", action="store_true", help="continue the run in --out: measure only what is missing")
+    releases.add_argument("--start", choices=("fork", "fresh"), default=None, help="how measuring processes start (as in sweep)")
+    releases.add_argument("--no-report", action="store_true", help="do not write the HTML report")
+    releases.add_argument("--yes", action="store_true", help="accept a grid past max_points")
+
+    bisect = commands.add_parser(
+        "bisect", help="find the JAX release that moved a metric",
+        description="Bisect the releases the package index serves between --good and --bad, measuring each candidate "
+        "interleaved with the two ends, for the first release where the metric moved (docs/releases.md).")
+    bisect.add_argument("spec", help="sweep spec (TOML) of one point (fix grid keys with KEY=VALUE)")
+    bisect.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override a spec key, as in sweep")
+    bisect.add_argument("--good", required=True, metavar="V", help="a release before the change")
+    bisect.add_argument("--bad", required=True, metavar="V", help="a release after the change")
+    bisect.add_argument("--metric", required=True, help="a numeric result column, e.g. time_compile_s or size_hlo_bytes")
+    bisect.add_argument("--flax", metavar="V", help="the flax of every environment (default: the newest that fits)")
+    bisect.add_argument("--out", type=Path, help="folder of the steps (default: results/<name>-bisect-<UTC time>)")
+    bisect.add_argument("--start", choices=("fork", "fresh"), default=None, help="how measuring processes start")
+
+
+def _releases(args: argparse.Namespace) -> int:
+    from profiler.gates.releases import check_releases, format_matrix, parse_releases, release_spec
+
+    releases = parse_releases(args.jax)
+    if args.fail_above is not None and args.fail_above < 0:
+        raise SpecError(f"--fail-above: must be a percentage >= 0 (got {args.fail_above:g})")
+    if args.resume and args.out is None:
+        raise SpecError("--resume needs --out DIR: the folder of the run to continue")
+    spec = release_spec(args.spec, args.overrides, releases, args.flax, yes=args.yes)
+    check_releases(releases, args.flax)
+    from profiler.gates.releases import run_matrix
+
+    folder = args.out or _default_out(f"{spec.sweep.name}-releases")
+    called = time.time()
+    matrix = run_matrix(spec, folder, releases, resume=args.resume, fail_above=args.fail_above,
+                        progress=progress(), start=args.start)
+    print(format_matrix(matrix, args.fail_above))
+    result = matrix.sweep
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "nothing to do"
+    print(f"results: {matrix.folder} ({counts}; {result.skipped} already done; table: {matrix.folder / 'releases.md'})")
+    _say_failures(result)
+    driver = {"command start": called - _STARTED, **result.driver_s}
+    if not args.no_report:
+        t0 = time.time()
+        from profiler.report import write_report
+
+        print(f"report: {write_report(matrix.folder)}")
+        driver["report"] = time.time() - t0
+    print(f"time: {sweep_breakdown(time.time() - _STARTED, driver, result.rows, result.spans).line()}")
+    return 1 if matrix.failed else 0
+
+
+def _bisect(args: argparse.Namespace) -> int:
+    from profiler.gates.bisect import bisect, format_finding
+    from profiler.spec import read_toml
+
+    name = read_toml(args.spec).get("name", "bisect")
+    out = args.out or _default_out(f"{name}-bisect")
+    finding = bisect(args.spec, args.overrides, args.good, args.bad, args.metric, out, flax=args.flax,
+                     start=args.start, say=lambda line: print(line, file=sys.stderr, flush=True), progress=progress())
+    print(format_finding(finding))
+    return 0 if finding.first and finding.clear else 1
+
+
 def _columns(args: argparse.Namespace) -> int:
     from profiler.storage.record import columns_markdown
 
@@ -374,7 +458,8 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
-_KEY_VALUES = {"sweep": "overrides", "forecast": "target", "plan": "target"}
+_KEY_VALUES = {"sweep": "overrides", "forecast": "target", "plan": "target", "releases": "overrides",
+               "bisect": "overrides"}
 """The commands that take KEY=VALUE arguments, and where they go."""
 
 
@@ -393,14 +478,20 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from profiler import targets
+
+    targets.hide_cuda_plugin()  # the driver compiles nothing: user code it imports stays quiet
     try:
         args = _parse(argv)
         return {"sweep": _sweep, "report": _report, "compare": _compare, "check": _check,
-                "forecast": _forecast, "plan": _plan, "bench": _bench,
+                "forecast": _forecast, "plan": _plan, "bench": _bench, "releases": _releases, "bisect": _bisect,
                 "columns": _columns, "keys": _keys}[args.command](args)
     except UserError as e:  # every kind of bad input, one line each (profiler/errors.py)
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except ReleaseError as e:  # 2: a release that cannot be had; 1: an environment that did not build
+        print(f"error: {e}", file=sys.stderr)
+        return e.status
     except KeyboardInterrupt:
         print("interrupted: rows written so far are kept; continue with --resume", file=sys.stderr)
         return 130

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from profiler import presets, refs
+from profiler import presets, refs, targets
 
 _MESH = r"^[1-9][0-9]*x[1-9][0-9]*$"
 _STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
@@ -91,7 +91,26 @@ class Point(BaseModel):
         "so the row's own timings stay unprofiled. Doubles the compile work (docs/anatomy.md).")
     devices: int = Field(
         1, ge=1, description="Devices the measuring process sees; on CPU it sets the host "
-        "platform device count before JAX starts.")
+        "platform device count before JAX starts. A TPU or GPU target sets it to the target's "
+        "devices.")
+    target: str = Field(
+        "cpu", description="What the point is compiled for, on this host, without the device: "
+        "'cpu' = this host's CPU (and its XLA CPU compiler); 'tpu:<generation>:<topology>' = the "
+        "chips of a TPU topology as jax.experimental.topologies.get_topology_desc names it "
+        "('tpu:v5e:2x2', 'tpu:v5p:2x2x1', 'tpu:v6e:2x2', 'tpu:v5e:1x1'; generations v2, v3, v4, v5e, "
+        "v5p, v6e, tpu7x), compiled by libtpu (extra 'tpu'); 'gpu:<model>[:<count>]' = count "
+        "(default 1) GPUs of a model ('gpu:h100:8'; a100, h100, b200) described by their "
+        "published facts, compiled by JAX's CUDA plugin (extra 'gpu'). A TPU or GPU target "
+        "compiles only (run = false) and its mesh must use all its devices (docs/tpu.md).")
+    jax: str | None = Field(
+        None, pattern=r"^\d+(\.\d+){1,3}$", description="The JAX release that measures the point, "
+        "e.g. '0.8.3': its measuring process runs in an environment of that release's jax and "
+        "jaxlib with the newest flax and optax that accept it, built once and cached (docs/releases.md). "
+        "Unset: the JAX the profiler is installed with. A list compares releases in one run, "
+        "interleaved (`python -m profiler releases`).")
+    flax: str | None = Field(
+        None, pattern=r"^\d+(\.\d+){1,3}$", description="The flax release of the `jax` key's "
+        "environment (unset: the newest flax that accepts that jax). Needs `jax`.")
     knobs: dict[str, bool | int | float | str] = Field(
         default_factory=dict, description="Workload 'program': the factory's own parameters that no "
         "other key names (e.g. emb_dim), set in a spec as keys of their own (a list makes a grid "
@@ -105,10 +124,12 @@ class Point(BaseModel):
         "heads. None = heads (multi-head attention).")
     vocab: int = Field(256, ge=2, description="Decode: vocabulary size (embedding rows, logits).")
     mesh: str = Field(
-        "1x1", pattern=_MESH, description="Decode, and train with blocks 'llama' "
-        "and 'moe': device mesh 'DxM', D devices on the data axis (batch, cache) times M on the model "
-        "axis (heads, MLP, vocab). Train: the data axis also shards the parameters' hidden dimension "
-        "(FSDP) and D·M must equal devices, which it sets when devices is not given (docs/models.md).")
+        "1x1", pattern=_MESH, description="Device mesh 'DxM', D devices on the data axis (batch, "
+        "cache) times M on the model axis (heads, MLP, vocab). Decode; forward and train (blocks "
+        "'llama' and 'moe': the data axis also shards the parameters' hidden dimension (FSDP); other "
+        "blocks: the batch is split on data, the parameters replicated), where D·M must equal devices, "
+        "which it sets when devices is not given; program: arguments replicated on it. A TPU or GPU "
+        "target: D·M must be the target's devices (docs/models.md, docs/tpu.md).")
     donate: bool = Field(True, description="Decode: donate the KV cache to the prefill and decode programs.")
     kv_cache: Literal["scanned", "carried"] = Field(
         "scanned", description="Decode: how the stacked cache (layers, batch, max_len, kv_heads, "
@@ -153,7 +174,16 @@ class Point(BaseModel):
         # A family's training step on a mesh needs exactly the mesh's devices: unless the
         # spec says otherwise, it gets them (so that a grid can sweep the mesh).
         mesh = values.get("mesh")
-        if (values.get("block") in BLOCK_FAMILIES and values.get("workload") == "train"
+        target = values.get("target", "cpu")
+        if isinstance(target, str) and target != "cpu" and "devices" not in values:
+            # The target's devices, whatever the mesh: a mesh that does not use them all
+            # is refused by name in _target_checks.
+            try:
+                values = {**values, "devices": targets.parse(target).devices}
+            except ValueError:
+                pass  # _target_checks names the problem
+        elif ((values.get("block") in BLOCK_FAMILIES or mesh not in (None, "1x1"))
+                and values.get("workload", "forward") in ("forward", "train")
                 and "devices" not in values and isinstance(mesh, str) and re.fullmatch(_MESH, mesh)):
             data, model = mesh.split("x")
             values = {**values, "devices": int(data) * int(model)}
@@ -168,6 +198,8 @@ class Point(BaseModel):
             raise ValueError("key 'program': workload 'program' needs program = 'package.module:factory'")
         if self.program and self.workload != "program":
             raise ValueError(f"key 'workload': key program applies only to workload 'program' (got {self.workload!r})")
+        if self.flax and not self.jax:
+            raise ValueError("key 'flax': needs key jax (the release whose environment gets this flax)")
         family = self.block in BLOCK_FAMILIES
         if self.block and self.workload not in ("forward", "train"):
             raise ValueError(f"key 'block': applies only to workloads 'forward' and 'train', not {self.workload!r}")
@@ -186,14 +218,39 @@ class Point(BaseModel):
         if self.workload == "decode":
             self._decode_checks()
         elif self.workload != "program":  # (a user's program may take any key)
-            allowed = FAMILY_DECODE_KEYS if family else ()
+            allowed = FAMILY_DECODE_KEYS if family else ("mesh",)
             for key in DECODE_KEYS:
                 if key not in allowed and getattr(self, key) != Point.model_fields[key].default:
                     raise ValueError(f"key '{key}': only applies to workload='decode'"
                                      + ("" if key not in FAMILY_DECODE_KEYS else " and blocks 'llama', 'moe'"))
         if self.workload != "program":
             self._family_checks(family)
+        self._target_checks()
         return self
+
+    def _target_checks(self) -> None:
+        try:
+            target = targets.parse(self.target)
+        except ValueError as e:
+            raise ValueError(f"key 'target': {e}") from None
+        data, model = self.mesh_shape
+        if target.platform == "cpu":
+            if (self.workload in ("forward", "train") and self.mesh != "1x1"
+                    and data * model != self.devices):
+                raise ValueError(f"key 'mesh': {self.mesh} has {data * model} devices, devices={self.devices}")
+            return
+        missing = targets.missing_package(target)
+        if missing:
+            raise ValueError(f"key 'target': {missing}")
+        if self.run:
+            raise ValueError(f"key 'run': target {self.target!r} is compiled without its device here, "
+                             "so nothing can run; set run = false")
+        if self.devices != target.devices:
+            raise ValueError(f"key 'devices': target {self.target!r} has {target.devices} devices, "
+                             f"devices={self.devices}; leave devices out")
+        if data * model != target.devices:
+            raise ValueError(f"key 'mesh': {self.mesh} uses {data * model} of the {target.devices} devices "
+                             f"of target {self.target!r}; did you mean mesh = '{target.devices}x1'?")
 
     def _family_checks(self, family: bool) -> None:
         moe = self.block == "moe"
@@ -209,9 +266,6 @@ class Point(BaseModel):
             raise ValueError(f"key 'kv_heads': heads={self.heads} is not divisible by kv_heads={kv_heads}")
         if moe and self.top_k > self.experts:
             raise ValueError(f"key 'top_k': {self.top_k} is more than experts={self.experts}")
-        if self.mesh != "1x1" and self.workload != "train":
-            raise ValueError(f"key 'mesh': blocks 'llama' and 'moe' are sharded in workload 'train' only, "
-                             f"not {self.workload!r}")
         data, model = self.mesh_shape
         if self.workload == "train" and data * model != self.devices:
             raise ValueError(f"key 'mesh': {self.mesh} has {data * model} devices, devices={self.devices}")
@@ -259,8 +313,16 @@ class Point(BaseModel):
             keys = set(WORKLOAD_KEYS[self.workload])
         if self.block in BLOCK_FAMILIES:
             keys |= set(family_keys(self.block, self.workload))
+        if self.on_mesh and self.workload in ("forward", "train", "program"):
+            keys.add("mesh")
         keys |= {"workload", *RUN_KEYS}
         return {**{k: v for k, v in self.model_dump().items() if k in keys}, **self.knobs}
+
+    @property
+    def on_mesh(self) -> bool:
+        """Whether the point's programs are laid out on a mesh of its target's devices (a
+        mesh other than 1x1, or a TPU or GPU target)."""
+        return self.mesh != "1x1" or self.target != "cpu"
 
     @property
     def mesh_shape(self) -> tuple[int, int]:
@@ -271,9 +333,11 @@ class Point(BaseModel):
     @property
     def id(self) -> str:
         """Stable id of the configuration: a resumed sweep knows what is done by it."""
-        # anatomy off leaves the id as it was before the key existed: old folders resume.
-        # Likewise no knobs: the points of every spec without them keep their ids.
-        exclude = {k for k, off in (("anatomy", not self.anatomy), ("knobs", not self.knobs)) if off}
+        # Keys at their "off" value leave the id as it was before they existed: old folders
+        # resume (anatomy off, no knobs, no JAX release named, target 'cpu').
+        offs = (("anatomy", not self.anatomy), ("knobs", not self.knobs), ("jax", self.jax is None),
+                ("flax", self.flax is None), ("target", self.target == "cpu"))
+        exclude = {k for k, off in offs if off}
         canonical = json.dumps(self.model_dump(exclude=exclude), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -288,6 +352,10 @@ class Point(BaseModel):
             text += f" cache={self.kv_cache} mesh={self.mesh}"
         elif self.block in BLOCK_FAMILIES:
             text += f" remat={self.remat} mesh={self.mesh}"
+        if self.jax:
+            text += f" jax={self.jax}" + (f" flax={self.flax}" if self.flax else "")
+        if self.target != "cpu":
+            text += f" target={self.target}"
         return text
 
 
@@ -338,7 +406,7 @@ RESERVED_KNOBS = ("phase",)
 SWEEP_KEYS: tuple[str, ...] = tuple(Sweep.model_fields)
 LIMIT_KEYS: tuple[str, ...] = ("timeout_s", "max_rss_gb", "max_points")
 """Sweep keys that bound how a sweep runs, not what it measures: a resumed sweep may change them."""
-RUN_KEYS: tuple[str, ...] = ("run", "steps", "devices", "anatomy")
+RUN_KEYS: tuple[str, ...] = ("run", "steps", "devices", "anatomy", "target", "jax", "flax")
 """Point keys that set how a point is measured, not what is compiled."""
 MODEL_KEYS: tuple[str, ...] = tuple(k for k in POINT_KEYS if k not in ("workload", "program", *RUN_KEYS))
 """Point keys that describe what is compiled: what a block's constructor or a program

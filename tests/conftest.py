@@ -18,11 +18,20 @@ from typing import Any
 import numpy as np
 import pytest
 
-from profiler.measurement import env
-from profiler.processes.runner import run_sweep
-from profiler.spec import Point, build_spec
-from profiler.storage import store
-from profiler.storage.record import make_row
+from profiler import targets
+
+# libtpu and the CUDA plugin are installed (extras tpu, gpu): JAX in the test process
+# starts only its CPU backend, without the plugin, as the command line does.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # see worker_environment
+targets.hide_cuda_plugin()
+
+# JAX is imported after the lines above.
+from profiler.measurement import env  # noqa: E402
+from profiler.processes.runner import run_sweep  # noqa: E402
+from profiler.spec import Point, build_spec  # noqa: E402
+from profiler.storage import store  # noqa: E402
+from profiler.storage.record import make_row  # noqa: E402
 
 REAL_SPEC = {
     "name": "tiny-real", "mode": ["loop", "scan"], "layers": [1, 2, 4], "hidden": 32,

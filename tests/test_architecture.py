@@ -116,7 +116,8 @@ def _shortest_cycle(graph: dict[str, set[str]], component: set[str]) -> list[str
 LAYERS: list[tuple[str, ...]] = [
     # The spec: what a sweep is, before anything is built or measured.
     # units: how a number with its unit reads, for every stage that shows one.
-    ("profiler.errors", "profiler.units", "profiler.refs", "profiler.presets", "profiler.point", "profiler.spec"),
+    ("profiler.errors", "profiler.units", "profiler.refs", "profiler.presets", "profiler.targets", "profiler.point",
+     "profiler.spec"),
     ("profiler.models",),        # what is compiled
     ("profiler.workloads",),     # a point to its programs
     ("profiler.measurement",),   # measuring one program, inside a measuring process

@@ -56,6 +56,18 @@ SWEEP_CASES = [
     ("scheduler-bad-port", ["--executor", "dask", "--scheduler", "tcp://127.0.0.1:99999"],
      ("--scheduler", "tcp://127.0.0.1:99999", "out of range")),
     ("resume-without-manifest", ["--resume"], "nothing to resume"),
+    # Targets (profiler/targets/chips.py): each names the closest valid value where one fits.
+    ("target-unknown-platform", ['target="tpuv5e"'], ("key 'target'", "'tpu:<generation>:<topology>'")),
+    ("target-unknown-tpu-generation", ['target="tpu:v6:2x2"'], ("key 'target'", "generation 'v6'", "'v6e'")),
+    ("target-malformed-topology", ['target="tpu:v5e:2x2x1"'], ("key 'target'", "'tpu:v5e:2x2'")),
+    ("target-topology-not-hosts", ['target="tpu:v5e:3x3"'], ("key 'target'", "'tpu:v5e:4x4'")),
+    ("target-unknown-gpu", ['target="gpu:h10"'], ("key 'target'", "'h100'")),
+    ("target-bad-gpu-count", ['target="gpu:h100:x"'], ("key 'target'", "'gpu:h100:8'")),
+    ("target-mesh-not-all-chips", ['target="tpu:v5e:2x2"'], ("key 'mesh'", "4 devices", "mesh = '4x1'")),
+    ("target-gpu-mesh", ['target="gpu:a100:8"', 'mesh="4x1"'], ("key 'mesh'", "mesh = '8x1'")),
+    ("target-with-run", ['target="tpu:v5e:2x2"', 'mesh="4x1"', "run=true"], ("key 'run'", "run = false")),
+    ("target-devices-differ", ['target="tpu:v5e:2x2"', 'mesh="4x1"', "devices=2"], ("key 'devices'", "4 devices")),
+    ("cpu-mesh-not-devices", ['mesh="2x1"', "devices=4"], ("key 'mesh'", "devices=4")),
 ]
 
 

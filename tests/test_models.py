@@ -161,8 +161,9 @@ def test_bad_family_keys_raise_spec_errors_naming_the_key():
         build_spec({"name": "x", "block": "llama", "capacity_factor": 2.0})
     with pytest.raises(SpecError, match="key 'preset': applies only to workloads 'forward' and 'train'"):
         build_spec({"name": "x", "preset": "llama-tiny", "workload": "decode"})
-    with pytest.raises(SpecError, match="key 'mesh': blocks 'llama' and 'moe' are sharded in workload 'train' only"):
-        build_spec({"name": "x", "preset": "llama-tiny", "mesh": "2x1", "devices": 2})
+    # The forward pass is sharded too (spec key target, docs/tpu.md): on all its devices.
+    with pytest.raises(SpecError, match="key 'mesh': 2x1 has 2 devices, devices=4"):
+        build_spec({"name": "x", "preset": "llama-tiny", "mesh": "2x1", "devices": 4})
 
 
 def test_family_keys_are_columns_of_family_points_only():

@@ -310,7 +310,8 @@ def test_profile_measures_a_notebook_function_in_a_fresh_process():
     # included): no model keys of other workloads (cfg_mode, cfg_layers...).
     assert set(record.row) <= {c.name for c in profiler.COLUMNS}
     assert {c for c in record.row if c.startswith("cfg_")} == {
-        "cfg_workload", "cfg_program", "cfg_run", "cfg_steps", "cfg_devices", "cfg_anatomy", "cfg_phase"}
+        "cfg_workload", "cfg_program", "cfg_run", "cfg_steps", "cfg_devices", "cfg_anatomy", "cfg_target",
+        "cfg_phase"}
     assert record.to_frame().shape == (1, len(record.row))
     shown = repr(record)
     assert shown.startswith("Profile of scaled_loop") and "cost_flops" in shown and "time_compile_s" in shown

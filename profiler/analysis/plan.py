@@ -121,11 +121,13 @@ def _measured(rows: pd.DataFrame, metric: str) -> Estimate | None:
 
 
 def plan_target(results: str | Path | pd.DataFrame, target: Mapping[str, Any] | Sequence[str] = (), *,
-         memory: str | int, devices: int | None = None, steps: int = 0, fit: Sequence[str] = ()) -> Plan:
+         memory: str | int | None = None, devices: int | None = None, steps: int = 0,
+         fit: Sequence[str] = ()) -> Plan:
     """Rank the configurations of `results` at `target` (default: the largest measured
-    depth) for a device memory of `memory` bytes (or '80GiB') and `steps` steps, from the
-    rows the conditions `fit` keep (forecast.fitted_rows: the others are held out)."""
-    budget = memory if isinstance(memory, int) else parse_size(memory)
+    depth) for a device memory of `memory` bytes (or '80GiB'; None: the HBM of one device of
+    the TPU or GPU target the rows were compiled for) and `steps` steps, from the rows the
+    conditions `fit` keep (forecast.fitted_rows: the others are held out)."""
+    budget = None if memory is None else memory if isinstance(memory, int) else parse_size(memory)
     if steps < 0:
         raise ForecastError(f"--steps: must be at least 0 (got {steps})")
     if devices is not None and devices < 1:
@@ -145,6 +147,8 @@ def plan_target(results: str | Path | pd.DataFrame, target: Mapping[str, Any] | 
             raise ForecastError(str(e)) from None
     if devices is not None:
         goal["devices"] = devices
+    if budget is None:
+        budget = hbm_budget(ok, goal.get("target"))
     goal.setdefault("layers", int(ok["cfg_layers"].max()))
     parsed, extrapolate = parse_target(ok, goal)
     metrics = [m for m in (MEMORY, SETUP, STEP) if stats.has_data(ok, m)]
@@ -169,6 +173,21 @@ def plan_target(results: str | Path | pd.DataFrame, target: Mapping[str, Any] | 
             series = {c.removeprefix("cfg_"): stats.key_value(v) for c, v in values.items()}
             options.append(_option(series, {m: _measured(group, m) for m in metrics}, budget))
     return _rank(options, {c.removeprefix("cfg_"): v for c, v in parsed.items()}, budget, steps, metrics)
+
+
+def hbm_budget(ok: pd.DataFrame, target: Any = None) -> int:
+    """The HBM of one device of the TPU or GPU target the rows (of `target`, when given)
+    were compiled for (`mem_hbm_bytes`): the budget when none is given."""
+    rows = ok if target is None or "cfg_target" not in ok.columns else ok[ok["cfg_target"] == target]
+    hbm = rows["mem_hbm_bytes"].dropna().unique() if "mem_hbm_bytes" in rows.columns else []
+    if len(hbm) == 1:
+        return int(hbm[0])
+    if len(hbm) == 0:
+        raise ForecastError("--memory-per-device: needed, the rows were compiled for no TPU or GPU target "
+                            "whose HBM would be the budget")
+    targets = sorted(set(rows.loc[rows["mem_hbm_bytes"].notna(), "cfg_target"]))
+    raise ForecastError(f"--memory-per-device: needed, or one target (target=...): the rows were compiled "
+                        f"for {', '.join(targets)}")
 
 
 def _option(series: dict[str, Any], estimates: Mapping[str, Estimate | None], budget: int) -> Option:

@@ -17,6 +17,16 @@ XLA's loop already holds k copies of the body with trip count length // k, and t
 remainder sits outside it. The base is `compiled.cost_analysis()` itself, so a program
 without loops keeps XLA's numbers exactly. A loop without a known trip count (a
 data-dependent `while_loop`) is counted once, as XLA does, and marks the result inexact.
+
+A deviceless compile for a TPU or GPU (spec key `target`) has no client that can cost a
+single computation: the host CPU client's `HloCostAnalysis` costs the target's optimised
+HLO instead (for a TPU it counts the same FLOPs as libtpu's analysis; bytes differ by
+the TPU's padding, docs/tpu.md). The GPU plugin's `cost_analysis()` is None compiled
+deviceless: the whole cost is then the host's analysis of the GPU's HLO, loops
+re-weighted, and the `cost_xla_*` columns stay null (`LoopCost.basis` says which).
+libtpu annotates no `known_trip_count`: a loop whose condition is `counter < N` (a scan)
+runs N times (profiler/measurement/hlo.py `_inferred_trips`), and the result is marked
+inexact, since the count was read rather than reported.
 """
 
 from __future__ import annotations
@@ -25,8 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from jax._src.lib import _jax, hlo
 
+from profiler.measurement.compat import hlo_cost_analysis
 from profiler.measurement.hlo import HloText
 
 # XLA's property names, in the order of the cost vectors below.
@@ -41,6 +51,9 @@ class LoopCost:
     """False where a loop's trip count is unknown: its body was counted once."""
     raw: dict[str, float]
     """`compiled.cost_analysis()` as XLA reported it."""
+    basis: str = "xla"
+    """'xla': XLA's `cost_analysis()` with loops re-weighted; 'host-hlo': it was None,
+    and the costs are the host's HloCostAnalysis of the optimised HLO, loops re-weighted."""
 
 
 class _Analysis:
@@ -56,8 +69,7 @@ class _Analysis:
     def raw(self, name: str) -> np.ndarray:
         """XLA's own count-once analysis of computation `name` alone."""
         if name not in self._raw:
-            module = hlo.hlo_module_from_text(self.text.module_text(name))
-            props = _jax.hlo_module_cost_analysis(self.client, module)
+            props = hlo_cost_analysis(self.client, self.text.module_text(name))
             self._raw[name] = np.array([float(props.get(k, 0.0)) for k in KEYS])
         return self._raw[name]
 
@@ -75,6 +87,8 @@ class _Analysis:
                 self.exact = False
                 total += self.missed(body) + self.missed(cond)
             else:
+                if body in self.text.inferred:  # read from the condition, not annotated by XLA
+                    self.exact = False
                 total += trips * self.corrected(body) - self.raw(body)
                 total += (trips + 1) * self.corrected(cond) - self.raw(cond)
         in_branches = set()
@@ -97,8 +111,22 @@ def loop_corrected(compiled: Any, text: HloText | None = None) -> LoopCost:
     if isinstance(raw, list | tuple):  # older jaxlibs: one dict per computation
         raw = raw[0] if raw else {}
     text = HloText.parse(compiled.as_text()) if text is None else text
-    analysis = _Analysis(text, compiled.runtime_executable().client)
+    analysis = _Analysis(text, _client(compiled))
+    if not raw:  # a deviceless GPU compile: the host's analysis is all there is
+        host = [float(v) for v in analysis.corrected(text.entry)]
+        return LoopCost(host[0], host[1], host[2], exact=analysis.exact, raw={}, basis="host-hlo")
     missed = analysis.missed(text.entry)
     values = [None if raw.get(k) is None else float(raw[k] + m) for k, m in zip(KEYS, missed, strict=True)]
     flops, transcendentals, bytes_accessed = values
     return LoopCost(flops, transcendentals, bytes_accessed, exact=analysis.exact, raw=dict(raw))
+
+
+def _client(compiled: Any) -> Any:
+    """The client that costs single computations: the program's own, or for a deviceless
+    TPU or GPU compile (whose executable has none) the host CPU's."""
+    client = getattr(compiled.runtime_executable(), "client", None)
+    if client is None:
+        import jax
+
+        client = jax.devices("cpu")[0].client
+    return client

@@ -16,6 +16,9 @@ _CONDITION = re.compile(r"\bcondition=%?([^\s,{}]+)")
 _BRANCHES = re.compile(r"\b(?:branch_computations=\{([^}]*)\}|(?:true|false)_computation=%?([^\s,{}]+))")
 _TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"\}')
 _TOKEN = re.compile(r"%([^\s,(){}=]+)")
+# A loop condition `i < N` with N a scalar integer constant: how a scan's loop ends.
+_INT_CONSTANT = re.compile(r"= [su]\d+\[\]\S* constant\((\d+)\)")
+_LESS_THAN = re.compile(r"^\s*ROOT .* compare\(.*direction=LT")
 
 
 @dataclass
@@ -31,6 +34,15 @@ class Computation:
     """Branch computations of each conditional instruction."""
 
 
+def _inferred_trips(condition: Computation) -> int | None:
+    """N for a condition that is `counter < N` with one scalar integer constant N: a scan's
+    loop, whose counter JAX starts at 0. None for any other condition."""
+    constants = [int(m.group(1)) for line in condition.lines if (m := _INT_CONSTANT.search(line))]
+    if len(constants) == 1 and any(_LESS_THAN.match(line) for line in condition.lines):
+        return constants[0]
+    return None
+
+
 @dataclass(frozen=True)
 class HloText:
     """The optimised HLO text cut into its computations."""
@@ -41,6 +53,9 @@ class HloText:
     entry: str
     looping: frozenset[str]
     """Computations that run a while loop, directly or through their callees."""
+    inferred: frozenset[str] = frozenset()
+    """Bodies of loops whose trip count XLA did not annotate (libtpu's optimised HLO
+    carries no known_trip_count) and was read from the condition instead (`_inferred_trips`)."""
 
     @property
     def opcodes(self) -> list[str]:
@@ -85,15 +100,22 @@ class HloText:
                 ])
         if entry is None or not preamble or not preamble[0].startswith("HloModule"):
             raise ValueError("not the text of an HLO module with an ENTRY computation")
+        inferred: set[str] = set()
         for computation in computations.values():  # operand names matched _TOKEN too
             computation.callees &= computations.keys()
+            for i, (loop_body, cond, known) in enumerate(computation.loops):
+                if known is None and cond in computations:
+                    read = _inferred_trips(computations[cond])
+                    if read is not None:
+                        computation.loops[i] = (loop_body, cond, read)
+                        inferred.add(loop_body)
         looping = {name for name, c in computations.items() if c.loops}
         grew = True
         while grew:  # callers of looping computations loop too
             grown = {name for name, c in computations.items() if c.callees & looping}
             grew = not grown <= looping
             looping |= grown
-        return cls(preamble, computations, entry, frozenset(looping))
+        return cls(preamble, computations, entry, frozenset(looping), frozenset(inferred))
 
     def module_text(self, name: str) -> str:
         """A module whose entry is computation `name`, holding it and what it calls.

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
-import jax.extend.core
 
+from profiler.measurement.compat import jaxprs_in_params
 from profiler.measurement.cost import loop_corrected
 from profiler.measurement.hlo import HloText
 from profiler.models.program import Program
@@ -179,7 +179,7 @@ def count_eqns(jaxpr: Any) -> int:
     jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
     total = len(jaxpr.eqns)
     for eqn in jaxpr.eqns:
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+        for sub in jaxprs_in_params(eqn.params):
             total += count_eqns(sub)
     return total
 
@@ -201,7 +201,7 @@ def program_sizes(jaxpr: Any, stablehlo: str, hlo: str, parsed: HloText) -> dict
     }
 
 
-def cost(compiled: Any, hlo: HloText) -> dict[str, float | bool | None]:
+def cost(compiled: Any, hlo: HloText) -> dict[str, float | bool | str | None]:
     """XLA's `cost_analysis()` exactly as reported (loop bodies counted once), and the
     same with every loop counted once per trip (profiler/measurement/cost.py)."""
     counted = loop_corrected(compiled, hlo)
@@ -210,6 +210,7 @@ def cost(compiled: Any, hlo: HloText) -> dict[str, float | bool | None]:
         "cost_transcendentals": counted.transcendentals,
         "cost_bytes_accessed": counted.bytes_accessed,
         "cost_exact": counted.exact,
+        "cost_basis": counted.basis,
         "cost_xla_flops": counted.raw.get("flops"),
         "cost_xla_transcendentals": counted.raw.get("transcendentals"),
         "cost_xla_bytes_accessed": counted.raw.get("bytes accessed"),

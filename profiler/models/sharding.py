@@ -18,6 +18,8 @@ import flax.linen as nn
 import jax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from profiler.models import devices
+
 Rules = tuple[tuple[str, str | None], ...]
 
 TRAIN_RULES: Rules = (
@@ -48,8 +50,11 @@ TRAIN_RULES: Rules = (
 def make_mesh(data: int, model: int) -> jax.sharding.Mesh:
     # Auto axes: JAX's partitioner propagates the shardings we pin on arguments, outputs
     # and a few activations, instead of every op having to state its own.
+    # The devices are the target's (profiler/models/devices.py): a TPU topology's chips
+    # are laid out by their physical coordinates, as on the TPU.
     auto = jax.sharding.AxisType.Auto
-    return jax.make_mesh((data, model), ("data", "model"), axis_types=(auto, auto))
+    return jax.make_mesh((data, model), ("data", "model"), axis_types=(auto, auto),
+                         devices=devices.devices()[:data * model])
 
 
 @contextlib.contextmanager
@@ -75,3 +80,14 @@ def device_bytes(abstract: Any, shardings: Any) -> int:
         math.prod(sharding.shard_shape(leaf.shape)) * leaf.dtype.itemsize
         for leaf, sharding in zip(jax.tree.leaves(abstract), jax.tree.leaves(shardings), strict=True)
     )
+
+
+def params_and_batch(mesh: jax.sharding.Mesh, logical_axes: Any, params: Any) -> tuple[Any, NamedSharding]:
+    """Shardings of a stack's parameters (by their logical axes, `TRAIN_RULES`; a block
+    without them is replicated) and of its input batch (batch on 'data'): how the forward
+    and train workloads lay a point out on its mesh."""
+    if logical_axes is None:
+        laid = jax.tree.map(lambda _: replicated(mesh), params)
+    else:
+        laid = named(logical_axes, mesh, TRAIN_RULES)
+    return laid, named(PartitionSpec("batch"), mesh, TRAIN_RULES)

@@ -89,11 +89,12 @@ class Local:
     def _take_share(self) -> None:
         self._slot.cpus = next(self._shares)  # once per worker thread, as it starts
 
-    def prestart(self, environs: list[dict[str, str]]) -> None:
-        """Start the fork servers of these environments now, without waiting for them."""
+    def prestart(self, environs: list[tuple[dict[str, str], str | None]]) -> None:
+        """Start the fork servers of these (environment, interpreter) pairs now, without
+        waiting for them."""
         if self._servers is not None:
-            for environ in environs:
-                self._servers.prestart(environ)
+            for environ, python in environs:
+                self._servers.prestart(environ, python)
 
     def _run(self, point: Point) -> Outcome:
         return self._measure(point, stop=self._stop, servers=self._servers, cpus=self._slot.cpus)
@@ -178,7 +179,7 @@ class Dask:
                 raise SpecError(f"--scheduler {self._scheduler}: cannot connect ({why})") from None
         return self
 
-    def prestart(self, environs: list[dict[str, str]]) -> None:
+    def prestart(self, environs: list[tuple[dict[str, str], str | None]]) -> None:
         """Nothing: each worker starts its fork servers with its first measurement."""
 
     def results(self, tasks: list[Task]) -> Iterator[Done]:

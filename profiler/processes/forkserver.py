@@ -59,6 +59,9 @@ class ForkServerError(RuntimeError):
 def preload() -> None:
     """Import what a measurement needs, and make sure that started no JAX backend: a
     child must start its own, with empty caches, as a fresh interpreter does."""
+    from profiler import targets
+
+    targets.hide_cuda_plugin()  # before JAX is imported; not in a GPU target's server
     for name in _PRELOAD:
         importlib.import_module(name)
     workloads = sys.modules["profiler.workloads"]
@@ -67,9 +70,9 @@ def preload() -> None:
     # Facts about the host and the checkout, read once for every child (they run git and
     # uname): a sweep's rows say which commit it measured when its server started.
     sys.modules["profiler.measurement.env"].host()
-    from jax._src import xla_bridge
+    from profiler.measurement.compat import backends_are_initialized
 
-    if xla_bridge.backends_are_initialized():
+    if backends_are_initialized():
         raise ForkServerError("importing the measuring modules started a JAX backend; "
                               "a forked child would inherit it (use --start fresh)")
 
@@ -252,9 +255,10 @@ class Forked:
 
 
 class ForkServer:
-    """One server process, started with `environ` (the measuring processes' environment)."""
+    """One server process, started with `environ` (the measuring processes' environment)
+    by the interpreter `python` (None: this one; another: a JAX release's environment)."""
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(self, environ: Mapping[str, str], python: str | None = None) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="profiler-forkserver-")
         self._socket = str(Path(self._dir.name) / "socket")
         self._log = open(Path(self._dir.name) / "stderr", "w+")  # closed by close()
@@ -263,7 +267,7 @@ class ForkServer:
         self._ready = False
         # In the sweep's process group: killing the sweep's group ends the server too.
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "profiler.processes.forkserver", self._socket],
+            [python or sys.executable, "-m", "profiler.processes.forkserver", self._socket],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=dict(environ),
         )
 
@@ -331,20 +335,21 @@ class ServerPool:
         self._lock = threading.Lock()
         self._closed = False
 
-    def prestart(self, environ: Mapping[str, str]) -> None:
+    def prestart(self, environ: Mapping[str, str], python: str | None = None) -> None:
         """Start the server of `environ` without waiting for it: its imports (seconds) run
         while the sweep sets up, or while another server's children measure."""
-        threading.Thread(target=self._start_quietly, args=(environ,), daemon=True).start()
+        threading.Thread(target=self._start_quietly, args=(environ, python), daemon=True).start()
 
-    def _start_quietly(self, environ: Mapping[str, str]) -> None:
+    def _start_quietly(self, environ: Mapping[str, str], python: str | None) -> None:
         try:
-            self.server(environ)
+            self.server(environ, python)
         except ForkServerError:  # said again, as rows, by the measurement that needs it
             pass
 
-    def server(self, environ: Mapping[str, str]) -> ForkServer:
-        """The server of `environ`, started now if there is none or it died."""
-        key = tuple(sorted(environ.items()))
+    def server(self, environ: Mapping[str, str], python: str | None = None) -> ForkServer:
+        """The server of `environ` and interpreter `python` (None: this one), started now if
+        there is none or it died."""
+        key = (("", python or sys.executable), *sorted(environ.items()))
         with self._lock:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:  # one start per environment; other environments' servers stay usable
@@ -354,7 +359,7 @@ class ServerPool:
                 return server
             if server is not None:
                 server.close()
-            server = ForkServer(environ)
+            server = ForkServer(environ, python)
             with self._lock:  # registered before it is ready: close() can stop its start
                 closed = self._closed
                 if not closed:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 import time
 import uuid
 from collections import Counter
@@ -24,11 +25,12 @@ from typing import Any, Literal
 
 from profiler.measurement import env
 from profiler.measurement.anatomy import DETAIL_KEY
-from profiler.processes import executors
+from profiler.processes import environments, executors
 from profiler.processes.forkserver import ServerPool
 from profiler.processes.supervise import (
     DEFAULT_START,
     Start,
+    interpreter,
     measure_in_subprocess,
     worker_environment,
 )
@@ -93,6 +95,15 @@ def check_user_blocks(points: tuple[Point, ...]) -> None:
         raise SpecError(f"key 'block': {e}") from None
 
 
+def build_environments(points: tuple[Point, ...], say: Callable[[str], None] | None = None) -> None:
+    """Build (or find cached) the environment of every JAX release the points name (spec
+    key `jax`), before the results folder is touched: a release that cannot be had is a
+    ReleaseError, and nothing is measured. `say` gets a line per build (default: stderr)."""
+    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+    for jax, flax in dict.fromkeys((p.jax, p.flax) for p in points if p.jax):
+        environments.ensure(jax, flax, say=say)
+
+
 def check_resumable(folder: Path, existing: dict[str, Any] | None, manifest: dict[str, Any]) -> None:
     """StoreError unless the sweep of `manifest` continues the one whose manifest in
     `folder` is `existing` (None: the store says there is nothing to resume): the same
@@ -147,6 +158,7 @@ def run_sweep(
     """
     began = time.perf_counter()
     check_user_blocks(spec.points)
+    build_environments(spec.points)
     measure = functools.partial(measure_in_subprocess, timeout_s=spec.sweep.timeout_s,
                                 max_rss_gb=spec.sweep.max_rss_gb, import_paths=tuple(map(str, import_paths)))
     pool = _pool(measure, executor, start, jobs, scheduler, servers)
@@ -213,7 +225,10 @@ def _prestart(pool: executors.Local | executors.Dask, first: Sequence[tuple[Poin
     """Start the servers of the `first` measurements now, importing JAX (seconds) while the
     driver finishes setting up. Not every server: one importing while another's child
     measures would take cores from that measurement."""
-    environs = {tuple(sorted(e.items())): e for e in (worker_environment(p, import_paths) for p, _ in first)}
+    environs = {}
+    for point, _ in first:
+        environ, python = worker_environment(point, import_paths), interpreter(point)
+        environs[(python, *sorted(environ.items()))] = (environ, python)
     pool.prestart(list(environs.values()))
 
 

@@ -25,7 +25,10 @@ from typing import IO, Any, Literal
 
 import psutil
 
+from profiler import targets
 from profiler.measurement import env
+from profiler.processes import environments
+from profiler.processes.environments import ReleaseError
 from profiler.processes.executors import Outcome
 from profiler.processes.forkserver import Forked, ForkServer, ForkServerError, ServerPool
 from profiler.processes.worker import CPUS_ENV, PARENT_ENV
@@ -53,7 +56,20 @@ def worker_environment(point: Point | None = None, import_paths: Sequence[str] =
     environ["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(_IMPORT_ROOT), *import_paths, os.getcwd(), environ.get("PYTHONPATH")]))
     environ[PARENT_ENV] = str(os.getpid())
-    if point is not None and point.devices > 1:
+    # Installed TPU and GPU libraries must not be started as backends: every target
+    # compiles from the CPU backend's process (a TPU's chips come from libtpu, a GPU's from
+    # its plugin, profiler/models/devices.py), and a CPU measurement stays what it was
+    # without them (docs/tpu.md measures the start-up).
+    environ.setdefault("JAX_PLATFORMS", "cpu")
+    # libtpu takes a lock (/tmp/libtpu_lockfile) that lets one process per host use the
+    # TPU; a deviceless compile uses none, and measuring processes (--jobs N, a test's
+    # own process) load it side by side.
+    environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+    # Only a GPU target's process loads the CUDA plugin (targets.hide_cuda_plugin says why).
+    environ.pop(targets.CUDA_ENV, None)
+    if point is not None and point.target.startswith("gpu:"):
+        environ[targets.CUDA_ENV] = "1"
+    if point is not None and point.devices > 1 and point.target == "cpu":
         flags = [f for f in environ.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_COUNT_FLAG)]
         environ["XLA_FLAGS"] = " ".join([*flags, f"{_DEVICE_COUNT_FLAG}={point.devices}"])
     return environ
@@ -88,10 +104,12 @@ def measure_in_subprocess(
     environ = worker_environment(point, import_paths)
     waited = time.time()
     try:
+        python = interpreter(point)
         # A fork server starts (it imports JAX: seconds) outside the measurement's clock and limits.
-        server = None if servers is None else servers.server(environ)
-    except ForkServerError as e:  # no measuring process was started
-        return Outcome([{**env.host(), "run_status": e.status, "run_error": str(e)}], None, None, (waited, time.time()))
+        server = None if servers is None else servers.server(environ, python)
+    except (ForkServerError, ReleaseError) as e:  # no measuring process was started
+        return Outcome([{**env.host(), "run_status": "error" if isinstance(e, ReleaseError) else e.status,
+                         "run_error": str(e)}], None, None, (waited, time.time()))
     started = env.utc_now()
     phases = {} if server is None else {"time_server_start_s": time.time() - waited}
     if cpus and server is None:
@@ -102,17 +120,20 @@ def measure_in_subprocess(
         result = Path(tmp) / "result.json"
         with open(Path(tmp) / "stderr", "w+") as stderr:
             try:
-                proc = _start(point, result, stderr, environ, server, cpus)
+                proc = _start(point, result, stderr, environ, server, cpus, python)
                 stopped, peak_rss = _watch(proc, timeout_s, max_rss_gb, stop or threading.Event())
                 status, error = stopped or _exit_status(proc.returncode, stderr)
             except ForkServerError as e:
                 status, error = e.status, str(e)
-        if status == "ok" and result.is_file():
-            written = json.loads(result.read_text())
-            wall, ended = time.perf_counter() - t0, time.time()
-            clock = written["clock"]
-            phases.update(time_process_start_s=clock["ready"] - epoch0, time_process_exit_s=ended - clock["done"])
-            return Outcome([{**row, **phases} for row in written["rows"]], wall, started, (waited, ended))
+            if status == "ok" and result.is_file():
+                written = json.loads(result.read_text())
+                wall, ended = time.perf_counter() - t0, time.time()
+                clock = written["clock"]
+                phases.update(time_process_start_s=clock["ready"] - epoch0, time_process_exit_s=ended - clock["done"])
+                rows = [{**row, **phases} for row in written["rows"]]
+                if point.target != "cpu":
+                    rows = [_with_stderr(row, stderr) for row in rows]
+                return Outcome(rows, wall, started, (waited, ended))
         wall, ended = time.perf_counter() - t0, time.time()
     if status == "ok":
         status, error = "error", "the measuring process exited without a result"
@@ -120,16 +141,27 @@ def measure_in_subprocess(
     return Outcome([{**row, **phases}], wall, started, (waited, ended))
 
 
+def interpreter(point: Point) -> str:
+    """The Python that measures `point`: that of its JAX release's environment (spec key
+    `jax`, built before the sweep by the runner), else this one."""
+    if point.jax is None:
+        return sys.executable
+    built = environments.built(point.jax, point.flax)
+    if built is None:
+        raise ReleaseError(f"no environment of jax {point.jax} is built (`python -m profiler releases` builds it)")
+    return str(built.python)
+
+
 def _start(
     point: Point, result: Path, stderr: IO[str], environ: dict[str, str], server: ForkServer | None,
-    cpus: list[int] | None,
+    cpus: list[int] | None, python: str,
 ) -> subprocess.Popen | Forked:
     if server is not None:
         return server.fork(point.model_dump_json(), result, Path(stderr.name), cpus)
     # Same process group as the sweep: killing the sweep's group ends its
     # measurements too, instead of leaving them running unobserved.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "profiler.processes.worker", str(result)],
+        [python, "-m", "profiler.processes.worker", str(result)],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, env=environ, text=True,
     )
     assert proc.stdin is not None  # Popen(stdin=PIPE)
@@ -196,6 +228,16 @@ def _kill(tree: list[psutil.Process], proc: subprocess.Popen | Forked) -> None:
             p.kill()
     proc.kill()
     proc.wait()
+
+
+def _with_stderr(row: dict[str, Any], stderr: Any) -> dict[str, Any]:
+    """A failed row of a TPU or GPU target with what the process wrote to stderr: libtpu
+    and the CUDA plugin log there, and are kept out of the terminal unless the point fails."""
+    if row.get("run_status") == "ok":
+        return row
+    stderr.seek(0)
+    lines = [line.strip() for line in stderr.read().splitlines() if line.strip()]
+    return {**row, "run_error": f"{row.get('run_error')} | stderr: {' / '.join(lines[-20:])}"}
 
 
 def _exit_status(returncode: int | None, stderr: Any) -> tuple[str, str | None]:

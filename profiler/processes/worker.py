@@ -43,6 +43,7 @@ def measure_point(point: Point, clock: dict[str, float] | None = None) -> list[d
     from profiler import workloads
     from profiler.measurement.env import jax_env
     from profiler.measurement.measure import measure
+    from profiler.models import devices
 
     clock = {} if clock is None else clock
     # The imports' objects (a fresh interpreter's; a fork server froze its own) stay out of
@@ -55,6 +56,11 @@ def measure_point(point: Point, clock: dict[str, float] | None = None) -> list[d
     twin = profiled_twin(point) if point.anatomy else {}
     t0 = time.perf_counter()
     env = {**jax_env(), **cpus()}  # jax_env starts the backend: timed apart from the build
+    try:  # a TPU topology's chips or compile-only GPUs: part of the backend's start
+        env |= devices.use(point.target)
+    except Exception as e:
+        clock["done"] = time.time()
+        return [{**env, "run_status": "error", "run_error": _error(e)}]
     t1 = time.perf_counter()
     try:
         programs = workloads.build(point)
@@ -71,9 +77,18 @@ def measure_point(point: Point, clock: dict[str, float] | None = None) -> list[d
             row.update(run_status="error", run_error=_error(e))
         if point.anatomy:
             row.update(_anatomy_values(twin, program.phase))
-        rows.append(row)
+        rows.append(row | hbm_fit(row))
     clock["done"] = time.time()
     return rows
+
+
+def hbm_fit(row: dict[str, Any]) -> dict[str, Any]:
+    """Whether the program's per-device footprint fits the target's HBM per device, and the
+    bytes left (negative: short by), for a TPU or GPU target."""
+    hbm, footprint = row.get("mem_hbm_bytes"), row.get("mem_footprint_bytes")
+    if hbm is None or footprint is None:
+        return {}
+    return {"mem_hbm_fits": footprint <= hbm, "mem_hbm_headroom_bytes": hbm - footprint}
 
 
 def cpus() -> dict[str, Any]:
@@ -107,7 +122,7 @@ def profiled_twin(point: Point) -> dict[str, Any]:
     """The anatomy of every program of `point` (profiler/measurement/anatomy/), measured in a forked
     twin of this process so that the profilers touch neither this process's timings nor
     its caches: {phase: [columns, detail]}, or {"error": message}."""
-    from jax._src.xla_bridge import backends_are_initialized
+    from profiler.measurement.compat import backends_are_initialized
 
     if backends_are_initialized():  # a fork would lack XLA's threads and hang in its compile
         return {"error": "anatomy needs a process whose JAX backend has not started (one point per measuring process)"}
@@ -120,7 +135,9 @@ def profiled_twin(point: Point) -> dict[str, Any]:
                 die_with_parent(os.getppid())
                 from profiler import workloads
                 from profiler.measurement import anatomy
+                from profiler.models import devices
 
+                devices.use(point.target)  # the twin compiles for the same chips
                 result: dict[str, Any] = {p.phase: anatomy.profile(p) for p in workloads.build(point)}
                 code = 0
             except BaseException as e:
@@ -179,11 +196,30 @@ def run(point_json: str, result: Path) -> None:
     """Measure the point described by `point_json` and write {"rows", "clock"} to `result`."""
     faulthandler.enable()  # a crash leaves its Python frames on stderr for the runner
     clock: dict[str, float] = {}
-    rows = measure_point(Point(**json.loads(point_json)), clock)
+    try:
+        point = Point(**json.loads(point_json))
+    except ValueError as e:  # valid for the driver's JAX, not this one's (a remat policy it lacks)
+        rows = [_release_lacks(e)]
+    else:
+        rows = measure_point(point, clock)
     write_atomic(result, json.dumps({"rows": rows, "clock": clock}), durable=False)
 
 
+def _release_lacks(e: ValueError) -> dict[str, Any]:
+    """The error row of a point this process's JAX release cannot build."""
+    from profiler.measurement.env import jax_env
+
+    errors = getattr(e, "errors", None)
+    why = errors()[0]["msg"] if errors else str(e)
+    env = jax_env()
+    return {**env, "run_status": "error",
+            "run_error": f"jax {env['env_jax_version']} (flax {env['env_flax_version']}) lacks what the point needs: {why}"}
+
+
 def main() -> None:
+    from profiler import targets
+
+    targets.hide_cuda_plugin()  # before JAX is imported; not for a GPU target's process
     parent = int(os.environ.get(PARENT_ENV, "0"))
     if parent:
         die_with_parent(parent)

@@ -112,7 +112,8 @@ class Analysis:
                 continue
             # the value measured with the most combinations of the free keys (a cache
             # layout that only scan has would leave loop out of the summary)
-            coverage = {key_value(v): len(g.drop_duplicates(list(free))) for v, g in rows.groupby(key, sort=False)}
+            coverage = {key_value(v): len(g.drop_duplicates(list(free)))
+                        for v, g in rows.groupby(key, sort=False, dropna=False)}
             rep[key] = min(coverage, key=lambda v: (-coverage[v], sort_key(v)))
             rows = rows[rows[key].map(key_value) == rep[key]]
         return rep

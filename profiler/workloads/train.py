@@ -57,15 +57,15 @@ def analytic_flops(point: Point) -> float | None:
 
 def layout(point: Point, net: Model, opt_state: Any) -> dict[str, Any]:
     """Shardings of the step's arguments and outputs on the point's mesh, the context
-    they resolve in, and the per-device bytes they imply (block families only)."""
+    they resolve in, and the per-device bytes they imply (block families, and any block
+    on a mesh or a TPU or GPU target)."""
     mesh = sharding.make_mesh(*point.mesh_shape)
-    params = sharding.named(net.logical_axes, mesh, sharding.TRAIN_RULES)
+    params, tokens = sharding.params_and_batch(mesh, net.logical_axes, net.params)
     replicated = sharding.replicated(mesh)
     # The AdamW moments are trees shaped like the parameters, laid out like them; the
     # step count is replicated.
     state = optax.tree_map_params(OPTIMIZER, lambda _, s: s, opt_state, params,
                                   transform_non_params=lambda _: replicated)
-    tokens = sharding.named(jax.sharding.PartitionSpec("batch", "length"), mesh, sharding.TRAIN_RULES)
     param_bytes = sharding.device_bytes(net.params, params)
     return dict(
         jit_kwargs=dict(in_shardings=(params, state, tokens), out_shardings=(params, state, replicated)),
@@ -103,7 +103,7 @@ def build(point: Point) -> list[Program]:
         "size_params": sum(math.prod(a.shape) for a in jax.tree.leaves(net.params)),
     }
     sharded = {}
-    if point.block in stacked.FAMILIES:
+    if point.block in stacked.FAMILIES or point.on_mesh:
         sharded = layout(point, net, opt_state)
         info |= sharded.pop("info")
         in_shardings = sharded["jit_kwargs"]["in_shardings"]

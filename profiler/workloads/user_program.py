@@ -13,17 +13,20 @@ returns one of (docs/own-model.md):
   is to be measured with.
 
 Arguments are pytrees of `jax.ShapeDtypeStruct`s or arrays (typed PRNG keys included),
-measured as they are; static ones are passed as their values. Modes do not apply.
+measured as they are; static ones are passed as their values. Modes do not apply. On a
+mesh (key mesh, or a TPU or GPU target) every abstract argument is replicated on it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 
 from profiler import refs
+from profiler.models import sharding
 from profiler.models.program import Program, random_like
 from profiler.spec import Point, factory_keys
 
@@ -38,7 +41,20 @@ def build(point: Point) -> list[Program]:
         kwargs = refs.keyword_arguments(factory, {**point.model_dump(include=set(factory_keys(factory))), **point.knobs})
     except ValueError as e:
         raise TypeError(f"{point.program} {e}") from None
-    return [program_of(factory(**kwargs), point.program)]
+    program = program_of(factory(**kwargs), point.program)
+    return [on_mesh(program, point) if point.on_mesh else program]
+
+
+def on_mesh(program: Program, point: Point) -> Program:
+    """`program` with every abstract argument replicated on the point's mesh of its
+    target's devices (a concrete array stays where it is)."""
+    replicated = sharding.replicated(sharding.make_mesh(*point.mesh_shape))
+
+    def place(tree: Any) -> Any:
+        return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated)
+                            if isinstance(a, jax.ShapeDtypeStruct) else a, tree)
+
+    return dataclasses.replace(program, args=place(program.args), kwargs=place(program.kwargs))
 
 
 def program_of(made: Any, name: str) -> Program:

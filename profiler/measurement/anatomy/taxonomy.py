@@ -11,8 +11,12 @@ from __future__ import annotations
 # GpuCompiler::OptimizeHloModule, GpuCompiler::CompileToBackendResult; llvm_gpu_backend:
 # CompileSingleModule; nvptx_compiler.cc: PTX->CUBIN; autotuning/autotuner_compile_util.cc:
 # AutotunerCompile; the autotuners run as passes named *autotuner*/*algorithm-picker*) and
-# were not checked on a GPU here (docs/anatomy.md).
+# were not checked on a GPU here (docs/anatomy.md). The TPU names were read from libtpu
+# 0.0.42.1's traces of deviceless compiles on this machine (docs/tpu.md).
 COMPILE_RULES: tuple[tuple[str, str, str], ...] = (
+    ("llo", r"^XLA::TPU (lowering and optimization|code generat)|^LSRAv2 |^DCE$|^LLO",
+     "TPU: the fusions lowered to LLO, the TPU's low-level IR, its optimisations (DCE, ...), register allocation "
+     "(LSRAv2) and code generation."),
     ("autotuning", r"(?i)autotun|algorithm.?picker|conv-algorithm|gemm-algorithm",
      "GPU: choosing kernels and their configurations by timing them (gemm, fusion, convolution autotuners)."),
     ("ptx_compilation", r"^PTX->CUBIN$|[Pp][Tt][Xx][Aa][Ss]|CompileGpuAsm|nvlink|LinkGpuAsm|PtxCompile",
@@ -26,14 +30,15 @@ COMPILE_RULES: tuple[tuple[str, str, str], ...] = (
     ("hlo_fusion", r"^[a-z0-9_\-]*fusion[a-z0-9_\-]*$",
      "HLO fusion decisions: the fusion passes (fusion, priority-fusion, multi-output, horizontal)."),
     ("hlo_passes_after_layout",
-     r"^HLO passes after|^simplification after layout|^GpuCompiler::OptimizeHloPostLayoutAssignment$|^post-layout",
+     r"^HLO passes after|^XLA::TPU HLO PostOptimizationPipeline$|^simplification after layout|^GpuCompiler::OptimizeHloPostLayoutAssignment$|^post-layout",
      "Other HLO passes of the pipelines after layout assignment (simplification after layout, scheduling pipelines)."),
     ("hlo_passes_before_layout",
-     r"^HLO passes through layout|^GpuCompiler::(OptimizeHloModule|RunHloPasses|RunPreSPMDPartitionerPasses)$",
+     r"^HLO passes through layout|^XLA::TPU HLO optimization$|^GpuCompiler::(OptimizeHloModule|RunHloPasses|RunPreSPMDPartitionerPasses)$",
      "Other HLO passes of the pipeline that runs layout assignment (simplification, expanders, dot decomposition, SPMD on GPU)."),
     ("kernel_emission",
-     r"^FusionCompiler::|^IrEmitter|^EmitLlvmIr|^GpuCompiler::CompileModuleToLlvmIr|^EmitFusion|^KernelEmitter|Emitter::Emit(?!EntryComputation)",
-     "Fusion/kernel code generation: HLO fusions to MLIR to LLVM IR (the emitters and their MLIR passes)."),
+     r"^XLA::TPU emitting for |^FusionCompiler::|^IrEmitter|^EmitLlvmIr|^GpuCompiler::CompileModuleToLlvmIr|^EmitFusion|^KernelEmitter|Emitter::Emit(?!EntryComputation)",
+     "Fusion/kernel code generation: HLO fusions to MLIR to LLVM IR (the emitters and their MLIR passes); TPU: "
+     "'XLA::TPU emitting for <fusion>', one event per fusion."),
     ("thunk_emission", r"^ThunkEmitter::|^ThunkSequence|EmitThunk|^Thunk",
      "Emitting the thunks, the runtime's sequence of operations (and, on CPU, collecting the kernels they call)."),
     ("llvm", r"^(JitCompiler::|Codegen$|TaskDispatcher::|SplitModule$|CpuCompiler::CloneAsThreadSafeModule$)"
@@ -41,6 +46,7 @@ COMPILE_RULES: tuple[tuple[str, str, str], ...] = (
      "LLVM: optimising the emitted modules and generating machine code (CPU: the JIT's per-module tasks; GPU: LLVM to PTX)."),
     ("scheduling_buffers",
      r"^CpuCompiler::(RunBackend|CompileCpuExecutable)$|^GpuCompiler::(RunBackend|CompileToBackendResult)$"
+     r"|^TpuCompiler::Compile$|^XLA::TPU run backend$"
      r"|[Bb]uffer.?[Aa]ssign|AssignBuffers|[Ss]chedul",
      "Self time of the backend compile outside the events above: HLO scheduling, buffer assignment and assembling the "
      "executable (jaxlib 0.10.2 emits no finer events for them on CPU)."),

@@ -156,8 +156,9 @@ def _thread_kind(line: str) -> str:
 
 def _capture_compile() -> Any:
     """Start XLA's host tracer (no Python tracer: the compile is C++), in memory."""
-    from jax._src.lib import _profiler
+    from profiler.measurement.compat import profiler_module
 
+    _profiler = profiler_module()
     options = _profiler.ProfileOptions()
     options.python_tracer_level = 0
     options.host_tracer_level = 2

@@ -37,5 +37,6 @@ def cost_lines(an: Analysis) -> list[str]:
     if not differ.any():
         return [*lines, f"XLA's raw FLOP count matches the corrected one within {limit} at all {len(med)} points."]
     worst = med.loc[(ratio - 1).abs().idxmax()]
+    at = f", {an.layout.x_title}={worst[an.x]}" if an.x else ""  # no x axis: a grid of one depth
     return [*lines, f"XLA's raw FLOP count is off by more than {limit} at {int(differ.sum())} of {len(med)} points "
-            f"(worst: {an.layout.label(worst)}, {an.layout.x_title}={worst[an.x]}: corrected = {fmt_ratio(ratio.max())} raw)."]
+            f"(worst: {an.layout.label(worst)}{at}: corrected = {fmt_ratio(ratio.max())} raw)."]
