@@ -89,8 +89,11 @@ def test_forked_and_fresh_processes_measure_the_same_programs(real_results, fres
                            "competing for cores; CPU times (time_*_cpu_s) do not."], []]
 
 
-def forkservers():
-    return [p for p in psutil.Process().children() if "profiler.processes.forkserver" in " ".join(p.cmdline())]
+def forkservers(besides: frozenset[int] = frozenset()) -> list[psutil.Process]:
+    """This process's fork servers, but for those in `besides` (a notebook session's kept
+    servers, started by an earlier module of the same pytest worker, are not the pool's)."""
+    return [p for p in psutil.Process().children()
+            if p.pid not in besides and "profiler.processes.forkserver" in " ".join(p.cmdline())]
 
 
 def test_a_fork_server_serves_one_environment(monkeypatch):
@@ -98,17 +101,18 @@ def test_a_fork_server_serves_one_environment(monkeypatch):
     measured with other flags is forked from a server started with them."""
     point = Point(**COMPILE_ONLY["forward"])
     flags = "--xla_force_host_platform_device_count=3"
+    before = frozenset(p.pid for p in forkservers())
     pool = ServerPool()
     try:
         rows = []
         for xla_flags in ("", flags, flags):
             monkeypatch.setenv("XLA_FLAGS", xla_flags)
             rows += measure_in_subprocess(point, servers=pool).rows
-        servers = forkservers()
+        servers = forkservers(before)
     finally:
         pool.close()
     assert [r["run_status"] for r in rows] == ["ok"] * 3
     assert [r["env_device_count"] for r in rows] == [1, 3, 3]
     assert rows[1]["env_xla_flags"] == flags
     assert len(servers) == 2  # one per environment, and used again
-    assert forkservers() == []
+    assert forkservers(before) == []
