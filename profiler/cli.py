@@ -201,18 +201,24 @@ def _run(args: argparse.Namespace, servers: ServerPool | None) -> int:
                        executor=args.executor, scheduler=args.scheduler, progress=progress(), servers=servers)
     if servers is not None:  # the measurements are done: the server's exit overlaps the report
         threading.Thread(target=servers.close, daemon=True).start()
+    _conclude(result, result.folder, called, report=not args.no_report)
+    return 0 if result.ok else 1
+
+
+def _conclude(result: SweepResult, folder: Path, called: float, report: bool, table: Path | None = None) -> None:
+    """What a sweep's command prints once its measurements are stored (sweep and releases
+    alike): the statuses, the failures, the report and where the command's time went."""
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "nothing to do"
-    print(f"results: {result.folder} ({counts}; {result.skipped} already done)")
+    print(f"results: {folder} ({counts}; {result.skipped} already done" + (f"; table: {table})" if table else ")"))
     _say_failures(result)
     driver = {"command start": called - _STARTED, **result.driver_s}
-    if not args.no_report:
+    if report:
         t0 = time.time()
         from profiler.report import write_report
 
-        print(f"report: {write_report(result.folder)}")
+        print(f"report: {write_report(folder)}")
         driver["report"] = time.time() - t0
     print(f"time: {sweep_breakdown(time.time() - _STARTED, driver, result.rows, result.spans).line()}")
-    return 0 if result.ok else 1
 
 
 def _import_meanwhile(module: str) -> None:
@@ -418,17 +424,7 @@ def _releases(args: argparse.Namespace) -> int:
                         progress=progress(), start=args.start)
     print(format_matrix(matrix, args.fail_above))
     result = matrix.sweep
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "nothing to do"
-    print(f"results: {matrix.folder} ({counts}; {result.skipped} already done; table: {matrix.folder / 'releases.md'})")
-    _say_failures(result)
-    driver = {"command start": called - _STARTED, **result.driver_s}
-    if not args.no_report:
-        t0 = time.time()
-        from profiler.report import write_report
-
-        print(f"report: {write_report(matrix.folder)}")
-        driver["report"] = time.time() - t0
-    print(f"time: {sweep_breakdown(time.time() - _STARTED, driver, result.rows, result.spans).line()}")
+    _conclude(result, matrix.folder, called, report=not args.no_report, table=matrix.folder / "releases.md")
     return 1 if matrix.failed else 0
 
 
