@@ -26,7 +26,7 @@ BENCH_MAX_SLOWDOWN ?=
 # newest pytest-benchmark baseline (recorded by `make bench-baseline`).
 HISTORY_MAX_SLOWDOWN ?= 30
 
-.PHONY: venv sweep report test lint docs bench bench-baseline bench-history golden bench-overhead mutate
+.PHONY: venv sweep report test lint docs bench bench-baseline bench-history golden bench-overhead bench-forecast mutate
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -88,6 +88,10 @@ lint: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m profiler columns > docs/columns.md
 	$(BIN)/python -m profiler keys > docs/keys.md
+
+# A forecast of a timing against a deeper measurement of the same sweep (run alone).
+bench-forecast: $(STAMP)
+	$(BIN)/python tests/benchmarks/forecast_timing.py
 
 # The harness's overhead against a bare JAX script, fork vs fresh, --jobs 1 vs 2 (docs/scale.md).
 bench-overhead: $(STAMP)

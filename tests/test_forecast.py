@@ -123,24 +123,13 @@ def test_forecast_of_a_real_sweep_matches_a_real_deeper_measurement(deep: Path):
         assert size.low <= measured <= size.high
         assert size.exact and "run=false" in size.measure and "layers=32" in size.measure
         assert [p["layers"] for p in size.based_on] == [1, 2, 4, 8, 16]
-        # The trace's CPU time: the steadiest timing on a shared machine (one Python thread).
-        # What a forecast promises is its interval, so that is what is held to the
-        # measurement. Two repeats per depth are noisy: a CI run measured the loop at 32
-        # layers 2.6x its time at 16, where an idle run of 4 repeats measures 2.1x.
+        # Where the trace's measured CPU time falls against the forecast is a timing on a
+        # 2-core machine: tests/benchmarks/forecast_timing.py (make bench-forecast) checks it.
+        # What is deterministic is the interval's shape and what it was validated on.
         timing = _one(forecasts, "time_trace_cpu_s", mode=mode)
-        measured = _measured(df, "time_trace_cpu_s", mode=mode, layers=32)
         assert timing.low < timing.predicted < timing.high
-        assert timing.low <= measured <= timing.high, (timing.predicted, timing.low, timing.high, measured)
         assert not timing.exact and timing.measure is None
         assert timing.validation and all(v["test"] <= 16 for v in timing.validation)
-    # The prediction itself: the loop's within 2x of its measurement (0.66-0.84x in four runs,
-    # one of them on CI); the scan's stays flat, far under the loop's. The scan's own is no
-    # closer than 2x: its trace takes 40-80 ms at every depth, and three idle runs predicted
-    # 1.04x, 1.05x and 2.00x of what was measured.
-    loop = _one(forecasts, "time_trace_cpu_s", mode="loop")
-    loop_measured = _measured(df, "time_trace_cpu_s", mode="loop", layers=32)
-    assert loop_measured / 2 <= loop.predicted <= loop_measured * 2, (loop.predicted, loop_measured)
-    assert _one(forecasts, "time_trace_cpu_s", mode="scan").predicted < loop_measured / 3
     flops = _one(forecasts, "cost_flops", mode="loop")
     assert flops.predicted == pytest.approx(_measured(df, "cost_flops", mode="loop", layers=32), rel=1e-6)
 
