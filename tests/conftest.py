@@ -12,6 +12,7 @@ import importlib.metadata
 import itertools
 import os
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,12 @@ def measure_forward() -> Callable[..., dict[str, Any]]:
     def get(mode: str, layers: int, **keys: Any) -> dict[str, Any]:
         key = (mode, layers, *sorted(keys.items()))
         if key not in cache:
-            cache[key] = measure(build(Point(mode=mode, layers=layers, **(TINY_FORWARD | keys)))[0])
+            program = build(Point(mode=mode, layers=layers, **(TINY_FORWARD | keys)))[0]
+            # The HLO text carries the Python stack of every traced operation, the caller's
+            # frames included: traced under a test, its size would depend on which module
+            # asked first. A thread of its own traces from the same stack for every caller.
+            with ThreadPoolExecutor(1) as thread:
+                cache[key] = thread.submit(measure, program).result()
         return cache[key]
 
     return get
@@ -199,3 +205,4 @@ def write_fixed(folder: Path, compile_s: Mapping[int, Sequence[float]],
                 point, run_sweep=folder.name, run_repeat=repeat, run_status="ok", cfg_phase="main",
                 run_started_utc=env.utc_now(), **env.host(), time_compile_s=seconds, **values)])
     return folder
+
