@@ -28,10 +28,14 @@ HISTORY_MAX_SLOWDOWN ?= 30
 
 .PHONY: venv sweep report test lint docs bench bench-baseline bench-history golden bench-overhead bench-forecast mutate
 
+# uv installs what pip would (the same versions; docs/testing.md) in a fifth of the time: 10 s
+# against 49 s for these extras with both caches warm. Where uv cannot reach an index that
+# pip is configured for, pip installs instead.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,dask,tpu,gpu]'
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev,dask,tpu,gpu]' \
+		|| $(BIN)/python -m pip install --quiet -e '.[dev,dask,tpu,gpu]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -51,7 +55,7 @@ report: $(STAMP)
 # serial tests) is fine; both selecting none is not (a mistyped -k).
 TEST_JOBS ?= 2
 test: $(STAMP)
-	@rc=0; $(BIN)/python -m pytest --benchmark-skip -n $(TEST_JOBS) --dist loadfile -m "not serial" $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(BIN)/python -m pytest --benchmark-skip -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder -m "not serial" $(PYTEST_ARGS) || rc=$$?; \
 	[ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc; \
 	rc2=0; $(BIN)/python -m pytest --benchmark-skip -m serial $(PYTEST_ARGS) || rc2=$$?; \
 	[ $$rc2 -eq 0 ] || [ $$rc2 -eq 5 ] || exit $$rc2; \
