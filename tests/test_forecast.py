@@ -28,11 +28,6 @@ DEEP_SPEC = {
 }
 
 
-# The forecast of a timing is checked against a timing measured in the same sweep: a test
-# running beside it would make the depths' load differ.
-pytestmark = pytest.mark.serial
-
-
 @pytest.fixture(scope="module")
 def deep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real sweep to 32 layers: forecasts from 1-16 are checked against 32."""
