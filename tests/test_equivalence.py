@@ -64,6 +64,11 @@ def from_layers(point: Point, net: stacked.Model, layers: list[dict[str, Any]]) 
 
 
 _JITTED: dict[str, tuple[stacked.Model, Any]] = {}
+BACKEND_O0 = {"xla_backend_optimization_level": 0}
+"""XLA's own passes (fusion, CSE, the remat it must not undo) run as always; only the CPU
+backend's LLVM code generation is unoptimised, for every layout and the reference alike:
+what is compared is the function each layout computes, not the machine code's speed, and
+this is about half of each compile's CPU time."""
 
 
 def jitted(point: Point, outputs: Any) -> tuple[stacked.Model, Any]:
@@ -73,7 +78,7 @@ def jitted(point: Point, outputs: Any) -> tuple[stacked.Model, Any]:
     key = f"{outputs.__name__} {point.model_dump_json()}"
     if key not in _JITTED:
         net = stacked.build(point)
-        _JITTED[key] = net, jax.jit(functools.partial(outputs, net))
+        _JITTED[key] = net, jax.jit(functools.partial(outputs, net), compiler_options=BACKEND_O0)
     return _JITTED[key]
 
 
