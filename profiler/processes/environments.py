@@ -153,12 +153,21 @@ def requirements(jax: str, flax: str | None) -> list[str]:
     return [f"jax=={jax}", *jaxlib, f"flax=={flax}" if flax else "flax", "optax", *theirs]
 
 
+# How an environment is built, part of its folder's hash: environments built another way
+# are built again. Bytecode is compiled at install time because the measuring processes and
+# fork servers of every later run import JAX from it: without .pyc files (uv writes none
+# unless asked, and PYTHONDONTWRITEBYTECODE stops the interpreter writing them) each start
+# compiles JAX's sources again.
+_RECIPE = ("compile-bytecode",)
+
+
 def environment(jax: str, flax: str | None = None) -> Environment:
     """Where the environment of (`jax`, `flax`) lives, built or not. Its folder names the
     interpreter's version and a hash of its requirements: a changed requirement builds anew."""
     jax = check_version(jax, "--jax")
     flax = None if flax is None else check_version(flax, "--flax")
-    digest = hashlib.sha256(json.dumps([sys.version_info[:2], jax, flax, _project_deps()]).encode()).hexdigest()[:8]
+    digest = hashlib.sha256(json.dumps([sys.version_info[:2], jax, flax, _project_deps(), *_RECIPE]).encode()
+                            ).hexdigest()[:8]
     name = f"py{sys.version_info[0]}.{sys.version_info[1]}-jax{jax}-flax{flax or 'newest'}-{digest}"
     return Environment(jax, flax, cache_root() / name)
 
@@ -224,7 +233,8 @@ def _build(env: Environment) -> None:
     wanted = requirements(env.jax, env.flax)
     if tool:
         _step(env, "venv", [tool, "venv", "--quiet", "--python", python, str(env.path)])
-        _step(env, "install", [tool, "pip", "install", "--quiet", "--python", str(env.python), *wanted])
+        _step(env, "install", [tool, "pip", "install", "--quiet", "--compile-bytecode", "--python", str(env.python),
+                               *wanted])
     else:
         _step(env, "venv", [python, "-m", "venv", str(env.path)])
         _step(env, "install", [str(env.python), "-m", "pip", "install", "--quiet", *wanted])
