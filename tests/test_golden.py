@@ -88,3 +88,46 @@ def test_the_committed_golden_values_hold_every_point_and_metric():
         for name, phases in points.items():
             for phase, values in phases.items():
                 assert set(values) == set(golden.DETERMINISTIC), (key, name, phase)
+
+
+def _seed_block_params(hidden: int) -> int:
+    """Parameters of one seed block, counted from its definition (profiler/models/blocks.py):
+    self-attention's query, key, value and output projections, each a hidden x hidden kernel
+    and a bias of hidden, then a dense layer of the same shape."""
+    return 4 * (hidden * hidden + hidden) + (hidden * hidden + hidden)
+
+
+def _seed_forward_matmul_flops(point: Point) -> int:
+    """Multiply-adds (2 FLOPs each) of the seed block's matrix products: four attention
+    projections and the dense layer (5 x B·S·H²), the attention scores and their weighted
+    sum (2 x B·S²·H, summed over heads)."""
+    b, s, h = point.batch, point.seq, point.hidden
+    return point.layers * 2 * (5 * b * s * h * h + 2 * b * s * s * h)
+
+
+# The golden values are recorded by the code they gate (`make golden`), so a value that was
+# wrong when recorded would be kept. These check the committed ones for every recorded JAX
+# version against arithmetic written out here from the points' shapes.
+@pytest.mark.parametrize("name", ["seed-loop", "seed-scan"])
+def test_the_golden_forward_values_agree_with_arithmetic_from_the_shapes(name):
+    point = golden.POINTS[name]
+    params = point.layers * _seed_block_params(point.hidden)
+    floats_in = point.batch * point.seq * point.hidden
+    matmuls = _seed_forward_matmul_flops(point)
+    assert GOLDEN
+    for key, points in GOLDEN.items():
+        values = points[name]["main"]
+        # float32 parameters and input: 4 bytes each, nothing else
+        assert values["mem_argument_bytes"] == 4 * (params + floats_in), key
+        # the matrix products, plus the softmax, bias and residual adds: under 1% more
+        assert matmuls < values["cost_flops"] < 1.01 * matmuls, (key, values["cost_flops"] / matmuls)
+
+
+def test_the_golden_training_arguments_are_parameters_and_adam_s_two_moments():
+    point = golden.POINTS["train-scan-remat"]
+    params = point.layers * _seed_block_params(point.hidden)
+    floats_in = point.batch * point.seq * point.hidden
+    for key, points in GOLDEN.items():
+        # parameters, AdamW's first and second moments (float32), the input, and the
+        # optimizer's step count (one int32)
+        assert points["train-scan-remat"]["main"]["mem_argument_bytes"] == 4 * (3 * params + floats_in) + 4, key
