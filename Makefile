@@ -30,11 +30,14 @@ HISTORY_MAX_SLOWDOWN ?= 30
 
 # uv installs what pip would (the same versions; docs/testing.md) in a fifth of the time: 10 s
 # against 49 s for these extras with both caches warm. Where uv cannot reach an index that
-# pip is configured for, pip installs instead.
+# pip is configured for, pip installs instead. --compile-bytecode writes the .pyc files pip
+# writes by default and uv does not: without them every new interpreter (a test's
+# subprocess, a fork server, a `profile()` call's server) compiles JAX's sources anew, and
+# with PYTHONDONTWRITEBYTECODE set none is ever written.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev,dask,tpu,gpu]' \
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev,dask,tpu,gpu]' \
 		|| $(BIN)/python -m pip install --quiet -e '.[dev,dask,tpu,gpu]'
 	touch $(STAMP)
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from profiler import targets
+from profiler.processes.forkserver import ServerPool
 from profiler.processes.supervise import measure_in_subprocess, worker_environment
 from profiler.spec import Point
 from profiler.storage import store
@@ -94,7 +95,17 @@ def test_libtpu_stays_out_of_the_terminal(mixed):
     assert "cudart_stub" not in done.stderr + done.stdout
 
 
-def test_every_workload_compiles_for_a_tpu(tmp_path):
+@pytest.fixture(scope="module")
+def tpu_server():
+    """Measuring processes forked from one fork server (what a sweep does): every TPU point
+    below has the same environment, so one server's imports serve them all, where a fresh
+    interpreter per point imported JAX each time (about 3 s of CPU each here)."""
+    pool = ServerPool()
+    yield pool
+    pool.close()
+
+
+def test_every_workload_compiles_for_a_tpu(tmp_path, tpu_server):
     points = [
         Point(workload="train", target="tpu:v5p:2x1x1", mesh="2x1", **{k: v for k, v in TINY.items() if k != "repeats"}),
         Point(workload="train", preset="llama-tiny", target="tpu:v6e:2x1", mesh="1x2", batch=2, seq=8),
@@ -102,7 +113,10 @@ def test_every_workload_compiles_for_a_tpu(tmp_path):
         Point(workload="decode", target="tpu:v5e:1x1", layers=2, hidden=32, heads=2, batch=2),
         Point(workload="program", program="tests.faults:ok", target="gpu:a100"),
     ]
-    rows = [row for point in points for row in measure_in_subprocess(point).rows]
+    # The GPU point starts a fresh interpreter (a server of its own environment would cost
+    # as much): the fresh start stays checked for a target, the forked one for the TPUs.
+    rows = [row for point in points for row in measure_in_subprocess(
+        point, servers=None if point.target.startswith("gpu:") else tpu_server).rows]
     assert [r["run_status"] for r in rows] == ["ok"] * 6, [r.get("run_error") for r in rows]
     llama = rows[1]
     assert llama["env_target_device_kind"] == "TPU v6 lite"
@@ -110,10 +124,11 @@ def test_every_workload_compiles_for_a_tpu(tmp_path):
     assert llama["mem_param_device_bytes"] < llama["size_params"] * 4
 
 
-def test_a_failing_target_point_keeps_its_stderr_in_run_error():
-    # A program whose factory raises: the row's error carries what libtpu logged.
+def test_a_failing_target_point_keeps_its_stderr_in_run_error(tpu_server):
+    # A program whose factory raises: the row's error carries what libtpu logged (in the
+    # forked child's stderr file, as a sweep's fork server gives it).
     point = Point(program="tests.faults:raises", target="tpu:v5e:1x1")
-    row = measure_in_subprocess(point).rows[0]
+    row = measure_in_subprocess(point, servers=tpu_server).rows[0]
     assert row["run_status"] == "error"
     assert "stderr:" in row["run_error"] and "TPU" in row["run_error"]
 

@@ -22,6 +22,7 @@ from flax import nnx
 import profiler
 from profiler import workloads
 from profiler.measurement.measure import measure
+from profiler.processes.forkserver import ServerPool
 from profiler.processes.runner import check_user_blocks
 from profiler.spec import Point, SpecError, build_spec
 from tests.messages import says
@@ -193,9 +194,48 @@ def user_dir(tmp_path_factory):
     sys.modules.pop(MODULE, None)
 
 
-def _measure(**keys) -> dict:
-    [program] = workloads.build(Point(**(SIZES | keys)))
-    return measure(program)
+@pytest.fixture(scope="module", autouse=True)
+def one_server_per_environment():
+    """pytest names the running test in the environment variable PYTEST_CURRENT_TEST, and
+    the measuring processes' environment is a copy of this process's: fork servers, one per
+    environment (profiler.api keeps them for the session), would start anew, importing JAX
+    for seconds, for every test that measures. Told apart without it, this module's sweeps
+    and profile() calls of one environment fork from one server, as a notebook's do."""
+    server = ServerPool.server
+
+    def without_the_test_name(self, environ, python=None):
+        return server(self, {k: v for k, v in environ.items() if k != "PYTEST_CURRENT_TEST"}, python)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ServerPool, "server", without_the_test_name)
+        yield
+
+
+@pytest.fixture(scope="module")
+def servers(user_dir):
+    """The fork servers of this module's run_sweep calls: one server (its imports take
+    seconds) for all of them instead of one per sweep. Each measurement is still a fresh
+    fork that starts its own backend and compiles cold."""
+    pool = ServerPool()
+    yield pool
+    pool.close()
+
+
+_MEASURED: dict[tuple, dict] = {}
+
+
+def _measure(run: bool = False, **keys) -> dict:
+    """measure() of the point SIZES | keys in this process, with two steps run if `run`:
+    compiled once per module for the tests that read the same point (a measurement that
+    ran answers one that only compiles, too)."""
+    ran, compiled = (True, *sorted(keys.items())), (False, *sorted(keys.items()))
+    for key in [ran] + ([] if run else [compiled]):
+        if key in _MEASURED:
+            return _MEASURED[key]
+    point = Point(**(SIZES | keys), **(dict(run=True, steps=2) if run else {}))
+    [program] = workloads.build(point)
+    _MEASURED[ran if run else compiled] = measure(program, run=run, steps=2)
+    return _MEASURED[ran if run else compiled]
 
 
 # (api, block): the linen block returns x, the NNX block returns (x, aux).
@@ -217,6 +257,15 @@ def test_forward_flops_of_a_user_block_in_every_mode_match_the_analytic_count(ap
         assert f == pytest.approx(flops[0], rel=1e-3), variant
 
 
+def test_a_user_block_trains_for_real():
+    """(Before test_train_step_of_a_user_block_costs_the_same_however_its_scan_is_cut, which
+    reads this measurement as its linen scan remat='full' point.)"""
+    metrics = _measure(api="linen", block=f"{MODULE}:Bottleneck", workload="train", mode="scan", remat="full",
+                       run=True)
+    assert len(metrics["time_step_samples_s"]) == 2
+    assert metrics["mem_alias_bytes"] > 0  # donated parameters and optimizer state
+
+
 @pytest.mark.parametrize(("api", "block"), BLOCKS)
 @pytest.mark.parametrize("mode", ["scan", "scan_shared"])
 def test_train_step_of_a_user_block_costs_the_same_however_its_scan_is_cut(api, block, mode):
@@ -233,17 +282,9 @@ def test_train_step_of_a_user_block_costs_the_same_however_its_scan_is_cut(api, 
     assert one["cost_analytic_flops"] is None
     # remat='full' recomputes each block's forward in the backward pass, except its last
     # matmul, whose output the backward pass does not need: half the block's matmuls.
+    # (The linen scan one is test_a_user_block_trains_for_real's point, measured there.)
     remat = _measure(remat="full", **keys)
     assert remat["cost_flops"] - one["cost_flops"] == pytest.approx(analytic(block) / 2, rel=0.05)
-
-
-def test_a_user_block_trains_for_real():
-    point = Point(block=f"{MODULE}:Bottleneck", workload="train", mode="scan", remat="full",
-                  run=True, steps=2, **SIZES)
-    [program] = workloads.build(point)
-    metrics = measure(program, run=True, steps=2)
-    assert len(metrics["time_step_samples_s"]) == 2
-    assert metrics["mem_alias_bytes"] > 0  # donated parameters and optimizer state
 
 
 def test_a_user_block_from_a_spec_file_on_the_command_line(user_dir):
@@ -347,13 +388,37 @@ def test_bad_user_code_is_one_line_before_any_work(keys, message):
     assert str(error.value).startswith(message[0]) and says(str(error.value), message)
 
 
-def test_a_bad_block_on_the_command_line_exits_2_with_one_line(user_dir):
-    done = subprocess.run(
-        [sys.executable, "-m", "profiler", "sweep", str(REPO / "sweeps/smoke.toml"), f'block="{MODULE}:Widening"',
-         "--out", "never"], cwd=user_dir, env=ENV,
-        capture_output=True, text=True)
-    assert done.returncode == 2
-    assert done.stderr.startswith("error: key 'block':") and done.stderr.count("\n") == 1
+@pytest.fixture(scope="module")
+def driver(user_dir):
+    """One fresh interpreter (its imports of JAX, Flax and the user's module take seconds)
+    for what only a new process shows. First the command line, as `python -m profiler` runs
+    it, given a block that cannot be stacked: its exit status is the process's, its error
+    the process's stderr. Then each block of BLOCKS checked in turn, as a sweep's driver
+    does, with a line 'api block True|False' after each: whether a JAX backend exists."""
+    code = textwrap.dedent(f'''
+        import sys
+
+        from profiler.cli import main
+
+        status = main(["sweep", {str(REPO / "sweeps/smoke.toml")!r}, 'block="{MODULE}:Widening"', "--out", "never"])
+
+        from jax._src import xla_bridge
+
+        from profiler.processes.runner import check_user_blocks
+        from profiler.spec import build_spec
+
+        for api, block in {BLOCKS!r}:
+            points = build_spec({{"name": "x", "block": "{MODULE}:" + block, "api": api, "mode": ["loop", "scan"]}}).points
+            check_user_blocks(points)
+            print(api, block, bool(xla_bridge._backends), flush=True)
+        sys.exit(status)
+    ''')
+    return subprocess.run([sys.executable, "-c", code], cwd=user_dir, env=ENV, capture_output=True, text=True)
+
+
+def test_a_bad_block_on_the_command_line_exits_2_with_one_line(user_dir, driver):
+    assert driver.returncode == 2, driver.stderr
+    assert driver.stderr.startswith("error: key 'block':") and driver.stderr.count("\n") == 1, driver.stderr
     assert not (user_dir / "never").exists()
 
 
@@ -394,15 +459,11 @@ def test_profiler_exports_the_notebook_api_without_importing_it_in_workers():
 
 
 @pytest.mark.parametrize(("api", "block"), BLOCKS)
-def test_checking_a_block_starts_no_backend_in_the_driver(api, block):
+def test_checking_a_block_starts_no_backend_in_the_driver(driver, api, block):
     """On a GPU a started backend would hold most of the memory the measuring processes need."""
-    code = ("from jax._src import xla_bridge; from profiler.spec import build_spec; "
-            "from profiler.processes.runner import check_user_blocks; "
-            f"check_user_blocks(build_spec({{'name': 'x', 'block': '{MODULE}:{block}', 'api': '{api}', "
-            "'mode': ['loop', 'scan']}).points); "
-            "print(bool(xla_bridge._backends))")
-    done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True)
-    assert done.stdout.split() == ["False"], done.stderr
+    lines = driver.stdout.splitlines()
+    assert len(lines) == len(BLOCKS), driver.stderr
+    assert lines[BLOCKS.index((api, block))] == f"{api} {block} False", driver.stderr
 
 
 def test_folders_of_notebook_code_reach_the_measuring_process_as_an_argument():
@@ -414,22 +475,26 @@ def test_folders_of_notebook_code_reach_the_measuring_process_as_an_argument():
     assert "/tmp/notebook-code" not in os.environ.get("PYTHONPATH", "")
 
 
-def test_a_factory_parameter_named_like_a_measurement_key_is_refused_on_the_command_line(user_dir):
-    done = subprocess.run(
-        [sys.executable, "-m", "profiler", "sweep", str(REPO / "sweeps/smoke.toml"),
-         f'program="{MODULE}:power_iteration"', "mode=scan", "layers=1", "--out", "never"],
-        cwd=user_dir, env=ENV, capture_output=True, text=True)
-    assert done.returncode == 2 and done.stderr.count("\n") == 1
-    assert done.stderr.startswith("error: key 'program':") and "'steps'" in done.stderr
+def test_a_factory_parameter_named_like_a_measurement_key_is_refused_on_the_command_line(user_dir, capsys):
+    """The command line's main() in this process, as `python -m profiler` calls it: that a
+    fresh interpreter importing user code exits 2 with one line on stderr is
+    test_a_bad_block_on_the_command_line_exits_2_with_one_line's (a process start costs seconds)."""
+    from profiler.cli import main
+
+    status = main(["sweep", str(REPO / "sweeps/smoke.toml"), f'program="{MODULE}:power_iteration"', "mode=scan",
+                   "layers=1", "--out", "never"])
+    out, err = capsys.readouterr()
+    assert status == 2 and err.count("\n") == 1 and out == ""
+    assert err.startswith("error: key 'program':") and "'steps'" in err
     assert not (user_dir / "never").exists()
 
 
-def test_a_factory_gets_its_own_defaults_and_rows_record_the_values_it_was_built_with(tmp_path):
+def test_a_factory_gets_its_own_defaults_and_rows_record_the_values_it_was_built_with(tmp_path, servers):
     """The spec sets batch only: hidden and layers are the factory's defaults (64, 3), not
     Point's (256, 8), and the keys it does not take (heads, seq, mode...) are null."""
     spec = build_spec({"name": "chain", "program": f"{MODULE}:chain", "batch": [2, 4], "repeats": 1})
     assert [(p.hidden, p.layers, p.batch) for p in spec.points] == [(64, 3, 2), (64, 3, 4)]
-    assert profiler.run_sweep(spec, tmp_path / "res").ok
+    assert profiler.run_sweep(spec, tmp_path / "res", servers=servers).ok
     rows = profiler.load(tmp_path / "res").sort_values("cfg_batch")
     assert list(rows["cfg_hidden"]) == [64, 64] and list(rows["cfg_layers"]) == [3, 3]
     # What was built: 3 matmuls of (batch, 64) by (64, 64).
@@ -455,7 +520,7 @@ def _visible_text(page: str) -> str:
 
 
 @pytest.mark.parametrize(("grid", "x_title"), [(dict(hidden=[8, 16]), "hidden"), (dict(), None)])
-def test_a_factory_without_layers_reports_with_the_key_that_varies_on_x(user_dir, tmp_path, grid, x_title):
+def test_a_factory_without_layers_reports_with_the_key_that_varies_on_x(user_dir, tmp_path, servers, grid, x_title):
     """The issue's report crash (int of NaN layers), the labels 'nan'/'None' of keys that do
     not apply, progress lines naming keys the factory does not take."""
     from profiler.report import write_report
@@ -463,7 +528,7 @@ def test_a_factory_without_layers_reports_with_the_key_that_varies_on_x(user_dir
     spec = build_spec({"name": "nodepth", "program": f"{MODULE}:no_depth", "repeats": 1, **grid})
     assert [p.label() for p in spec.points][0].startswith("no_depth hidden=")
     assert not any("L=" in p.label() for p in spec.points)
-    assert profiler.run_sweep(spec, tmp_path / "res").ok
+    assert profiler.run_sweep(spec, tmp_path / "res", servers=servers).ok
     page = write_report(tmp_path / "res", tmp_path / "report.html").read_text()
     text = _visible_text(page)
     assert not re.search(r"\b(None|nan|NaN)\b", text), re.search(r".{60}\b(None|nan|NaN)\b.{20}", text)
@@ -473,7 +538,7 @@ def test_a_factory_without_layers_reports_with_the_key_that_varies_on_x(user_dir
         assert "no curves" in text and "Medians and spread" in text and "time_to_compiled_s" not in page
 
 
-def test_a_factorys_own_knobs_are_keys_axes_and_columns(user_dir, tmp_path):
+def test_a_factorys_own_knobs_are_keys_axes_and_columns(user_dir, tmp_path, servers):
     """emb_dim is no spec key: a grid axis of the factory that takes it, a cfg_emb_dim
     column, null for a factory beside it that does not take it; resumed, loaded, reported."""
     from profiler.report.analysis import Analysis
@@ -483,13 +548,13 @@ def test_a_factorys_own_knobs_are_keys_axes_and_columns(user_dir, tmp_path):
     spec = build_spec(table)
     assert sorted(p.label() for p in spec.points) == [
         "knobbed batch=4 emb_dim=16 act=tanh", "knobbed batch=4 emb_dim=8 act=tanh", "no_depth hidden=16 batch=4"]
-    assert profiler.run_sweep(spec, tmp_path / "res").ok
+    assert profiler.run_sweep(spec, tmp_path / "res", servers=servers).ok
     rows = profiler.load(tmp_path / "res").sort_values(["cfg_program", "cfg_emb_dim"])
     assert rows["cfg_emb_dim"].tolist()[:2] == [8, 16] and rows["cfg_emb_dim"].isna().tolist() == [False, False, True]
     assert rows["cfg_act"].tolist()[:2] == ["tanh", "tanh"]
     assert rows["cost_flops"].tolist()[:2] == [2 * 4 * e * e for e in (8, 16)]  # built with each emb_dim
     assert Analysis(rows[rows["cfg_program"].str.endswith("knobbed")]).x == "cfg_emb_dim"
-    again = profiler.run_sweep(build_spec(table), tmp_path / "res", resume=True)
+    again = profiler.run_sweep(build_spec(table), tmp_path / "res", resume=True, servers=servers)
     assert again.skipped == 3 and not again.rows
     with pytest.raises(SpecError) as error:
         build_spec({**table, "emb_dimm": 3})
@@ -498,7 +563,7 @@ def test_a_factorys_own_knobs_are_keys_axes_and_columns(user_dir, tmp_path):
         build_spec({"name": "x", "emb_dim": 8})
 
 
-def test_a_jitted_step_with_static_and_keyword_arguments_is_measured_as_it_is(user_dir, tmp_path):
+def test_a_jitted_step_with_static_and_keyword_arguments_is_measured_as_it_is(user_dir, tmp_path, servers):
     """(fn, args, kwargs) with fn jitted by its own project: no jit of ours in its trace, its
     static config passed as a value, its donation kept, run for real (fresh donated buffers
     each step); swept with its knob on the x axis, and reported."""
@@ -515,7 +580,7 @@ def test_a_jitted_step_with_static_and_keyword_arguments_is_measured_as_it_is(us
     assert measured["mem_alias_bytes"] == 16 * 16 * 4  # the weights, donated by the step's own jit
     assert len(measured["time_step_samples_s"]) == 2
     spec = build_spec({"name": "step", "program": f"{MODULE}:step_factory", "width": [8, 16], "repeats": 1})
-    assert profiler.run_sweep(spec, tmp_path / "res").ok
+    assert profiler.run_sweep(spec, tmp_path / "res", servers=servers).ok
     write_report(tmp_path / "res", tmp_path / "r.html")
     assert "x axis: width" in (tmp_path / "r.html").read_text()
 

@@ -17,6 +17,7 @@ import pandas as pd
 from scipy.special import stdtrit  # the t quantile; scipy.stats takes 2x as long to import
 
 from profiler.analysis import machines
+from profiler.analysis.derived import DERIVED
 
 # A point is flagged unstable when its repeats vary this much: readers should not trust
 # differences smaller than the spread. 10% is about the run-to-run variation of compile
@@ -31,11 +32,8 @@ METRIC_PREFIXES = ("time_", "size_", "cost_", "mem_")
 # Measurements outside those prefixes (the decode workload's throughput).
 EXTRA_METRICS = ("run_tokens_per_s",)
 
-# Columns computed here from the measured ones, per repeat (so they get a spread too).
-DERIVED: dict[str, tuple[str, ...]] = {
-    "time_trace_lower_s": ("time_trace_s", "time_lower_s"),
-    "time_to_compiled_s": ("time_trace_s", "time_lower_s", "time_compile_s"),
-}
+# Columns computed here from the measured ones, per repeat (so they get a spread too):
+# DERIVED lives in profiler/analysis/derived.py, which imports neither pandas nor scipy.
 
 # How the measurements were taken (docs/scale.md): timings depend on them as on the
 # environment, so they are shown and compared with it.

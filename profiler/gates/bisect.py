@@ -30,8 +30,9 @@ CONFIDENCE = 0.95
 
 
 def numeric_columns() -> list[str]:
-    """The columns a bisect can follow: numeric ones of the record, and the derived sums."""
-    from profiler.analysis.stats import DERIVED
+    """The columns a bisect can follow: numeric ones of the record, and the derived sums
+    (from profiler.analysis.derived, not stats: refusing a --metric imports no pandas)."""
+    from profiler.analysis.derived import DERIVED
     from profiler.storage.record import COLUMNS
 
     return [c.name for c in COLUMNS if c.type in ("int", "float") and not c.name.startswith(("run_", "cfg_", "env_"))] + list(DERIVED)

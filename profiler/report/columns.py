@@ -15,7 +15,7 @@ from profiler.storage.record import COLUMNS
 
 _COLUMN = {c.name: c for c in COLUMNS}
 ANATOMY_COLUMNS = {name for name, _, _ in anatomy.component_docs()} | {f"time_anatomy_{s}_s" for s in anatomy.STAGES}
-# Columns the statistics derive per repeat (profiler/analysis/stats.py DERIVED).
+# Columns the statistics derive per repeat (profiler/analysis/derived.py DERIVED).
 _DERIVED_DOC = {
     "time_trace_lower_s": "trace + lower, per repeat.",
     "time_to_compiled_s": "trace + lower + compile, per repeat: time to a compiled program.",
