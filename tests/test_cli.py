@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -17,13 +18,31 @@ def profiler(*args, cwd=None):
                           env=env)
 
 
-def test_sweep_writes_one_row_per_point_and_repeat(tmp_path):
-    out = tmp_path / "res"
-    done = profiler("sweep", "sweeps/smoke.toml", "layers=[1,3]", "mode=[\"loop\",\"scan\"]", "repeats=2",
-                    "run=false", "--out", str(out), "--no-report")
+@pytest.fixture(scope="module")
+def cwd_sweep(tmp_path_factory):
+    """One sweep from a working directory of its own, without --out, its overrides after
+    the options: (the process, the working directory)."""
+    work = tmp_path_factory.mktemp("work")
+    done = profiler("sweep", str(REPO / "sweeps/smoke.toml"), "--no-report", "--jobs", "1", "layers=[1,3]",
+                    'mode=["loop","scan"]', "repeats=2", "run=false", cwd=work)
     assert done.returncode == 0, done.stderr
+    return done, work
+
+
+def cli(capsys, *args):
+    """`main(args)` in this process: its exit status, stdout and stderr."""
+    from profiler.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
+def test_sweep_writes_one_row_per_point_and_repeat(cwd_sweep):
+    done, work = cwd_sweep
     assert "[8/8]" in done.stdout  # plain progress lines when not on a terminal
-    df = pd.read_parquet(out)
+    df = pd.read_parquet(next((work / "results").iterdir()))
     assert len(df) == 8
     assert (df["run_status"] == "ok").all()
     assert df.groupby(["run_point_id", "run_repeat"]).size().eq(1).all()
@@ -44,24 +63,17 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path):
     assert not out.exists()
 
 
-def test_results_go_under_the_current_directory_wherever_the_package_is(tmp_path):
+def test_results_go_under_the_current_directory_wherever_the_package_is(cwd_sweep):
     """Not next to the package's files (site-packages, when installed)."""
-    work = tmp_path / "work"
-    work.mkdir()
-    done = profiler("sweep", str(REPO / "sweeps/smoke.toml"), "layers=1", "mode=scan", "run=false",
-                    "--no-report", cwd=work)
-    assert done.returncode == 0, done.stderr
+    done, work = cwd_sweep
     (folder,) = (work / "results").iterdir()
     assert folder.name.startswith("smoke-") and f"results: {folder}" in done.stdout
-    assert len(pd.read_parquet(folder)) == 1
+    assert len(pd.read_parquet(folder)) == 8
 
 
-def test_overrides_may_follow_the_options(tmp_path):
-    out = tmp_path / "res"
-    done = profiler("sweep", "sweeps/smoke.toml", "--out", str(out), "--no-report", "layers=2", "mode=scan",
-                    "repeats=1", "run=false")
-    assert done.returncode == 0, done.stderr
-    assert set(pd.read_parquet(out)["cfg_layers"]) == {2}
+def test_overrides_may_follow_the_options(cwd_sweep, tmp_path):
+    _, work = cwd_sweep  # its overrides follow --no-report --jobs 1
+    assert set(pd.read_parquet(next((work / "results").iterdir()))["cfg_layers"]) == {1, 3}
     bad = profiler("sweep", "sweeps/smoke.toml", "--out", str(tmp_path / "bad"), "layers=0")
     assert bad.returncode == 2 and bad.stderr.startswith("error: key 'layers'") and bad.stderr.count("\n") == 1
     stray = profiler("sweep", "sweeps/smoke.toml", "--out", str(tmp_path / "bad"), "--no-such-flag", "layers=1")
@@ -69,27 +81,29 @@ def test_overrides_may_follow_the_options(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
-def test_forecast_plan_and_report_hold_out_points_with_fit(tmp_path):
+def test_forecast_plan_and_report_hold_out_points_with_fit(tmp_path, capsys):
     """--fit 'layers<=4': fitted on 1-4 layers, the forecast at 8 (measured, held out) shows
     the measurement beside it; plan and the report's backtest table take the same option."""
     out = tmp_path / "res"
     done = profiler("sweep", "sweeps/smoke.toml", "--out", str(out), "--no-report", "layers=[1,2,3,4,8]",
                     "mode=scan", "repeats=1", "run=false")
     assert done.returncode == 0, done.stderr
-    held = profiler("forecast", str(out), "layers=8", "--fit", "layers<=4")
+    # Forecast, plan and report in this process (main()): what --fit does is checked, the
+    # command line's process is test_cli's sweeps' and test_bad_input's.
+    held = cli(capsys, "forecast", str(out), "layers=8", "--fit", "layers<=4")
     assert held.returncode == 0, held.stderr
     line = next(x for x in held.stdout.splitlines() if x.strip().startswith("size_hlo_instructions"))
     measured = pd.read_parquet(out).query("cfg_layers == 8")["size_hlo_instructions"].iloc[0]
     assert f"measured (held out) {measured}" in line and "from layers 1, 2, 3, 4)" in held.stdout
-    assert "held out" not in profiler("forecast", str(out), "layers=8").stdout  # nothing held out without --fit
+    assert "held out" not in cli(capsys, "forecast", str(out), "layers=8").stdout  # nothing held out without --fit
     for fit, measured in (("layers<=4", False), ("layers<=8", True)):  # held out: forecast, not read off the rows
-        plan = profiler("plan", str(out), "layers=8", "--memory-per-device", "1GiB", "--fit", fit, "--json")
+        plan = cli(capsys, "plan", str(out), "layers=8", "--memory-per-device", "1GiB", "--fit", fit, "--json")
         assert plan.returncode == 0, plan.stderr
         assert json.loads(plan.stdout)["options"][0]["memory"]["measured"] is measured
-    report = profiler("report", str(out), "--out", str(tmp_path / "r.html"), "--fit", "layers<=4")
+    report = cli(capsys, "report", str(out), "--out", str(tmp_path / "r.html"), "--fit", "layers<=4")
     assert report.returncode == 0, report.stderr
     assert "Backtest: the models fitted only on the points that layers&lt;=4 keeps" in (tmp_path / "r.html").read_text()
-    bad = profiler("forecast", str(out), "layers=8", "--fit", "depth<=4")
+    bad = cli(capsys, "forecast", str(out), "layers=8", "--fit", "depth<=4")
     assert bad.returncode == 2 and bad.stderr == "error: --fit 'depth<=4': the results hold no values of key 'depth'\n"
 
 

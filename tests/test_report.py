@@ -23,9 +23,18 @@ def scripts(page: str) -> list[str]:
     return re.findall(r"<script[^>]*>", page)
 
 
-def test_report_of_a_real_sweep_is_self_contained(real_results, tmp_path):
-    out = write_report(real_results, tmp_path / "real.html")
-    page = out.read_text()
+@pytest.fixture(scope="module")
+def real_page(real_results, tmp_path_factory):
+    """The report of real_results, written where write_report puts it by default (under the
+    working directory, which is a folder of its own while it writes): (its path, that folder)."""
+    cwd = tmp_path_factory.mktemp("cwd")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(cwd)
+        return write_report(real_results), cwd
+
+
+def test_report_of_a_real_sweep_is_self_contained(real_page):
+    page = real_page[0].read_text()
     for fig in ("time_to_compiled_s", "time_compile_s", "time_step_median_s", "size_jaxpr_eqns",
                 "size_hlo_instructions", "cost_flops", "mem_temp_bytes", "mem_footprint_bytes"):
         assert f'id="fig-{fig}"' in page, fig
@@ -83,16 +92,17 @@ def test_corrected_costs_with_raw_one_click_away(real_results):
     assert marked == expected and ("scan", 4) in marked
 
 
-def test_index_lists_every_report_and_leaves_foreign_files_alone(real_results, synthetic, tmp_path):
-    write_report(real_results, tmp_path / "a.html")
-    write_report(synthetic(name="second sweep"), tmp_path / "b.html")
-    index = (tmp_path / "index.html").read_text()
-    assert 'href="a.html"' in index and 'href="b.html"' in index
+def test_index_lists_every_report_and_leaves_foreign_files_alone(real_page, synthetic, tmp_path):
+    a = real_page[0]  # the real sweep's report, its index written beside it
+    write_report(synthetic(name="second sweep"), a.parent / "b.html")
+    index = (a.parent / "index.html").read_text()
+    assert f'href="{a.name}"' in index and 'href="b.html"' in index
     assert "tiny-real" in index and "second sweep" in index and "jax " in index
     foreign = tmp_path / "other"
     foreign.mkdir()
     (foreign / "index.html").write_text("<p>mine</p>")
-    write_report(real_results, foreign / "c.html")
+    report.write_page(foreign / "c.html", a.read_text())  # write_report's last step: the page, then the index
+    assert (foreign / "c.html").read_text() == a.read_text()
     assert (foreign / "index.html").read_text() == "<p>mine</p>"
 
 
@@ -211,7 +221,6 @@ def test_sections_and_findings_come_from_the_registry(real_results, tmp_path):
     assert "Dummy view" not in write_report(real_results, tmp_path / "again.html").read_text()
 
 
-def test_default_reports_folder_is_under_the_working_directory(real_results, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    out = write_report(real_results)
-    assert out == tmp_path / "reports" / f"{real_results.name}.html" and out.is_file()
+def test_default_reports_folder_is_under_the_working_directory(real_results, real_page):
+    out, cwd = real_page  # written with no `out`, from `cwd`
+    assert out == cwd / "reports" / f"{real_results.name}.html" and out.is_file()

@@ -359,14 +359,15 @@ class ServerPool:
                 return server
             if server is not None:
                 server.close()
-            server = ForkServer(environ, python)
-            with self._lock:  # registered before it is ready: close() can stop its start
-                closed = self._closed
-                if not closed:
-                    self._servers[key] = server
-            if closed:
-                server.close(kill=True)
-                raise ForkServerError("the sweep is over: its fork servers are closed")
+            # Started and registered at once, before it is ready: close() comes before the
+            # start (none is started) or after it (and stops it). A prestart that close() came
+            # between ran on in its thread while the process exited: its temporary folder went
+            # at exit under it, and bad input printed a thread's traceback after its one line.
+            with self._lock:
+                if self._closed:
+                    raise ForkServerError("the sweep is over: its fork servers are closed")
+                server = ForkServer(environ, python)
+                self._servers[key] = server
             server.ready()
             return server
 
