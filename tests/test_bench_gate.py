@@ -97,7 +97,7 @@ def _verdicts(stdout: str) -> dict[str, tuple[float, float, str]]:
 @pytest.mark.serial
 def test_a_planted_50pct_regression_fails_and_5pct_passes(clone, tmp_path):
     saved_json = tmp_path / "run.json"
-    done = _bench(clone, "--base", "HEAD", "--points", "points.json", "--rounds", "4", "--repeats", "1",
+    done = _bench(clone, "--base", "HEAD", "--points", "points.json", "--rounds", "4", "--repeats", "2",
                   "--seed", "7", "--json", str(saved_json))
     out = done.stdout + done.stderr
     print(done.stdout)  # the table, for a reader running with -s
@@ -114,13 +114,13 @@ def test_a_planted_50pct_regression_fails_and_5pct_passes(clone, tmp_path):
     assert f"base: HEAD = {sha}" in done.stdout
     assert f"head: HEAD = {sha} + uncommitted changes (working tree)" in done.stdout
     assert re.search(r"^machine: \S+-\d+cpu-[0-9a-f]{10}; load average", done.stdout, re.M)
-    assert "rounds: 4 x 1 cold compile(s)" in done.stdout and "(seed 7)" in done.stdout
+    assert "rounds: 4 x 2 cold compile(s)" in done.stdout and "(seed 7)" in done.stdout
     assert "clock: cpu time" in done.stdout
     # Fresh processes, one per side and round, each side in each round once; every compile cold.
     assert len(re.findall(r"^round \d/4: (base|head) measured", done.stderr, re.M)) == 8
     saved = json.loads(saved_json.read_text())
     assert saved["seed"] == 7 and [sorted(r) for r in saved["schedule"]] == [["base", "head"]] * 4
-    assert all(len(v) == 4 and all(r["cold"] for r in v) for side in saved["samples"].values()
+    assert all(len(v) == 4 * 2 and all(r["cold"] for r in v) for side in saved["samples"].values()
                for v in side.values())
     assert (clone / ".bench" / f"base-{sha}").is_dir()  # kept for the next run
 
