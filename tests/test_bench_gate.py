@@ -325,12 +325,10 @@ def _history(tmp_path: Path, action: str) -> subprocess.CompletedProcess:
         capture_output=True, text=True, cwd=tmp_path, timeout=300)
 
 
-# A slowed run against a baseline saved minutes before: timings of two runs, which a test
-# beside them would load differently. Run alone (the serial phase).
-@pytest.mark.serial
-def test_history_ignores_another_machines_baseline_and_gates_against_its_own(tmp_path):
-    from profiler.measurement.env import machine_fingerprint
-
+def _bench_folder(tmp_path: Path) -> tuple[Path, Path]:
+    """(the benchmark file's folder, the file its planted CPU seconds are read from): the
+    tiny benchmark, and the committed baseline recorded on another machine before runs
+    were filed per machine, in the history's storage."""
     bench = tmp_path / "bench"
     bench.mkdir()
     shutil.copy(REPO / "tests" / "benchmarks" / "conftest.py", bench)  # the fingerprint hooks
@@ -338,11 +336,16 @@ def test_history_ignores_another_machines_baseline_and_gates_against_its_own(tmp
     cpu_file.write_text("0")
     (bench / "test_tiny_bench.py").write_text(BENCHMARK.format(
         benchmarks=str(REPO / "tests" / "benchmarks"), cpu_file=str(cpu_file)))
-    # The committed baseline, recorded on another machine before runs were filed per machine.
     foreign = tmp_path / "store" / FOREIGN.parent.name / FOREIGN.name
     foreign.parent.mkdir(parents=True)
     shutil.copy(FOREIGN, foreign)
+    return bench, cpu_file
 
+
+def test_history_ignores_another_machines_baseline(tmp_path):
+    from profiler.measurement.env import machine_fingerprint
+
+    bench, _ = _bench_folder(tmp_path)
     first = _history(tmp_path, "compare")
     assert first.returncode == 0, first.stdout + first.stderr
     line = first.stdout.splitlines()[0]
@@ -350,6 +353,24 @@ def test_history_ignores_another_machines_baseline_and_gates_against_its_own(tmp
     assert "Linux-CPython-3.11-64bit (no fingerprint)" in line
     assert "Comparing against" not in first.stdout + first.stderr
 
+    # Asked explicitly to compare with the other machine's run: refused, one line.
+    foreign = tmp_path / "store" / FOREIGN.parent.name / FOREIGN.name
+    refused = subprocess.run(
+        [sys.executable, "-m", "pytest", str(bench / "test_tiny_bench.py"), "-q", "-p", "no:cacheprovider",
+         "--rootdir", str(bench), "--benchmark-enable", f"--benchmark-storage=file://{foreign.parent.parent}",
+         f"--benchmark-compare={foreign}"], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        env=outside_xdist())
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    assert "the baseline was recorded on another machine (no fingerprint" in refused.stderr, refused.stderr
+
+
+# A slowed run against a baseline saved minutes before: timings of two runs, which a test
+# beside them would load differently. Run alone (the serial phase).
+@pytest.mark.serial
+def test_history_gates_against_this_machine_s_own_baseline(tmp_path):
+    from profiler.measurement.env import machine_fingerprint
+
+    _, cpu_file = _bench_folder(tmp_path)
     saved = _history(tmp_path, "save")
     assert saved.returncode == 0, saved.stdout + saved.stderr
     (mine,) = (tmp_path / "store" / machine_fingerprint()).glob("*/0001_baseline.json")
@@ -366,15 +387,6 @@ def test_history_ignores_another_machines_baseline_and_gates_against_its_own(tmp
     # (the other machine's run has no test_tiny: this is the comparison with this machine's own)
     assert re.search(r"test_tiny \(0001_[^)]*\) - Field 'median' has failed PercentageRegressionCheck: "
                      r"[\d.]+ > 30\.0+", out), out
-
-    # Asked explicitly to compare with the other machine's run: refused, one line.
-    refused = subprocess.run(
-        [sys.executable, "-m", "pytest", str(bench / "test_tiny_bench.py"), "-q", "-p", "no:cacheprovider",
-         "--rootdir", str(bench), "--benchmark-enable", f"--benchmark-storage=file://{foreign.parent.parent}",
-         f"--benchmark-compare={foreign}"], capture_output=True, text=True, cwd=tmp_path, timeout=300,
-        env=outside_xdist())
-    assert refused.returncode == 4, refused.stdout + refused.stderr
-    assert "the baseline was recorded on another machine (no fingerprint" in refused.stderr, refused.stderr
 
 
 def test_a_round_answered_from_a_cache_is_not_cold():
