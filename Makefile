@@ -58,7 +58,7 @@ report: $(STAMP)
 # serial tests) is fine; both selecting none is not (a mistyped -k).
 TEST_JOBS ?= 2
 test: $(STAMP)
-	@rc=0; $(BIN)/python -m pytest --benchmark-skip -n $(TEST_JOBS) --dist loadfile -m "not serial" $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(BIN)/python -m pytest --benchmark-skip -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder -m "not serial" $(PYTEST_ARGS) || rc=$$?; \
 	[ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc; \
 	rc2=0; $(BIN)/python -m pytest --benchmark-skip -m serial $(PYTEST_ARGS) || rc2=$$?; \
 	[ $$rc2 -eq 0 ] || [ $$rc2 -eq 5 ] || exit $$rc2; \
