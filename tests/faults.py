@@ -19,9 +19,17 @@ def ok(hidden: int, **_):
 
 
 def slow(hidden: int, **_):
-    """The healthy program after a 2 s pause: still measuring when a test kills its sweep,
-    however fast measuring processes start."""
-    time.sleep(2)
+    """The healthy program after a pause: still measuring when a test stops its sweep.
+    With $FAULTS_GATE set, the pause lasts until that file exists: a test that creates it
+    only after stopping the sweep knows these points were still measuring then, however
+    loaded the machine. Without it, 2 s."""
+    gate = os.environ.get("FAULTS_GATE")
+    if gate is None:
+        time.sleep(2)
+    else:
+        deadline = time.monotonic() + 300
+        while not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.05)
     return ok(hidden)
 
 

@@ -107,8 +107,8 @@ def test_stopped_processes_leave_nothing_running(faulty_sweep):
     assert leftovers == []
 
 
-def _profiler(*args):
-    return subprocess.run([sys.executable, "-m", "profiler", *args], capture_output=True, text=True)
+def _profiler(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "profiler", *args], capture_output=True, text=True, env=env)
 
 
 def _snapshot(folder):
@@ -121,7 +121,11 @@ def test_a_sweep_killed_with_its_process_group_resumes_to_every_row_exactly_once
                     'hidden = 32\nheads = 2\nrepeats = 2\n')
     out = tmp_path / "res"
     sweep = ["sweep", str(spec), "--out", str(out), "--jobs", "2", "--no-report"]
-    proc = subprocess.Popen([sys.executable, "-m", "profiler", *sweep],
+    # The slow points wait for this file, made only once the sweep is killed: the abort
+    # points' rows are in by then and the slow points' are not, under any load.
+    gate = tmp_path / "gate"
+    env = {**os.environ, "FAULTS_GATE": str(gate)}
+    proc = subprocess.Popen([sys.executable, "-m", "profiler", *sweep], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     seen = []  # rows a reader got during the sweep: pandas.read_parquet must work at any moment
     deadline = time.monotonic() + 120
@@ -137,12 +141,13 @@ def test_a_sweep_killed_with_its_process_group_resumes_to_every_row_exactly_once
         pytest.fail("measuring processes outlived their killed sweep")
     before = {name: data for name, data in _snapshot(out).items() if name.startswith("part-")}
     assert 1 <= len(before) < 4 and seen == sorted(seen)
+    gate.touch()
 
     different = _profiler(*sweep[:2], "hidden=64", *sweep[2:], "--resume")
     assert different.returncode == 2 and "different spec" in different.stderr and "hidden" in different.stderr
     assert different.stderr.count("\n") == 1
 
-    resumed = _profiler(*sweep, "--resume")
+    resumed = _profiler(*sweep, "--resume", env=env)
     assert resumed.returncode == 1  # the abort point failed, in both runs
     assert f"{len(before)} already done" in resumed.stdout
     assert "failed: 2 crash" in resumed.stderr
