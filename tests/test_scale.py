@@ -98,15 +98,17 @@ def forkservers(besides: frozenset[int] = frozenset()) -> list[psutil.Process]:
 
 def test_a_fork_server_serves_one_environment(monkeypatch):
     """XLA_FLAGS (like a CPU device count) are read when the backend starts: a point
-    measured with other flags is forked from a server started with them."""
+    measured with other flags is forked from a server started with them. The name of the
+    running test, which pytest changes at every test, starts none."""
     point = Point(**COMPILE_ONLY["forward"])
     flags = "--xla_force_host_platform_device_count=3"
     before = frozenset(p.pid for p in forkservers())
     pool = ServerPool()
     try:
         rows = []
-        for xla_flags in ("", flags, flags):
+        for xla_flags, test in (("", "a"), (flags, "a"), (flags, "b")):
             monkeypatch.setenv("XLA_FLAGS", xla_flags)
+            monkeypatch.setenv("PYTEST_CURRENT_TEST", test)
             rows += measure_in_subprocess(point, servers=pool).rows
         servers = forkservers(before)
     finally:

@@ -194,23 +194,6 @@ def user_dir(tmp_path_factory):
     sys.modules.pop(MODULE, None)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_server_per_environment():
-    """pytest names the running test in the environment variable PYTEST_CURRENT_TEST, and
-    the measuring processes' environment is a copy of this process's: fork servers, one per
-    environment (profiler.api keeps them for the session), would start anew, importing JAX
-    for seconds, for every test that measures. Told apart without it, this module's sweeps
-    and profile() calls of one environment fork from one server, as a notebook's do."""
-    server = ServerPool.server
-
-    def without_the_test_name(self, environ, python=None):
-        return server(self, {k: v for k, v in environ.items() if k != "PYTEST_CURRENT_TEST"}, python)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ServerPool, "server", without_the_test_name)
-        yield
-
-
 @pytest.fixture(scope="module")
 def servers(user_dir):
     """The fork servers of this module's run_sweep calls: one server (its imports take

@@ -326,6 +326,12 @@ class ForkServer:
         self._dir.cleanup()
 
 
+# Variables that change on every call without changing what a measurement does: pytest
+# names the running test in PYTEST_CURRENT_TEST, so profile() calls from a test suite would
+# each start a server (seconds of imports) of their own. Servers are told apart without them.
+_PER_CALL = frozenset({"PYTEST_CURRENT_TEST"})
+
+
 class ServerPool:
     """Fork servers by environment, each started when first needed and restarted if it died."""
 
@@ -349,7 +355,7 @@ class ServerPool:
     def server(self, environ: Mapping[str, str], python: str | None = None) -> ForkServer:
         """The server of `environ` and interpreter `python` (None: this one), started now if
         there is none or it died."""
-        key = (("", python or sys.executable), *sorted(environ.items()))
+        key = (("", python or sys.executable), *sorted((k, v) for k, v in environ.items() if k not in _PER_CALL))
         with self._lock:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:  # one start per environment; other environments' servers stay usable
