@@ -15,6 +15,7 @@ an older `profiler`.
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -70,6 +71,11 @@ def measure(points: dict[str, dict[str, Any]], order: list[str], repeats: int) -
 
     jax.config.update("jax_enable_compilation_cache", False)
     cold_compile(fresh_program(Point(**_WARM_UP), "main"))
+    # As in a sweep's measuring process (processes/worker.py): the imports' and the warm-up's
+    # objects are frozen out of the collections compile_stages runs before each stage, which
+    # would otherwise visit every object JAX made (a third of a tiny point's CPU seconds).
+    gc.collect()
+    gc.freeze()
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in order}
     for name in order:
         point = Point(**points[name])
