@@ -127,10 +127,7 @@ def load_detail(folder: str | Path) -> pandas.DataFrame:
         return DETAIL_SCHEMA.empty_table().to_pandas()
     tables = []
     for path in paths:
-        try:
-            table = pq.read_table(path)
-        except (OSError, pa.ArrowException) as e:
-            raise StoreError(f"'{path}': not a readable Parquet file ({str(e).splitlines()[0]})") from None
+        table = _read_file(path)
         found = set(table["run_schema_version"].to_pylist()) if "run_schema_version" in table.column_names else {None}
         # The detail exists since version 4, and no version since has changed it but by adding columns.
         if len(found) != 1 or not versions.reads_as_current(next(iter(found)) or 0):
@@ -175,11 +172,19 @@ def _with_schema(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return table.select(schema.names)
 
 
-def _read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
+def _read_file(path: Path) -> pa.Table:
+    """One Parquet file, whole. Read as one file, not through pq.read_table, which builds a
+    pyarrow dataset around it: twice the time for a sweep's small parts (181 one-row parts:
+    0.6 s against 1.2 s)."""
     try:
-        table = pq.read_table(path)
+        with pq.ParquetFile(path) as file:
+            return file.read()
     except (OSError, pa.ArrowException) as e:
         raise StoreError(f"'{path}': not a readable Parquet file ({str(e).splitlines()[0]})") from None
+
+
+def _read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
+    table = _read_file(path)
     if "run_schema_version" not in table.column_names:
         raise StoreError(f"'{path}': not a profiler results file (no run_schema_version column)")
     found = set(table["run_schema_version"].to_pylist())
