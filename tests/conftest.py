@@ -209,10 +209,12 @@ def write_fixed(folder: Path, compile_s: Mapping[int, Sequence[float]],
 
 
 
-# Modules by how long they take, longest first: seconds of each module on one of `make
-# test`'s two xdist workers, the other busy beside it (an idle fresh clone, 2026-12-07):
-# user_models 69, equivalence 43, report 31, forecast 29, targets 28, decode 25, models 24,
-# check 24, cost 22, executors 22, releases 20, faults 20, browser 18. `make test` hands
+# Modules by how long they took, longest first, when this order was set: seconds of each
+# module on one of `make test`'s two xdist workers, the other busy beside it. Since the
+# collections were frozen out (idle fresh clones, 2026-12-07): user_models 44, equivalence
+# 44, report 31-37, forecast 23-27, targets 20-21, decode 16-17, models 20-22, check 20, cost
+# 10-12, executors 18-20, releases 18-21, faults 12-13, browser 21-23; both workers still
+# end within 5 s of each other in this order. `make test` hands
 # modules to its workers in this order and the rest after them, by their number of tests:
 # in xdist's own order (most tests first) a 22 s module was handed out last and one worker
 # sat idle for 30 s. A module missing here costs only that balance, never a result.
