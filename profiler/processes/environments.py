@@ -147,10 +147,8 @@ def requirements(jax: str, flax: str | None) -> list[str]:
     """What an environment of `jax` installs: jax and jaxlib of the release (jaxlib of the
     same number where the index has one, else the resolver's), flax (`flax`, else the
     newest that accepts this jax) and optax, and MEASURING_DEPS as pyproject.toml asks."""
-    project = tomllib.loads((_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    theirs = [d for d in project if re.split(r"[<>=!~ \[]", d, maxsplit=1)[0] in MEASURING_DEPS]
     jaxlib = [f"jaxlib=={jax}"] if jax in served("jaxlib") else ["jaxlib"]
-    return [f"jax=={jax}", *jaxlib, f"flax=={flax}" if flax else "flax", "optax", *theirs]
+    return [f"jax=={jax}", *jaxlib, f"flax=={flax}" if flax else "flax", "optax", *_project_deps()]
 
 
 # How an environment is built, part of its folder's hash: environments built another way
@@ -173,6 +171,7 @@ def environment(jax: str, flax: str | None = None) -> Environment:
 
 
 def _project_deps() -> list[str]:
+    """pyproject.toml's requirements of MEASURING_DEPS, as written there."""
     project = tomllib.loads((_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     return sorted(d for d in project if re.split(r"[<>=!~ \[]", d, maxsplit=1)[0] in MEASURING_DEPS)
 
